@@ -1,0 +1,204 @@
+"""The ``ctrbench`` command line (Typer).
+
+Core commands live here (run, models, expids, report, data synth/build); further command groups are
+modules in ``benchmark/commands/`` exposing ``register(app, data_app)``, discovered at start-up.
+Every user error is a ``CTRBenchError``: printed as one ``error: ...`` line, exit code 2, no
+traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from .errors import CTRBenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ctrbench: run, compare and reproduce CTR prediction models (built on FuxiCTR).")
+data_app = typer.Typer(no_args_is_help=True, help="Build, generate and check datasets.")
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out = Console()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_config_dir() -> str:
+    return "config" if os.path.isdir("config") else os.path.join(REPO, "config")
+
+
+def default_results() -> str:
+    return os.path.join("results", "runs.jsonl")
+
+
+def setup_logging(verbose: bool = True) -> None:
+    logger = logging.getLogger("ctrbench")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        handler.addFilter(lambda record: not record.name.startswith("ctrbench.train"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config directory (FuxiCTR layout). Default: ./config")
+DataRootOpt = typer.Option(None, "--data-root", help="Folder holding the raw datasets (replaces data_root).")
+SetOpt = typer.Option(None, "--set", help="Override any config key: --set key=value (YAML typed).")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
+
+
+@app.command()
+def run(expid: str = typer.Option(..., "--expid", "-e", help="Experiment id in model_config."),
+        config: Optional[str] = ConfigOpt,
+        gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device index; -1 for CPU."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (overrides the config)."),
+        set_: Optional[List[str]] = SetOpt,
+        data_root: Optional[str] = DataRootOpt,
+        results: str = typer.Option(None, "--results", help="Run records file. Default: results/runs.jsonl"),
+        debug: bool = DebugOpt):
+    """Build the data if needed, train EXPID, evaluate on valid/test and append a run record."""
+    from .config import load_config
+    from .runner import run_experiment
+
+    setup_logging()
+    overrides = list(set_ or [])
+    if gpu is not None:
+        overrides.append(f"gpu={gpu}")
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    params = load_config(config or default_config_dir(), expid, overrides, data_root)
+    record = run_experiment(params, results or default_results(), console)
+    out.print(f"{record['expid']} test: " + " ".join(f"{k}={v:.6f}" for k, v in (record["test"] or {}).items()),
+              highlight=False)
+
+
+@app.command()
+def models():
+    """List the registered models with a one-line description."""
+    import model_zoo
+
+    table = Table(title="ctrbench models")
+    table.add_column("model")
+    table.add_column("description")
+    for name, cls in model_zoo.registry().items():
+        table.add_row(name, model_zoo.describe(cls))
+    out.print(table)
+
+
+@app.command()
+def expids(config: Optional[str] = ConfigOpt,
+           pattern: str = typer.Argument("*", help="Glob on expids, e.g. '*_tiny'.")):
+    """List the experiment ids of a config directory."""
+    import fnmatch
+
+    from .config import list_expids
+
+    for expid in list_expids(config or default_config_dir()):
+        if fnmatch.fnmatch(expid, pattern):
+            out.print(expid, highlight=False)
+
+
+@app.command()
+def report(results: str = typer.Option(None, "--results", help="Run records file."),
+           baseline: Optional[str] = typer.Option(None, "--baseline", help="Model for RelaImp."),
+           datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated dataset ids."),
+           models_: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names."),
+           fmt: str = typer.Option("md", "--format", help="md, csv or latex."),
+           split: str = typer.Option("test", "--split", help="test or valid."),
+           out_file: Optional[str] = typer.Option(None, "--out", help="Write the table to this file.")):
+    """Model x dataset table of Logloss/AUC (mean ± std over seeds), #params and RelaImp."""
+    from .records import read_records
+    from .report import build_table, render
+
+    path = results or default_results()
+    if not os.path.isfile(path):
+        raise CTRBenchError(f"no run records at {path}; run 'ctrbench run --expid ...' first or pass --results")
+    table = build_table(read_records(path), baseline,
+                        [d for d in datasets.split(",") if d] if datasets else None,
+                        [m for m in models_.split(",") if m] if models_ else None, split)
+    text = render(table, fmt)
+    if out_file:
+        os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
+        with open(out_file, "w") as fd:
+            fd.write(text)
+        console.print(f"wrote {out_file}")
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@data_app.command("build")
+def data_build(dataset_id: str = typer.Argument(..., help="dataset_id in dataset_config."),
+               config: Optional[str] = ConfigOpt, data_root: Optional[str] = DataRootOpt,
+               build_root: Optional[str] = typer.Option(None, "--build-root", help="Where built data goes."),
+               force: bool = typer.Option(False, "--force", help="Rebuild even if unchanged."),
+               set_: Optional[List[str]] = SetOpt):
+    """Fit the feature map and write h5 blocks for DATASET_ID (reused when unchanged)."""
+    from .config import apply_overrides, load_dataset_config, parse_set
+    from .data.build import build
+
+    setup_logging()
+    params = load_dataset_config(os.path.abspath(config or default_config_dir()), dataset_id, data_root)
+    apply_overrides(params, parse_set(set_))
+    if build_root:
+        params["build_root"] = os.path.abspath(build_root)
+    directory = build(params, force=force)
+    out.print(directory, highlight=False)
+
+
+@data_app.command("synth")
+def data_synth(out_dir: str = typer.Option("data/raw/synth_criteo", "--out", help="Output folder."),
+               rows: int = typer.Option(200_000, "--rows", help="Total rows (split 8:1:1)."),
+               n_numeric: int = typer.Option(13, "--numeric"), n_categorical: int = typer.Option(26, "--categorical"),
+               max_cardinality: int = typer.Option(20_000, "--max-cardinality"),
+               sequence: bool = typer.Option(False, "--sequence/--no-sequence"),
+               seed: int = typer.Option(2023, "--seed"),
+               dataset_id: str = typer.Option("synth_criteo", "--dataset-id")):
+    """Write a deterministic synthetic Criteo-like dataset and its dataset config."""
+    import yaml
+
+    from .data.synth import dataset_config, write_splits
+
+    cfg = {"rows": rows, "n_numeric": n_numeric, "n_categorical": n_categorical,
+           "max_cardinality": max_cardinality, "sequence": sequence, "seed": seed}
+    paths = write_splits(out_dir, cfg)
+    section = dataset_config(dataset_id, cfg, os.path.abspath(out_dir))
+    cfg_path = os.path.join(out_dir, "dataset_config.yaml")
+    with open(cfg_path, "w") as fd:
+        yaml.safe_dump({dataset_id: section}, fd, sort_keys=False)
+    for split, path in paths.items():
+        out.print(f"{split}: {path}", highlight=False)
+    out.print(f"dataset config: {cfg_path}", highlight=False)
+
+
+def _load_command_modules() -> None:
+    from . import commands
+
+    for info in pkgutil.iter_modules(commands.__path__):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(app, data_app)
+
+
+_load_command_modules()
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        app()
+    except CTRBenchError as exc:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

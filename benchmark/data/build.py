@@ -1,0 +1,533 @@
+"""Ray-free dataset build: raw csv/parquet splits -> ``feature_map.json`` + h5 blocks.
+
+Fitting reuses fuxictr's ``FeatureProcessor`` (its polars read/preprocess expressions, its one-pass
+streaming statistics and its ``Tokenizer`` vocabularies), so ``feature_map.json``,
+``feature_vocab.json`` and every id equal what fuxictr assigns. Encoding replaces fuxictr's per-value
+Python ``transform`` with polars expressions (``replace_strict`` against the fitted vocabularies,
+scaler arithmetic) and a vectorised numpy placement for ``^``-split sequences.
+
+A build is keyed by a hash of everything that affects it (feature specs, thresholds, splits, the raw
+files' sizes and mtimes). It is written to a temporary directory and renamed into place at the end,
+so an interrupted build is never taken as complete; an unchanged config reuses the existing build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+from fuxictr.datasets import avazu, criteo, kkbox
+
+from ..errors import CTRBenchError
+from . import h5io
+
+BUILD_FORMAT = 1
+INFO_FILE = "build_info.json"
+# Raw inputs up to this many bytes are read once into memory; larger ones stream in two passes.
+IN_MEMORY_BYTES = 2 * 1024 ** 3
+STREAM_CHUNK_ROWS = 500_000
+
+log = logging.getLogger("ctrbench")
+
+
+class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProcessor,
+                kkbox.CustomizedFeatureProcessor):
+    """fuxictr's FeatureProcessor with every ``preprocess`` function fuxictr ships (Criteo, Avazu,
+    KKBox), whose statistics pass also rejects a column whose vocabulary would be empty."""
+
+    min_count = 1
+    where = "the dataset config"
+
+    def _collect_statistics(self, train_ddf, meta_ddf=None):
+        stats = super()._collect_statistics(train_ddf, meta_ddf)
+        for col in self.feature_cols:
+            if not col.get("active", True) or col["type"] not in ("categorical", "sequence"):
+                continue
+            if col.get("remap", True) is False or "category_processor" in col:
+                continue
+            counts = stats.get(col["name"], {}).get("value_counts", {})
+            threshold = col.get("min_categr_count", self.min_count)
+            na = col.get("fill_na", "")
+            if not any(c >= threshold and k != na for k, c in counts.items()):
+                raise CTRBenchError(
+                    f"categorical column '{col['name']}' in {self.where}: no value occurs "
+                    f"min_categr_count={threshold} times in train; lower min_categr_count for it "
+                    f"(in its feature_cols entry) or drop the column")
+        return stats
+
+
+# --------------------------------------------------------------------------------------------------
+# Config checks and the build key
+
+def feature_specs(params: dict) -> list[dict]:
+    """Expanded feature specs (one per name) with fuxictr's implicit defaults made explicit."""
+    cols = params.get("feature_cols")
+    where = params.get("_dataset_config_file", "the dataset config")
+    if not cols or not isinstance(cols, list):
+        raise CTRBenchError(f"dataset '{params.get('dataset_id')}' in {where} has no feature_cols list")
+    out = []
+    for col in cols:
+        if not isinstance(col, dict) or "name" not in col or "type" not in col:
+            raise CTRBenchError(f"each feature_cols entry in {where} needs 'name' and 'type' (got {col!r})")
+        names = col["name"] if isinstance(col["name"], list) else [col["name"]]
+        for name in names:
+            spec = dict(col, name=str(name))
+            spec.setdefault("active", True)
+            spec.setdefault("dtype", "str" if spec["type"] in ("categorical", "sequence", "meta") else "float")
+            if spec["type"] not in ("categorical", "numeric", "sequence", "meta", "embedding"):
+                raise CTRBenchError(f"feature '{name}' in {where}: type '{spec['type']}' is not one of "
+                                    f"categorical, numeric, sequence, meta, embedding")
+            out.append(spec)
+    return out
+
+
+def label_specs(params: dict) -> list[dict]:
+    label = params.get("label_col")
+    where = params.get("_dataset_config_file", "the dataset config")
+    if not label:
+        raise CTRBenchError(f"dataset '{params.get('dataset_id')}' in {where} has no label_col "
+                            f"(e.g. label_col: {{name: label, dtype: float}})")
+    labels = label if isinstance(label, list) else [label]
+    return [dict(lb, dtype=lb.get("dtype", "float")) for lb in labels]
+
+
+def raw_paths(params: dict) -> dict[str, str | None]:
+    return {split: params.get(f"{split}_data") for split in h5io.SPLITS}
+
+
+def _source_files(path: str, data_format: str) -> list[str]:
+    if os.path.isdir(path):
+        import glob
+        return sorted(glob.glob(os.path.join(path, f"*.{data_format}")))
+    return [path] if os.path.isfile(path) else []
+
+
+def missing_data_message(params: dict, missing: list[str]) -> str:
+    source = params.get("download") or params.get("source")
+    hint = f"get it from {source}" if source else "download it (see 'ctrbench data list')"
+    return (f"dataset '{params['dataset_id']}' is missing {', '.join(missing)}; {hint} "
+            f"and place it there, or point --data-root at the folder holding it")
+
+
+def build_key(params: dict) -> str:
+    keys = ("dataset_id", "feature_cols", "label_col", "min_categr_count", "data_format", "sep",
+            "n_rows", "valid_size", "test_size", "split_type", "split_seed", "data_block_size",
+            "group_id", "synthetic")
+    payload = {k: params.get(k) for k in keys}
+    files = {}
+    for split, path in raw_paths(params).items():
+        if path:
+            for f in _source_files(path, params.get("data_format", "csv")):
+                st = os.stat(f)
+                files[f"{split}:{os.path.basename(f)}"] = [st.st_size, int(st.st_mtime)]
+    payload["files"] = files
+    payload["format"] = BUILD_FORMAT
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.md5(blob.encode()).hexdigest()
+
+
+def data_dir(params: dict) -> str:
+    return os.path.join(params["build_root"], params["dataset_id"])
+
+
+def read_info(directory: str) -> dict | None:
+    path = os.path.join(directory, INFO_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as fd:
+            return json.load(fd)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_legacy_dir(directory: str) -> bool:
+    """A fuxictr-2.0 style directory: feature_map.json + train.h5 (+ valid/test), no build_info."""
+    return (os.path.isfile(os.path.join(directory, "feature_map.json"))
+            and os.path.isfile(os.path.join(directory, "train.h5"))
+            and read_info(directory) is None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and splitting
+
+def _scan(path: str, params: dict, dtypes: dict) -> pl.LazyFrame:
+    fmt = params.get("data_format", "csv")
+    files = _source_files(path, fmt)
+    if not files:
+        raise CTRBenchError(missing_data_message(params, [path]))
+    frames = []
+    for f in files:
+        if fmt == "csv":
+            try:
+                header = pl.read_csv(f, separator=params.get("sep", ","), n_rows=0).columns
+            except Exception as exc:  # polars raises several types for unreadable files
+                raise CTRBenchError(f"cannot read the header of {f}: {exc}".splitlines()[0])
+            overrides = {k: v for k, v in dtypes.items() if k in header}
+            frames.append(pl.scan_csv(f, separator=params.get("sep", ","), schema_overrides=overrides,
+                                      low_memory=False, n_rows=params.get("n_rows"),
+                                      null_values=None))
+        elif fmt == "parquet":
+            frames.append(pl.scan_parquet(f, low_memory=False, n_rows=params.get("n_rows")))
+        else:
+            raise CTRBenchError(f"data_format '{fmt}' of dataset '{params['dataset_id']}' cannot be built; "
+                                f"use csv or parquet for raw splits (h5 for an already-built fuxictr-2.0 directory)")
+    return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def _split_hash(seed: int) -> pl.Expr:
+    """A deterministic per-row uniform number in [0, 1) from the row index (version-stable)."""
+    m = 2 ** 32
+    h = ((pl.col("__row") % m) * 2654435761 + (seed % m) * 2246822519) % m
+    h = h.xor(h // 65536)
+    h = (h * 3266489917) % m
+    h = h.xor(h // 8192)
+    return (h.cast(pl.Float64) / m)
+
+
+def _split_frames(train: pl.LazyFrame, params: dict) -> dict[str, pl.LazyFrame]:
+    """Carve valid/test out of train when valid_data/test_data are not given (fuxictr's valid_size)."""
+    valid_size, test_size = params.get("valid_size", 0) or 0, params.get("test_size", 0) or 0
+    indexed = train.with_row_index("__row").with_columns(pl.col("__row").cast(pl.UInt64))
+    n = None
+    if valid_size >= 1 or test_size >= 1 or params.get("split_type", "sequential") == "sequential":
+        n = indexed.select(pl.len()).collect().item()
+    if params.get("split_type", "sequential") == "random":
+        u = _split_hash(int(params.get("split_seed", params.get("seed", 2023))))
+        vf = valid_size / n if valid_size >= 1 else valid_size
+        tf = test_size / n if test_size >= 1 else test_size
+        indexed = indexed.with_columns(u.alias("__u"))
+        parts = {"test": indexed.filter(pl.col("__u") < tf),
+                 "valid": indexed.filter((pl.col("__u") >= tf) & (pl.col("__u") < tf + vf)),
+                 "train": indexed.filter(pl.col("__u") >= tf + vf)}
+    else:
+        n_test = int(test_size if test_size >= 1 else round(n * test_size))
+        n_valid = int(valid_size if valid_size >= 1 else round(n * valid_size))
+        n_train = n - n_valid - n_test
+        parts = {"train": indexed.filter(pl.col("__row") < n_train),
+                 "valid": indexed.filter((pl.col("__row") >= n_train) & (pl.col("__row") < n_train + n_valid)),
+                 "test": indexed.filter(pl.col("__row") >= n_train + n_valid)}
+    drop = [c for c in ("__row", "__u")]
+    return {k: v.drop(drop, strict=False) for k, v in parts.items()}
+
+
+def _nan_to_null(frame: pl.LazyFrame, specs: list[dict]) -> pl.LazyFrame:
+    """Literal ``NaN`` in a numeric column is a missing value (fuxictr leaves it as NaN)."""
+    schema = frame.collect_schema()
+    exprs = [pl.col(s["name"]).fill_nan(None) for s in specs
+             if s["name"] in schema and schema[s["name"]] in (pl.Float32, pl.Float64)]
+    return frame.with_columns(exprs) if exprs else frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding
+
+class Encoder:
+    """Vectorised replacement of ``FeatureProcessor.transform`` for one fitted processor."""
+
+    def __init__(self, processor, specs: list[dict], labels: list[dict]):
+        self.processor = processor
+        self.labels = [lb["name"] for lb in labels]
+        self.specs = {s["name"]: s for s in specs if s.get("active", True)}
+        self.features = processor.feature_map.features
+        self._maps: dict[str, tuple[pl.Series, pl.Series, int]] = {}
+        for name, spec in self.features.items():
+            tok = processor.processor_dict.get(name + "::tokenizer")
+            if tok is None:
+                continue
+            vocab = {k: v for k, v in tok.vocab.items() if k not in ("__PAD__", "__OOV__")}
+            keys = list(vocab.keys())
+            try:
+                key_series = pl.Series("k", keys)
+            except (TypeError, pl.exceptions.PolarsError):
+                key_series = pl.Series("k", [str(k) for k in keys])
+            self._maps[name] = (key_series, pl.Series("v", list(vocab.values()), dtype=pl.Int64),
+                                tok.vocab["__OOV__"])
+
+    def _map_expr(self, name: str, expr: pl.Expr, dtype) -> pl.Expr:
+        keys, values, oov = self._maps[name]
+        if dtype is not None and dtype != keys.dtype:
+            if keys.dtype == pl.String:
+                expr = expr.cast(pl.String)
+            elif keys.dtype.is_numeric() and dtype.is_numeric():
+                expr = expr.cast(keys.dtype)
+            else:
+                keys = keys.cast(dtype, strict=False)
+        return expr.replace_strict(keys, values, default=oov, return_dtype=pl.Int64)
+
+    def expressions(self, schema) -> list[pl.Expr]:
+        exprs = [pl.col(lb).cast(pl.Float32) for lb in self.labels]
+        for name, spec in self.features.items():
+            kind = spec["type"]
+            if name not in schema:
+                continue
+            if kind in ("categorical", "meta"):
+                if name in self._maps:
+                    out_type = pl.Int64 if kind == "meta" else pl.Int32
+                    exprs.append(self._map_expr(name, pl.col(name), schema[name]).cast(out_type).alias(name))
+                else:
+                    exprs.append(pl.col(name).cast(pl.Int64).alias(name))
+            elif kind == "numeric":
+                norm = self.processor.processor_dict.get(name + "::normalizer")
+                expr = pl.col(name).cast(pl.Float64)
+                if norm is not None:
+                    scaler = norm.normalizer.__self__
+                    if hasattr(scaler, "mean_"):
+                        expr = (expr - float(scaler.mean_[0])) / float(scaler.scale_[0])
+                    else:
+                        expr = expr * float(scaler.scale_[0]) + float(scaler.min_[0])
+                exprs.append(expr.cast(pl.Float32).alias(name))
+            elif kind == "sequence":
+                exprs.append(pl.col(name))
+        return exprs
+
+    def sequence_array(self, name: str, column: pl.Series) -> np.ndarray:
+        """``Tokenizer.encode_sequence`` + ``pad_sequences`` without a per-row Python loop."""
+        tok = self.processor.processor_dict[name + "::tokenizer"]
+        max_len = int(tok.max_len)
+        n = len(column)
+        lists = column.cast(pl.String).fill_null(tok._na_value).str.split(tok._splitter)
+        lengths = lists.list.len().to_numpy().astype(np.int64)
+        flat = lists.explode(empty_as_null=True)
+        keys, values, oov = self._maps[name]
+        ids = flat.replace_strict(keys, values, default=oov, return_dtype=pl.Int64)
+        ids = pl.select(pl.when(flat == tok._na_value).then(0).otherwise(ids)).to_series().to_numpy()
+        rows = np.repeat(np.arange(n), lengths)
+        starts = np.cumsum(lengths) - lengths
+        pos = np.arange(len(ids)) - np.repeat(starts, lengths)
+        ln = np.repeat(lengths, lengths)
+        out = np.zeros((n, max_len), dtype=np.int32)
+        if tok.padding == "post":
+            keep = pos < max_len
+            out[rows[keep], pos[keep]] = ids[keep]
+        else:
+            keep = pos >= ln - max_len
+            out[rows[keep], (max_len - ln + pos)[keep]] = ids[keep]
+        return out
+
+    def encode(self, frame: pl.DataFrame) -> dict[str, np.ndarray]:
+        encoded = frame.select(self.expressions(frame.schema))
+        out = {}
+        for name in encoded.columns:
+            spec = self.features.get(name)
+            if spec is not None and spec["type"] == "sequence":
+                out[name] = self.sequence_array(name, encoded[name])
+            else:
+                out[name] = encoded[name].to_numpy()
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation hooks
+
+def _check_labels(arrays: dict[str, np.ndarray], labels: list[str], where: str, task: str) -> None:
+    if task != "binary_classification":
+        return
+    for lb in labels:
+        y = arrays[lb]
+        bad = ~np.isin(y, (0.0, 1.0))
+        if bad.any():
+            value = y[bad][0]
+            raise CTRBenchError(f"label column '{lb}' in {where} has value {value!r} outside {{0, 1}}; "
+                                f"binarise it (e.g. rating >= 4) or set task: regression")
+
+
+def _check_columns(frame: pl.LazyFrame, specs: list[dict], labels: list[dict], where: str) -> None:
+    names = frame.collect_schema().names()
+    derived = {s["name"] for s in specs if s.get("preprocess")}
+    for lb in labels:
+        if lb["name"] not in names:
+            raise CTRBenchError(f"label column '{lb['name']}' is not in {where} (columns: "
+                                f"{', '.join(names[:12])}{'...' if len(names) > 12 else ''}); fix label_col")
+    for s in specs:
+        if s.get("active", True) and s["name"] not in names and s["name"] not in derived:
+            raise CTRBenchError(f"feature column '{s['name']}' is not in {where}; remove it from "
+                                f"feature_cols, mark it active: False, or fix the file's header")
+
+
+# --------------------------------------------------------------------------------------------------
+# The build
+
+def _split_sources(params: dict, specs, labels, dtypes) -> dict[str, pl.LazyFrame]:
+    paths = raw_paths(params)
+    missing = [p for s, p in paths.items() if p and not _source_files(p, params.get("data_format", "csv"))]
+    if not paths["train"]:
+        raise CTRBenchError(f"dataset '{params['dataset_id']}' ({params.get('_dataset_config_file')}) "
+                            f"has no train_data")
+    if missing:
+        raise CTRBenchError(missing_data_message(params, missing))
+    frames = {s: _scan(p, params, dtypes) for s, p in paths.items() if p}
+    if ("valid" not in frames and params.get("valid_size")) or ("test" not in frames and params.get("test_size")):
+        carved = _split_frames(frames["train"], params)
+        frames["train"] = carved["train"]
+        for split in ("valid", "test"):
+            if split not in frames and params.get(f"{split}_size"):
+                frames[split] = carved[split]
+    for split, frame in frames.items():
+        where = paths[split] if paths.get(split) else f"{paths['train']} ({split} part)"
+        _check_columns(frame, specs, labels, where)
+    return frames
+
+
+def _chunks(frame: pl.LazyFrame, in_memory: bool) -> Iterator[pl.DataFrame]:
+    if in_memory:
+        yield frame.collect()
+        return
+    for batch in frame.collect_batches(chunk_size=STREAM_CHUNK_ROWS, maintain_order=True):
+        if batch.height:
+            yield batch
+
+
+def _write_split(out_dir: str, split: str, chunks: Iterator[dict[str, np.ndarray]], block_size: int,
+                 where: str) -> int:
+    """Write encoded chunks as ``split.h5`` (block_size 0) or ``split/part_NNNNN.h5`` blocks."""
+    if block_size <= 0:
+        parts = list(chunks)
+        if not parts:
+            raise CTRBenchError(f"{where} has no rows")
+        columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        h5io.write_block(os.path.join(out_dir, f"{split}.h5"), columns)
+        return len(next(iter(columns.values())))
+    os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+    pending: list[dict[str, np.ndarray]] = []
+    pending_rows, total, index = 0, 0, 0
+
+    def flush(rows: int):
+        nonlocal pending, pending_rows, index
+        columns = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+        head = {k: v[:rows] for k, v in columns.items()}
+        h5io.write_block(os.path.join(out_dir, split, f"part_{index:05d}.h5"), head)
+        index += 1
+        rest = {k: v[rows:] for k, v in columns.items()}
+        pending_rows -= rows
+        pending = [rest] if pending_rows else []
+
+    for chunk in chunks:
+        n = len(next(iter(chunk.values())))
+        pending.append(chunk)
+        pending_rows += n
+        total += n
+        while pending_rows >= block_size:
+            flush(block_size)
+    if pending_rows:
+        flush(pending_rows)
+    if total == 0:
+        raise CTRBenchError(f"{where} has no rows")
+    return total
+
+
+def build(params: dict, force: bool = False, quiet: bool = False) -> str:
+    """Build (or reuse) the dataset of ``params``; returns the built directory."""
+    target = data_dir(params)
+    if params.get("data_format") == "h5" or is_legacy_dir(target):
+        if not os.path.isfile(os.path.join(target, "feature_map.json")) or not h5io.split_files(target, "train"):
+            raise CTRBenchError(f"data_format h5 expects a built directory {target} with feature_map.json "
+                                f"and train.h5; build it or fix build_root/data_root")
+        if not quiet:
+            log.info("Using h5 directory %s", target)
+        return target
+    for split, path in raw_paths(params).items():
+        if path and os.path.abspath(path).startswith(os.path.abspath(target) + os.sep):
+            raise CTRBenchError(f"{split}_data {path} lies inside the build directory {target}, which a "
+                                f"rebuild replaces; move the raw files elsewhere or change build_root")
+    key = build_key(params)
+    info = read_info(target)
+    if info and info.get("key") == key and not force:
+        if not quiet:
+            log.info("Reusing built data in %s (config unchanged)", target)
+        return target
+    if params.get("synthetic") and not os.path.exists(params["train_data"]):
+        from .synth import write_from_params
+        write_from_params(params)
+        key = build_key(params)
+    started = time.time()
+    specs, labels = feature_specs(params), label_specs(params)
+    dtypes = {}
+    for spec in specs + labels:
+        dtypes[spec["name"]] = {"str": pl.String, "float": pl.Float64, "int": pl.Int64}.get(
+            str(spec["dtype"]), pl.String)
+    frames = _split_sources(params, specs, labels, dtypes)
+    os.makedirs(params["build_root"], exist_ok=True)
+    if not os.access(params["build_root"], os.W_OK):
+        raise CTRBenchError(f"cannot write built data to {params['build_root']}; set build_root in "
+                            f"{params.get('_dataset_config_file')} or pass --build-root")
+    tmp = os.path.join(params["build_root"], f".{params['dataset_id']}.building-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        rows = _build_into(tmp, params, specs, labels, frames)
+        with open(os.path.join(tmp, INFO_FILE), "w") as fd:
+            json.dump({"key": key, "dataset_id": params["dataset_id"], "rows": rows,
+                       "data_block_size": params.get("data_block_size", 0),
+                       "seconds": round(time.time() - started, 3), "format": BUILD_FORMAT}, fd, indent=2)
+        old = None
+        if os.path.exists(target):
+            old = f"{target}.old-{os.getpid()}"
+            os.rename(target, old)
+        os.rename(tmp, target)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not quiet:
+        log.info("Built %s in %.1fs: %s", target, time.time() - started,
+                 ", ".join(f"{k} {v:,} rows" for k, v in rows.items()))
+    return target
+
+
+def _raw_bytes(params: dict) -> int:
+    total = 0
+    for path in raw_paths(params).values():
+        if path:
+            total += sum(os.path.getsize(f) for f in _source_files(path, params.get("data_format", "csv")))
+    return total
+
+
+def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, int]:
+    where = params.get("_dataset_config_file", "the dataset config")
+    processor = Processor(feature_cols=specs, label_col=labels, dataset_id=params["dataset_id"],
+                    data_root=params["build_root"], group_id=params.get("group_id"))
+    processor.min_count = params.get("min_categr_count", 1)
+    processor.where = f"dataset '{params['dataset_id']}' ({where})"
+    processor.data_dir = out_dir
+    processor.feature_map.data_dir = out_dir
+    processor.json_file = os.path.join(out_dir, "feature_map.json")
+    processor.pickle_file = os.path.join(out_dir, "feature_processor.pkl")
+    processor.vocab_file = os.path.join(out_dir, "feature_vocab.json")
+    in_memory = params.get("build_in_memory")
+    if in_memory is None:
+        in_memory = _raw_bytes(params) <= IN_MEMORY_BYTES
+    prepared = {s: processor.preprocess(_nan_to_null(f, specs)) for s, f in frames.items()}
+    if in_memory:
+        prepared = {s: f.collect().lazy() for s, f in prepared.items()}
+    meta_cols = [s["name"] for s in specs if s["type"] == "meta" and s.get("active", True)]
+    meta = pl.concat([f.select(meta_cols) for f in prepared.values()]) if meta_cols else None
+    processor.fit(prepared["train"], meta_ddf=meta, min_categr_count=params.get("min_categr_count", 1),
+                  rebuild_dataset=True)
+    encoder = Encoder(processor, specs, labels)
+    block = int(params.get("data_block_size", 0) or 0)
+    rows = {}
+    for split, frame in prepared.items():
+        source = raw_paths(params).get(split) or f"{raw_paths(params)['train']} ({split} part)"
+
+        def encoded(frame=frame, source=source):
+            for chunk in _chunks(frame, in_memory):
+                arrays = encoder.encode(chunk)
+                _check_labels(arrays, encoder.labels, source, params.get("task", "binary_classification"))
+                yield arrays
+
+        if block > 0 and in_memory:
+            n = frame.select(pl.len()).collect().item()
+            if block > n:
+                raise CTRBenchError(f"data_block_size={block} is larger than the {split} split "
+                                    f"({n:,} rows, {source}); lower data_block_size in {where} or set 0")
+        rows[split] = _write_split(out_dir, split, encoded(), block, source)
+    return rows

@@ -1,0 +1,42 @@
+"""Feature maps without data: for parameter counts against the papers' logged vocab sizes.
+
+``feature_map_from_vocab({"C1": 9, "C14": 2556, ...}, embedding_dim=20)`` gives a fuxictr
+``FeatureMap`` of categorical fields with those vocab sizes (padding and OOV included, as in
+fuxictr's ``feature_map.json``), so a model can be built and its parameters counted with no data.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+def feature_map_from_vocab(vocab_sizes: dict, embedding_dim: int | None = None, dataset_id: str = "vocab",
+                           numeric: list[str] | None = None, label: str = "label"):
+    from fuxictr.features import FeatureMap
+
+    fmap = FeatureMap(dataset_id, data_dir=".")
+    fmap.labels = [label]
+    fmap.default_emb_dim = embedding_dim
+    features = OrderedDict()
+    for name in numeric or []:
+        features[name] = {"source": "", "type": "numeric"}
+    for name, size in vocab_sizes.items():
+        features[name] = {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": int(size)}
+    fmap.features = features
+    fmap.num_fields = fmap.get_num_fields()
+    fmap.total_features = sum(vocab_sizes.values()) + len(numeric or [])
+    fmap.set_column_index()
+    return fmap
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_kwargs(**overrides) -> dict:
+    """Keyword arguments a zoo model needs when built outside a run (CPU, no checkpoint writes)."""
+    kwargs = {"gpu": -1, "verbose": 0, "model_root": "/tmp/ctrbench_checkpoints", "metrics": ["logloss", "AUC"],
+              "optimizer": "adam", "loss": "binary_crossentropy", "learning_rate": 1e-3,
+              "embedding_regularizer": 0, "net_regularizer": 0}
+    kwargs.update(overrides)
+    return kwargs

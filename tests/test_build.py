@@ -1,0 +1,279 @@
+"""The builder: ids equal fuxictr's FeatureProcessor, rebuild/reuse, atomicity, blocks, bad input."""
+
+import json
+import os
+import textwrap
+
+import numpy as np
+import polars as pl
+import pytest
+from fuxictr.datasets import avazu, criteo
+
+from benchmark.config import load_config
+from benchmark.data import build as build_mod
+from benchmark.data import h5io
+from benchmark.errors import CTRBenchError
+
+ROWS = 600
+
+
+class Ref(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProcessor):
+    """fuxictr's own processors (module level so fit can pickle it)."""
+
+
+def make_raw(folder, rows=ROWS, seed=0, label_values=(0, 1), nan_text=False):
+    """A csv with every feature kind: numerics, string/int/float categoricals, sequences, Avazu hour."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    out = {}
+    for split, n in (("train", rows), ("valid", rows // 3), ("test", rows // 3)):
+        cat = rng.choice(["a", "b", "c", "d", "e", "f", ""], n, p=[.3, .2, .2, .1, .1, .05, .05])
+        num = np.round(rng.lognormal(1, 1, n), 3).astype(object)
+        num[rng.random(n) < 0.1] = "NaN" if nan_text else None
+        seq = ["^".join(rng.choice(["x", "y", "z", "w", "v"], rng.integers(0, 7))) for _ in range(n)]
+        hours = [f"1410{21 + int(d):02d}{int(h):02d}" for d, h in zip(rng.integers(0, 9, n), rng.integers(0, 24, n))]
+        frame = pl.DataFrame({
+            "label": rng.choice(label_values, n),
+            "num_std": [None if v is None else str(v) for v in num],
+            "num_minmax": rng.random(n).round(4),
+            "num_raw": rng.integers(0, 50, n),
+            "cat_str": cat,
+            "cat_int": rng.integers(0, 30, n),
+            "cat_float": rng.integers(0, 12, n).astype(float),
+            "crit_num": rng.integers(-1, 500, n),
+            "hour": hours,
+            "seq_pre": seq,
+            "seq_post": [s[::-1] for s in seq],
+            "user": rng.integers(0, 20, n).astype(str),
+        })
+        path = os.path.join(folder, f"{split}.csv")
+        frame.write_csv(path)
+        out[split] = path
+    return out
+
+
+FEATURES = """
+    feature_cols:
+      - {name: num_std, active: True, dtype: float, type: numeric, normalizer: StandardScaler}
+      - {name: num_minmax, active: True, dtype: float, type: numeric, normalizer: MinMaxScaler}
+      - {name: num_raw, active: True, dtype: float, type: numeric}
+      - {name: cat_str, active: True, dtype: str, type: categorical, fill_na: ""}
+      - {name: cat_int, active: True, dtype: int, type: categorical, min_categr_count: 15}
+      - {name: cat_float, active: True, dtype: float, type: categorical}
+      - {name: crit_num, active: True, dtype: float, type: categorical, preprocess: convert_to_bucket}
+      - {name: hour, active: True, dtype: str, type: categorical, preprocess: convert_hour}
+      - {name: weekday, active: True, dtype: str, type: categorical, preprocess: convert_weekday}
+      - {name: seq_pre, active: True, dtype: str, type: sequence, splitter: "^", max_len: 4, padding: pre}
+      - {name: seq_post, active: True, dtype: str, type: sequence, splitter: "^", max_len: 3, padding: post,
+         share_embedding: seq_pre}
+      - {name: user_meta, active: True, dtype: str, type: meta, preprocess: copy_from(user)}
+    label_col: {name: label, dtype: float}
+"""
+
+
+def write_cfg(tmp_path, extra="", features=FEATURES):
+    cfg = tmp_path / "config"
+    (cfg / "dataset_config").mkdir(parents=True, exist_ok=True)
+    (cfg / "model_config").mkdir(exist_ok=True)
+    (cfg / "dataset_config" / "d.yaml").write_text(textwrap.dedent(f"""
+        allkinds:
+          data_root: ../raw/
+          build_root: ../built/
+          train_data: allkinds/train.csv
+          valid_data: allkinds/valid.csv
+          test_data: allkinds/test.csv
+          min_categr_count: 2
+        """) + textwrap.indent(textwrap.dedent(extra), "  ") + textwrap.indent(textwrap.dedent(features), "  "))
+    (cfg / "model_config" / "m.yaml").write_text("E: {model: DNN, dataset_id: allkinds, group_id: user_meta}\n")
+    return str(cfg)
+
+
+def params_for(tmp_path, *sets, extra=""):
+    cfg = write_cfg(tmp_path, extra)
+    return load_config(cfg, "E", list(sets))
+
+
+@pytest.fixture
+def raw(tmp_path):
+    return make_raw(str(tmp_path / "raw" / "allkinds"))
+
+
+def fuxictr_reference(params, tmp_path):
+    """fuxictr's own FeatureProcessor fit + per-value transform (no Ray)."""
+    specs, labels = build_mod.feature_specs(params), build_mod.label_specs(params)
+    fp = Ref(feature_cols=specs, label_col=labels, dataset_id=params["dataset_id"],
+             data_root=str(tmp_path / "ref"), group_id="user_meta")
+    frames = {s: fp.preprocess(fp.read_data(params[f"{s}_data"])) for s in h5io.SPLITS}
+    meta = pl.concat([f.select(["user_meta"]) for f in frames.values()])
+    fp.fit(frames["train"], meta_ddf=meta, min_categr_count=params["min_categr_count"])
+    out = {}
+    for split, frame in frames.items():
+        df = frame.collect()
+        out[split] = fp.transform({c: df[c].to_numpy() for c in df.columns})
+    return fp, out
+
+
+def test_ids_equal_fuxictr_feature_processor(tmp_path, raw):
+    params = params_for(tmp_path)
+    directory = build_mod.build(params, quiet=True)
+    fp, ref = fuxictr_reference(params, tmp_path)
+    ours_map = json.load(open(os.path.join(directory, "feature_map.json")))
+    ref_map = json.load(open(fp.json_file))
+    assert ours_map == ref_map
+    assert json.load(open(os.path.join(directory, "feature_vocab.json"))) == json.load(open(fp.vocab_file))
+    for split in h5io.SPLITS:
+        ours = h5io.read_block(h5io.split_files(directory, split)[0])
+        assert set(ours) == set(ref[split])
+        for col, values in ref[split].items():
+            expected = np.asarray(values, dtype=float)
+            got = np.asarray(ours[col], dtype=float)
+            if col.startswith("num"):
+                np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=f"{split}/{col}")
+            else:
+                np.testing.assert_array_equal(got, expected, err_msg=f"{split}/{col}")
+
+
+def test_reuse_and_rebuild_on_change(tmp_path, raw, caplog):
+    params = params_for(tmp_path)
+    directory = build_mod.build(params)
+    stamp = os.path.getmtime(os.path.join(directory, "build_info.json"))
+    with caplog.at_level("INFO", logger="ctrbench"):
+        build_mod.build(params_for(tmp_path))
+    assert "Reusing built data" in caplog.text
+    assert os.path.getmtime(os.path.join(directory, "build_info.json")) == stamp
+    changed = params_for(tmp_path, "min_categr_count=3")
+    build_mod.build(changed, quiet=True)
+    info = json.load(open(os.path.join(directory, "build_info.json")))
+    assert info["key"] == build_mod.build_key(changed) != build_mod.build_key(params)
+
+
+def test_interrupted_build_is_not_reused(tmp_path, raw, monkeypatch):
+    params = params_for(tmp_path)
+    calls = {"n": 0}
+    original = build_mod._write_split
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build_mod, "_write_split", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build_mod.build(params, quiet=True)
+    target = build_mod.data_dir(params)
+    assert not os.path.exists(target)
+    assert not [d for d in os.listdir(params["build_root"]) if d.startswith(".")]  # no temp left
+    monkeypatch.setattr(build_mod, "_write_split", original)
+    build_mod.build(params, quiet=True)
+    assert build_mod.read_info(target)["key"] == build_mod.build_key(params)
+
+
+def test_blocks_match_single_file(tmp_path, raw):
+    single = build_mod.build(params_for(tmp_path), quiet=True)
+    whole = h5io.read_block(h5io.split_files(single, "train")[0])
+    blocked = params_for(tmp_path, "data_block_size=128", "build_root=" + str(tmp_path / "blocks"))
+    directory = build_mod.build(blocked, quiet=True)
+    files = h5io.split_files(directory, "train")
+    assert [os.path.basename(f) for f in files][:2] == ["part_00000.h5", "part_00001.h5"]
+    assert [h5io.block_rows(f) for f in files] == [128, 128, 128, 128, 88]
+    parts = [h5io.read_block(f) for f in files]
+    for col in whole:
+        np.testing.assert_array_equal(np.concatenate([p[col] for p in parts]), whole[col])
+
+
+def test_streaming_build_equals_in_memory(tmp_path, raw, monkeypatch):
+    in_memory = build_mod.build(params_for(tmp_path), quiet=True)
+    monkeypatch.setattr(build_mod, "STREAM_CHUNK_ROWS", 100)
+    streamed = build_mod.build(params_for(tmp_path, "build_in_memory=false",
+                                          "build_root=" + str(tmp_path / "streamed")), quiet=True)
+    for split in h5io.SPLITS:
+        a = h5io.read_block(h5io.split_files(in_memory, split)[0])
+        b = h5io.read_block(h5io.split_files(streamed, split)[0])
+        for col in a:
+            np.testing.assert_array_equal(a[col], b[col])
+
+
+def test_valid_test_carved_from_train(tmp_path, raw):
+    params = params_for(tmp_path, "valid_data=null", "test_data=null", "valid_size=0.1", "test_size=0.2",
+                        "split_type=random", "split_seed=3")
+    directory = build_mod.build(params, quiet=True)
+    rows = build_mod.read_info(directory)["rows"]
+    assert sum(rows.values()) == ROWS
+    assert 30 <= rows["valid"] <= 90 and 80 <= rows["test"] <= 160
+    again = build_mod.build(params_for(tmp_path, "valid_data=null", "test_data=null", "valid_size=0.1",
+                                       "test_size=0.2", "split_type=random", "split_seed=3",
+                                       "build_root=" + str(tmp_path / "again")), quiet=True)
+    assert build_mod.read_info(again)["rows"] == rows
+
+
+# ---- bad input: one clear message, nothing already built is lost -----------------------------------
+
+def test_label_outside_01(tmp_path):
+    make_raw(str(tmp_path / "raw" / "allkinds"), label_values=(0, 1, 2))
+    with pytest.raises(CTRBenchError, match=r"label column 'label' in .*train.csv has value .* outside \{0, 1\}"):
+        build_mod.build(params_for(tmp_path), quiet=True)
+
+
+def test_missing_feature_column(tmp_path, raw):
+    extra = "\n"
+    cfg = write_cfg(tmp_path, extra, FEATURES + "  \n")
+    params = load_config(cfg, "E", ["feature_cols=[{name: nope, type: categorical, dtype: str}]"])
+    with pytest.raises(CTRBenchError, match="feature column 'nope' is not in .*train.csv"):
+        build_mod.build(params, quiet=True)
+
+
+def test_no_value_reaches_min_count(tmp_path, raw):
+    params = params_for(tmp_path, "min_categr_count=100000")
+    with pytest.raises(CTRBenchError, match="categorical column 'cat_str' in dataset 'allkinds'.*no value occurs min_categr_count"):
+        build_mod.build(params, quiet=True)
+
+
+def test_block_size_larger_than_split(tmp_path, raw):
+    with pytest.raises(CTRBenchError, match="data_block_size=300 is larger than the valid split"):
+        build_mod.build(params_for(tmp_path, "data_block_size=300"), quiet=True)
+
+
+def test_missing_file_names_path(tmp_path):
+    with pytest.raises(CTRBenchError, match=r"missing .*allkinds/train.csv"):
+        build_mod.build(params_for(tmp_path), quiet=True)
+
+
+def test_nan_text_is_missing(tmp_path):
+    make_raw(str(tmp_path / "raw" / "allkinds"), nan_text=True)
+    directory = build_mod.build(params_for(tmp_path), quiet=True)
+    values = h5io.read_block(h5io.split_files(directory, "train")[0])["num_std"]
+    assert np.isfinite(values).all()
+
+
+def test_failed_rebuild_keeps_previous_build(tmp_path, raw):
+    params = params_for(tmp_path)
+    directory = build_mod.build(params, quiet=True)
+    key = build_mod.read_info(directory)["key"]
+    with pytest.raises(CTRBenchError):
+        build_mod.build(params_for(tmp_path, "min_categr_count=100000"), quiet=True)
+    assert build_mod.read_info(directory)["key"] == key
+    assert h5io.split_files(directory, "train")
+
+
+def test_legacy_fuxictr20_h5_directory_loads(tmp_path, raw):
+    """A fuxictr-2.0 directory (feature_map.json + train/valid/test.h5, one dataset per column)."""
+    import shutil
+
+    from benchmark.data.loader import load_feature_map, make_loaders
+
+    built = build_mod.build(params_for(tmp_path), quiet=True)
+    legacy = tmp_path / "legacy" / "allkinds"
+    legacy.mkdir(parents=True)
+    shutil.copy(os.path.join(built, "feature_map.json"), legacy)
+    for split in h5io.SPLITS:
+        columns = h5io.read_block(h5io.split_files(built, split)[0])
+        h5io.write_block(str(legacy / f"{split}.h5"), {k: v.astype(np.float64) for k, v in columns.items()})
+    params = params_for(tmp_path, "data_format=h5", "build_root=" + str(tmp_path / "legacy"))
+    directory = build_mod.build(params, quiet=True)
+    assert directory == str(legacy)
+    fmap = load_feature_map(directory, params)
+    loaders = make_loaders(fmap, directory, dict(params, batch_size=64))
+    batch = next(iter(loaders["train"]))
+    assert batch["cat_str"].dtype.is_floating_point is False
+    assert loaders["train"].num_samples == ROWS
