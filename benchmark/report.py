@@ -142,3 +142,23 @@ def render(table: dict, fmt: str = "md") -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(line) + " |" for line in body]
     return "\n".join(lines) + "\n"
+
+
+def significance(values, baseline_values, paired: bool | None = None, alternative: str = "two-sided") -> float | None:
+    """p-value of a t-test between two lists of per-seed metrics (scipy.stats).
+
+    Paired (``ttest_rel``) when ``paired`` is true, or when None and both lists have the same length
+    (same seeds); otherwise Welch's ``ttest_ind(equal_var=False)``. None with fewer than 2 values.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(values, dtype=float), np.asarray(baseline_values, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if paired is None:
+        paired = len(a) == len(b)
+    if paired:
+        if np.allclose(a - b, (a - b)[0]):
+            return 0.0 if not np.isclose((a - b)[0], 0.0) else 1.0
+        return float(stats.ttest_rel(a, b, alternative=alternative).pvalue)
+    return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
