@@ -5,7 +5,14 @@ RESULTS ?= results
 # torch==2.13.0 resolves to the CPU build here; an existing torch (e.g. a CUDA build) is kept as is.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast bench-build
+.PHONY: install demo test test-fast bench-build reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
+	reproduce-dlf reproduce-sfg reproduce-maskfusion
+
+# make reproduce-<paper> [SMOKE=1] [DATASETS=a,b] [MODELS=m,n] [SEEDS=1,2,3] [GPU=0]
+REPRODUCE = ctrbench reproduce $(if $(SMOKE),--smoke) $(if $(DATASETS),--datasets $(DATASETS)) \
+	$(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(GPU),--gpu $(GPU)) \
+	--out-dir $(RESULTS)
+reproduce_all = set -e; for f in $(1); do $(REPRODUCE) $$f; done
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
@@ -26,3 +33,21 @@ test-fast:
 
 bench-build: install
 	$(PYTHON) scripts/bench_build.py
+
+reproduce-table4: install
+	$(REPRODUCE) results/targets/ibnet_table4.yaml
+
+reproduce-ibnet: install
+	$(call reproduce_all,$(wildcard results/targets/ibnet_*.yaml))
+
+reproduce-tf4ctr: install
+	$(call reproduce_all,$(wildcard results/targets/tf4ctr_*.yaml))
+
+reproduce-dlf: install
+	$(call reproduce_all,$(wildcard results/targets/dlf_*.yaml))
+
+reproduce-sfg: install
+	$(call reproduce_all,$(wildcard results/targets/sfg_*.yaml))
+
+reproduce-maskfusion: install
+	$(call reproduce_all,$(wildcard results/targets/maskfusion_*.yaml))

@@ -1,0 +1,287 @@
+"""Reproduce a paper's table from a targets file (``results/targets/<name>.yaml``).
+
+A targets file is data: the table's rows (expid templates), columns (datasets), shared settings and the
+paper's published numbers. ``reproduce`` runs every cell (row x column x seed) through the normal run path,
+appends the records to ``<out>/<name>_runs.jsonl`` (cells already recorded with the same config hash are
+skipped, so an interrupted reproduction resumes), and writes ``<out>/<name>.md`` and ``.csv`` with our numbers
+beside the paper's, the difference per cell, whether each AUC is within the tolerance, RelaImp and the
+significance against the baseline row when the file names one. A column whose data is missing is reported
+as missing in the table, never skipped silently. ``--smoke`` runs every cell for one epoch on the tiny
+fixture named by each column and fails unless the table is complete.
+
+Format::
+
+    name: ibnet_table4
+    title: "..."
+    metrics: [logloss, AUC]
+    auc_tolerance: 0.1
+    baseline: {avazu: MaskNet}          # optional, per column
+    significance: paired                # paired | welch | welch_levene
+    seeds: [2023]
+    datasets: {avazu: {dataset_id: Avazu_x4_001, smoke: tiny_cat}}
+    set: {all: {...}, avazu: {...}}
+    rows: {DCN: {expid: DCN_default, set: {all: {...}, avazu: {...}}}}
+    paper: {DCN: {avazu: {logloss: 0.372216, AUC: 79.3064, params: 75.8M}}}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import yaml
+
+from . import config as config_mod
+from .errors import CTRBenchError
+from .records import read_records
+from .report import relaimp_auc, relaimp_loss
+
+SMOKE_SETS = {"epochs": 1, "batch_size": 256, "eval_batch_size": 1024, "verbose": 0}
+
+
+@dataclass
+class Cell:
+    row: str
+    column: str
+    expid: str
+    seed: int
+    sets: dict = field(default_factory=dict)
+
+
+def _flatten_sets(block, column: str) -> dict:
+    block = block or {}
+    out = dict(block.get("all") or {})
+    out.update(block.get(column) or {})
+    return out
+
+
+def load_targets(path: str) -> dict:
+    targets = config_mod.read_yaml(path)
+    for key in ("name", "datasets", "rows"):
+        if key not in targets:
+            raise CTRBenchError(f"targets file {path} lacks '{key}'; see benchmark/reproduce.py for the format")
+    for col, spec in targets["datasets"].items():
+        if not isinstance(spec, dict) or "dataset_id" not in spec:
+            raise CTRBenchError(f"{path}: datasets.{col} needs a dataset_id (and a smoke fixture)")
+    for row, spec in targets["rows"].items():
+        if not isinstance(spec, dict) or "expid" not in spec:
+            raise CTRBenchError(f"{path}: rows.{row} needs an expid template")
+    targets.setdefault("metrics", ["logloss", "AUC"])
+    targets.setdefault("seeds", [2023])
+    targets.setdefault("paper", {})
+    targets["_path"] = path
+    return targets
+
+
+def _select(names, wanted, what, path):
+    if not wanted:
+        return list(names)
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise CTRBenchError(f"{what} {', '.join(unknown)} not in {path} (has: {', '.join(names)})")
+    return [n for n in names if n in wanted]
+
+
+def plan(targets: dict, datasets=None, models=None, seeds=None, smoke: bool = False) -> list[Cell]:
+    cells = []
+    columns = _select(list(targets["datasets"]), datasets, "dataset(s)", targets["_path"])
+    rows = _select(list(targets["rows"]), models, "row(s)", targets["_path"])
+    for column in columns:
+        ds = targets["datasets"][column]
+        for row in rows:
+            spec = targets["rows"][row]
+            for seed in (seeds or targets["seeds"]):
+                sets = {"dataset_id": ds["dataset_id"]}
+                sets.update(_flatten_sets(targets.get("set"), column))
+                sets.update(_flatten_sets(spec.get("set"), column))
+                sets.update({"seed": int(seed), "report_name": row, "table_column": column,
+                             "table_name": targets["name"]})
+                if smoke:
+                    sets.update(SMOKE_SETS)
+                    sets["dataset_id"] = ds.get("smoke", "tiny")
+                cells.append(Cell(row, column, spec["expid"].format(dataset=column), int(seed), sets))
+    return cells
+
+
+def _as_set_args(sets: dict) -> list[str]:
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in sets.items()]
+
+
+def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: str | None = None,
+              gpu: int | None = None, console=None, quiet: bool = True) -> dict:
+    """Run every cell not yet recorded; returns {(row, column): status} for cells that did not run."""
+    from .runner import run_experiment
+
+    done = {(r.get("config_hash"), r.get("seed")) for r in read_records(results_path)}
+    status: dict = {}
+    missing_data: dict = {}
+    for i, cell in enumerate(cells, 1):
+        sets = dict(cell.sets)
+        if gpu is not None:
+            sets["gpu"] = gpu
+        key = (cell.row, cell.column)
+        try:
+            params = config_mod.load_config(config_dir, cell.expid, _as_set_args(sets), data_root)
+        except CTRBenchError as exc:
+            status[key] = f"config error: {exc.message}"
+            continue
+        if (config_mod.config_hash(params), cell.seed) in done:
+            continue
+        if params["dataset_id"] in missing_data:
+            status[key] = missing_data[params["dataset_id"]]
+            continue
+        if console is not None:
+            console.print(f"[{i}/{len(cells)}] {cell.row} on {cell.column} (seed {cell.seed}): {cell.expid}",
+                          highlight=False)
+        try:
+            run_experiment(params, results_path, console, quiet=quiet)
+        except CTRBenchError as exc:
+            message = exc.message
+            if "is missing" in message:
+                missing_data[params["dataset_id"]] = f"missing data: {message}"
+                status[key] = missing_data[params["dataset_id"]]
+            else:
+                status[key] = f"error: {message}"
+    return status
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+
+def _pct(auc):
+    return auc * 100.0 if auc is not None and auc <= 1.0 else auc
+
+
+def collect(targets: dict, records: list[dict]) -> dict:
+    """(row, column) -> {metric: [values over seeds], params, seeds}, from this table's records."""
+    cells: dict = {}
+    for rec in records:
+        cfg = rec.get("config", {})
+        if cfg.get("table_name") != targets["name"]:
+            continue
+        key = (rec.get("report_name"), cfg.get("table_column"))
+        cell = cells.setdefault(key, {"seeds": [], "params": rec.get("params")})
+        if rec.get("seed") in cell["seeds"]:
+            # a re-run of the same seed replaces the earlier one
+            idx = cell["seeds"].index(rec["seed"])
+            for m, v in (rec.get("test") or {}).items():
+                cell.setdefault(m, [None] * len(cell["seeds"]))[idx] = float(v)
+            continue
+        cell["seeds"].append(rec.get("seed"))
+        for m, v in (rec.get("test") or {}).items():
+            cell.setdefault(m, []).append(float(v))
+    return cells
+
+
+def _pvalue(targets, values, base_values):
+    from .report import significance
+
+    kind = targets.get("significance", "paired")
+    if kind == "paired":
+        return significance(values, base_values, paired=True) if len(values) == len(base_values) \
+            else significance(values, base_values, paired=False)
+    if kind == "welch_levene":
+        try:
+            return significance(values, base_values, paired=False, alternative="greater")
+        except TypeError:
+            return significance(values, base_values, paired=False)
+    return significance(values, base_values, paired=False)
+
+
+def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None):
+    """Header and body of the comparison table."""
+    columns = columns or list(targets["datasets"])
+    rows = rows or list(targets["rows"])
+    tol = float(targets.get("auc_tolerance", 0.1))
+    baseline = targets.get("baseline") or {}
+    header = ["Model"]
+    for col in columns:
+        for m in targets["metrics"]:
+            header += [f"{col} {m}", f"{col} {m} (paper)", f"{col} Δ{m}"]
+        header += [f"{col} within ±{tol:g}", f"{col} #Params", f"{col} #Params (paper)"]
+        if baseline.get(col):
+            header += [f"{col} RelaImp AUC", f"{col} p vs {baseline[col]}"]
+    body = []
+    for row in rows:
+        line = [row]
+        for col in columns:
+            cell = cells.get((row, col))
+            paper = (targets["paper"].get(row) or {}).get(col) or {}
+            note = status.get((row, col))
+            within = "–"
+            for m in targets["metrics"]:
+                values = [v for v in (cell or {}).get(m, []) if v is not None]
+                ours = float(np.mean(values)) if values else None
+                ref = paper.get(m)
+                if m.lower().endswith("auc") and ours is not None:
+                    ours = _pct(ours)
+                    ref = _pct(ref) if ref is not None else None
+                if ours is None:
+                    text = note.split(":")[0] if note else "not run"
+                else:
+                    digits = 4 if m.lower().endswith("auc") else 6
+                    text = f"{ours:.{digits}f}"
+                    if len(values) > 1:
+                        std = float(np.std(values, ddof=1)) * (100 if m.lower().endswith("auc") else 1)
+                        text += f" ± {std:.{digits}f}"
+                diff = f"{ours - float(ref):+.4f}" if ours is not None and ref is not None else "–"
+                if m == "AUC" and ours is not None and ref is not None:
+                    within = "yes" if abs(ours - float(ref)) <= tol else "no"
+                line += [text, f"{ref}" if ref is not None else "–", diff]
+            params = (cell or {}).get("params")
+            line += [within, f"{params:,}" if params else "–", str(paper.get("params", "–"))]
+            if baseline.get(col):
+                base = cells.get((baseline[col], col))
+                rel, pv = "–", "–"
+                if cell and base and cell.get("AUC") and base.get("AUC"):
+                    rel = f"{relaimp_auc(np.mean(cell['AUC']), np.mean(base['AUC'])):+.2f}%"
+                    if row != baseline[col]:
+                        p = _pvalue(targets, cell["AUC"], base["AUC"])
+                        pv = f"{p:.3g}" if p is not None else "n<2"
+                line += [rel, pv]
+        body.append(line)
+    return header, body
+
+
+def render(targets: dict, header, body, status: dict, smoke: bool) -> tuple[str, str]:
+    title = targets.get("title", targets["name"]) + (" — SMOKE (tiny fixtures, 1 epoch)" if smoke else "")
+    md = [f"# {title}", ""]
+    if targets.get("source"):
+        md += [f"Paper numbers: {targets['source']}", ""]
+    md += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    md += ["| " + " | ".join(line) + " |" for line in body]
+    problems = sorted(status.items())
+    if problems:
+        md += ["", "Cells without results:", ""]
+        md += [f"- {row} / {col}: {msg}" for (row, col), msg in problems]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header] + body)
+    return "\n".join(md) + "\n", buf.getvalue()
+
+
+def reproduce(path: str, out_dir: str = "results", config_dir: str = "config", datasets=None, models=None,
+              seeds=None, smoke: bool = False, gpu: int | None = None, data_root: str | None = None,
+              console=None) -> dict:
+    targets = load_targets(path)
+    cells = plan(targets, datasets, models, seeds, smoke)
+    suffix = "_smoke" if smoke else ""
+    os.makedirs(out_dir, exist_ok=True)
+    results_path = os.path.join(out_dir, f"{targets['name']}{suffix}_runs.jsonl")
+    status = run_cells(cells, results_path, config_dir, data_root, gpu, console)
+    collected = collect(targets, read_records(results_path))
+    columns = list(dict.fromkeys(c.column for c in cells))
+    rows = list(dict.fromkeys(c.row for c in cells))
+    header, body = table_rows(targets, collected, status, columns, rows)
+    md, csv_text = render(targets, header, body, status, smoke)
+    md_path = os.path.join(out_dir, f"{targets['name']}{suffix}.md")
+    with open(md_path, "w") as fd:
+        fd.write(md)
+    with open(os.path.join(out_dir, f"{targets['name']}{suffix}.csv"), "w") as fd:
+        fd.write(csv_text)
+    incomplete = [(c.row, c.column) for c in cells if (c.row, c.column) not in collected]
+    return {"markdown": md, "path": md_path, "status": status, "incomplete": sorted(set(incomplete)),
+            "cells": collected}
