@@ -11,7 +11,10 @@ from collections import OrderedDict
 
 
 def feature_map_from_vocab(vocab_sizes: dict, embedding_dim: int | None = None, dataset_id: str = "vocab",
-                           numeric: list[str] | None = None, label: str = "label"):
+                           numeric: list[str] | None = None, label: str = "label",
+                           sequence: dict | None = None, max_len: int = 3):
+    """``sequence`` = {name: vocab_size} adds ``max_len`` sequence fields pooled by masked averaging
+    (fuxictr's default encoder), e.g. KKBox's genre_ids and artist_name."""
     from fuxictr.features import FeatureMap
 
     fmap = FeatureMap(dataset_id, data_dir=".")
@@ -22,9 +25,12 @@ def feature_map_from_vocab(vocab_sizes: dict, embedding_dim: int | None = None, 
         features[name] = {"source": "", "type": "numeric"}
     for name, size in vocab_sizes.items():
         features[name] = {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": int(size)}
+    for name, size in (sequence or {}).items():
+        features[name] = {"source": "", "type": "sequence", "padding_idx": 0, "vocab_size": int(size),
+                          "max_len": int(max_len), "feature_encoder": "layers.MaskedAveragePooling()"}
     fmap.features = features
     fmap.num_fields = fmap.get_num_fields()
-    fmap.total_features = sum(vocab_sizes.values()) + len(numeric or [])
+    fmap.total_features = sum(vocab_sizes.values()) + sum((sequence or {}).values()) + len(numeric or [])
     fmap.set_column_index()
     return fmap
 
