@@ -166,10 +166,7 @@ def _scan(path: str, params: dict, dtypes: dict) -> pl.LazyFrame:
     frames = []
     for f in files:
         if fmt == "csv":
-            try:
-                header = pl.read_csv(f, separator=params.get("sep", ","), n_rows=0).columns
-            except Exception as exc:  # polars raises several types for unreadable files
-                raise CTRBenchError(f"cannot read the header of {f}: {exc}".splitlines()[0])
+            header = _csv_header(f, params.get("sep", ","))
             overrides = {k: v for k, v in dtypes.items() if k in header}
             frames.append(pl.scan_csv(f, separator=params.get("sep", ","), schema_overrides=overrides,
                                       low_memory=False, n_rows=params.get("n_rows"),
@@ -180,6 +177,18 @@ def _scan(path: str, params: dict, dtypes: dict) -> pl.LazyFrame:
             raise CTRBenchError(f"data_format '{fmt}' of dataset '{params['dataset_id']}' cannot be built; "
                                 f"use csv or parquet for raw splits (h5 for an already-built fuxictr-2.0 directory)")
     return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def _csv_header(path: str, sep: str) -> list[str]:
+    """Column names from the first line (polars' n_rows=0 read still scans the file)."""
+    try:
+        with open(path, "r", encoding="utf-8", newline="") as fd:
+            line = fd.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CTRBenchError(f"cannot read the header of {path}: {exc}")
+    if not line.strip():
+        raise CTRBenchError(f"{path} is empty; re-download or re-create it")
+    return [name.strip().strip('"') for name in line.rstrip("\r\n").split(sep)]
 
 
 def _split_hash(seed: int) -> pl.Expr:

@@ -97,7 +97,10 @@ def generate(cfg: dict | None = None) -> pl.DataFrame:
     data.update({f"C{f + 1}": columns[f"C{f + 1}"] for f in range(n_cat)})
     if cfg["sequence"]:
         data["S1"] = columns["S1"]
-    frame = pl.DataFrame({name: pl.Series(name, values, strict=False) for name, values in data.items()})
+    dtypes = {"label": pl.Int64} | {f"I{j + 1}": pl.Float64 for j in range(n_num)}
+    frame = pl.DataFrame({name: pl.Series(name, list(values) if name.startswith(("C", "S")) else values,
+                                          dtype=dtypes.get(name, pl.String))
+                          for name, values in data.items()})
     return frame.with_columns([pl.col(f"I{j + 1}").fill_nan(None).cast(pl.Int64) for j in range(n_num)])
 
 
