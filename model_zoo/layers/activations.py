@@ -51,37 +51,37 @@ class Mice(nn.Module):
 
 
 def _mice(alpha):
-    return lambda dim, **kw: Mice(dim, alpha_init=kw.get("mice_alpha_init", alpha),
+    return lambda dim, /, **kw: Mice(dim, alpha_init=kw.get("mice_alpha_init", alpha),
                                   learnable_tau=kw.get("mice_learnable_tau", True),
                                   double_bn_update=kw.get("mice_double_bn_update", True))
 
 
 _FACTORIES = {
-    "relu": lambda dim, **kw: nn.ReLU(),
+    "relu": lambda dim, /, **kw: nn.ReLU(),
     "mice": _mice(0.0),
     "mice_a0": _mice(0.0),
     "mice_a1": _mice(1.0),
     "pbmish_avazu": _mice(0.0),   # the authors' names
     "pbmish_criteo": _mice(1.0),
-    "dice": lambda dim, **kw: Dice(dim),
-    "prelu": lambda dim, **kw: nn.PReLU(),
-    "gelu": lambda dim, **kw: nn.GELU(),
-    "swish": lambda dim, **kw: nn.SiLU(),
-    "silu": lambda dim, **kw: nn.SiLU(),
-    "mish": lambda dim, **kw: nn.Mish(),
-    "tanh": lambda dim, **kw: nn.Tanh(),
-    "sigmoid": lambda dim, **kw: nn.Sigmoid(),
-    "leaky_relu": lambda dim, **kw: nn.LeakyReLU(),
-    "elu": lambda dim, **kw: nn.ELU(),
-    "selu": lambda dim, **kw: nn.SELU(),
-    "identity": lambda dim, **kw: nn.Identity(),
-    "linear": lambda dim, **kw: nn.Identity(),
+    "dice": lambda dim, /, **kw: Dice(dim),
+    "prelu": lambda dim, /, **kw: nn.PReLU(),
+    "gelu": lambda dim, /, **kw: nn.GELU(),
+    "swish": lambda dim, /, **kw: nn.SiLU(),
+    "silu": lambda dim, /, **kw: nn.SiLU(),
+    "mish": lambda dim, /, **kw: nn.Mish(),
+    "tanh": lambda dim, /, **kw: nn.Tanh(),
+    "sigmoid": lambda dim, /, **kw: nn.Sigmoid(),
+    "leaky_relu": lambda dim, /, **kw: nn.LeakyReLU(),
+    "elu": lambda dim, /, **kw: nn.ELU(),
+    "selu": lambda dim, /, **kw: nn.SELU(),
+    "identity": lambda dim, /, **kw: nn.Identity(),
+    "linear": lambda dim, /, **kw: nn.Identity(),
 }
 
 ACTIVATIONS = tuple(_FACTORIES)
 
 
-def make_activation(name, dim: int, **options) -> nn.Module:
+def make_activation(name, dim: int, /, **options) -> nn.Module:
     """One activation module for a layer of width ``dim``; a module instance passes through."""
     if isinstance(name, nn.Module):
         return name
@@ -94,7 +94,7 @@ def make_activation(name, dim: int, **options) -> nn.Module:
     return _FACTORIES[key](dim, **options)
 
 
-def make_activations(names, hidden_units, **options) -> list[nn.Module]:
+def make_activations(names, hidden_units, /, **options) -> list[nn.Module]:
     """Distinct activation modules for each hidden layer (``names`` may be one name or a list)."""
     if not isinstance(names, (list, tuple)):
         names = [names] * len(hidden_units)
