@@ -307,3 +307,39 @@ def test_framework_rejects_bad_base():
         build(cls=IBNetFramework, base_model="NoSuchNet")
     with pytest.raises(CTRBenchError, match="mask_type"):
         build(mask_type="sometimes")
+
+
+def test_bench_infer_same_rows_and_ratio(load):
+    from benchmark.commands.bench_infer import bench_infer
+
+    params = load("IBNet_tiny")
+    baseline = load("DCN_tiny", f"dataset_id={params['dataset_id']}")
+    results = bench_infer(params, baseline, batches=2, repeats=2, warmup=1, batch_size=64,
+                          load_checkpoint=False, evaluate=True)
+    ibnet, dcn = results
+    assert ibnet["samples"] == dcn["samples"] == 128 and ibnet["batches"] == 2
+    assert ibnet["ms_per_100"] > 0 and dcn["ratio"] == pytest.approx(1.0)
+    assert ibnet["ratio"] == pytest.approx(ibnet["ms_per_100"] / dcn["ms_per_100"])
+    assert ibnet["params"] > dcn["params"] and 0 <= ibnet["metrics"]["AUC"] <= 1
+    from benchmark.errors import CTRBenchError
+    with pytest.raises(CTRBenchError, match="--batches"):
+        bench_infer(params, None, batches=0)
+
+
+def test_bench_infer_command(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    out = tmp_path / "infer.json"
+    res = CliRunner().invoke(app, ["bench-infer", "--expid", "IBNet_tiny", "--baseline-expid", "DCN_tiny",
+                                   "--batches", "1", "--repeats", "2", "--data-root", str(tmp_path / "data"),
+                                   "--set", f"model_root={tmp_path}/ck", "--baseline-set",
+                                   f"model_root={tmp_path}/ck", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "ms/100 samples" in res.output and "x baseline" in res.output
+    results = json.loads(out.read_text())
+    assert [r["expid"] for r in results] == ["IBNet_tiny", "DCN_tiny"]
+    assert results[1]["dataset_id"] == results[0]["dataset_id"] == "tiny_cat"
