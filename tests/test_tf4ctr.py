@@ -165,7 +165,7 @@ def test_forward_backward_every_combination(ssm, dfm):
     assert ((out["y_pred"] > 0) & (out["y_pred"] < 1)).all()
     loss = model.compute_loss(out, model.get_labels(batch))
     loss.backward()
-    assert math.isfinite(float(loss))
+    assert math.isfinite(float(loss.detach()))
     unused = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert unused == []
 
@@ -208,3 +208,150 @@ def test_every_ssem_dfm_combination_trains_on_tiny(train, ssm):
         record = train("TF4CTR_tiny", f"SSM={ssm}", f"DFM={dfm}", "epochs=1")
         assert 0.0 <= record["test"]["AUC"] <= 1.0 and math.isfinite(record["test"]["logloss"]), (ssm, dfm)
         assert record["params"] > 0
+
+
+# ---- the framework on other bases (Table V) ------------------------------------------------------
+from model_zoo.tf4ctr import TF4CTRWrapper, TwinFocusWrapper  # noqa: E402
+
+FRAPPE = vocab(10, 5383)
+
+
+def wrapper(base, vocab_sizes=FRAPPE, embedding_dim=16, **kw):
+    fmap = feature_map_from_vocab(vocab_sizes, embedding_dim)
+    kw.setdefault("dnn_hidden_units", [400, 400, 400])
+    return TF4CTRWrapper(fmap, **model_kwargs(base_model=base, embedding_dim=embedding_dim, batch_norm=True,
+                                              **kw))
+
+
+def test_deepfm_variant_param_count_matches_log():
+    # Frappe DeepFM variant SER/WSF: LR 5,383 + its bias, tables 86,128 + 43,064, DNN 387,600 + output 401,
+    # Linear(1, 1) head on the FM logit 2, WSF weights 2
+    model = wrapper("DeepFM", SSM="SER", DFM="WSF", simple_bias=True)
+    assert count_parameters(model) == 522_581
+
+
+def test_xdeepfm_and_widedeep_variant_param_counts():
+    cin = (100 * 64 + 64) + (10 * 64 * 64 + 64) + (128 * 400 + 400)        # two 1x1 convs + projection to 400
+    dnn = mlp_param_count(160, [400, 400, 400], output_dim=1, batch_norm=True)
+    x = wrapper("xDeepFM", SSM="SER", DFM="CF", simple_parts=["cin"], outside_parts=["lr_layer"],
+                cin_hidden_units=[64, 64], cin_output_dim=400)
+    assert count_parameters(x) == 5383 + 5383 * 24 + cin + dnn + 401 + 801
+    w = wrapper("WideDeep", SSM="share", DFM="WSF", simple_head="identity")
+    assert count_parameters(w) == 5383 + 5383 * 16 + dnn + 2
+
+
+def test_deepfm_variant_fm_term_is_per_sample():
+    """The simple encoder is LR + the FM second-order term on (B, F, d_e) embeddings, per sample (the
+    authors' variant fed flattened embeddings, which makes that term one constant for the whole batch)."""
+    torch.manual_seed(0)
+    model = wrapper("DeepFM", {"a": 20, "b": 30, "c": 15}, embedding_dim=8, SSM="SER", DFM="WSF",
+                    simple_bias=True, dnn_hidden_units=[16])
+    model.eval()
+    batch = batch_for(model, n=16)
+    for p in model.ssem.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    X = model.get_inputs(batch)
+    h_es, _ = model.ssem(X)
+    emb = h_es.view(16, 3, 4)
+    fm = 0.5 * (emb.sum(1) ** 2 - (emb ** 2).sum(1)).sum(-1, keepdim=True)
+    lr = model.simple_parts["lr_layer"](X)
+    assert torch.allclose(model.simple_encoder(X, h_es), lr + fm + model.simple_bias, atol=1e-5)
+    assert fm.std() > 0
+
+
+@pytest.mark.parametrize("base,kw", [
+    ("DeepFM", {"SSM": "SER", "DFM": "WSF", "simple_bias": True}),
+    ("WideDeep", {"SSM": "share", "DFM": "CF"}),
+    ("xDeepFM", {"SSM": "SER", "DFM": "CF", "simple_parts": ["cin"], "outside_parts": ["lr_layer"],
+                 "cin_output_dim": 16}),
+    ("DeepFM", {"SSM": "GM", "DFM": "VF"}),
+    ("xDeepFM", {"SSM": "MoE", "DFM": "MoEF"}),
+])
+def test_wrapper_forward_backward(base, kw):
+    torch.manual_seed(2)
+    model = wrapper(base, {"a": 20, "b": 30, "c": 15}, embedding_dim=8, dnn_hidden_units=[16, 16],
+                    cin_hidden_units=[4, 4], **kw)
+    batch = batch_for(model)
+    out = model(batch)
+    assert ((out["y_pred"] > 0) & (out["y_pred"] < 1)).all()
+    assert out["logit_simple"].shape == out["logit_complex"].shape == (32, 1)
+    model.compute_loss(out, model.get_labels(batch)).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_wrapper_config_errors():
+    with pytest.raises(CTRBenchError, match="base_model"):
+        wrapper(None)
+    with pytest.raises(CTRBenchError, match="simple_parts"):
+        wrapper("DeepFM", simple_parts=["nope"])
+    with pytest.raises(CTRBenchError, match="outside_parts"):
+        wrapper("xDeepFM", simple_parts=["cin", "lr_layer"], cin_output_dim=8, cin_hidden_units=[4])
+    with pytest.raises(CTRBenchError, match="simple_head"):
+        wrapper("xDeepFM", simple_parts=["cin"], cin_output_dim=8, cin_hidden_units=[4], simple_head="identity")
+
+
+# ---- the TF loss alone on other bases (Table II) -------------------------------------------------
+def tf_only(base, **kw):
+    fmap = feature_map_from_vocab({"a": 20, "b": 30, "c": 15}, 8)
+    return TwinFocusWrapper(fmap, **model_kwargs(base_model=base, embedding_dim=8, **kw))
+
+
+TABLE2_BASES = [
+    ("DeepFM", {"dnn_hidden_units": [16, 16]}, 0),
+    ("DCN", {"dnn_hidden_units": [16, 16], "num_cross_layers": 2}, (24 + 1) + (16 + 1)),
+    ("DCNv2", {"dnn_hidden_units": [16, 16], "num_cross_layers": 2}, (24 + 1) + (16 + 1)),
+    ("AutoIntPlus", {"dnn_hidden_units": [16], "attention_dim": 8, "num_heads": 2, "attention_layers": 1,
+                     "use_wide": True, "tf_simple_modules": ["fc", "lr_layer"]}, 0),
+    ("AFNPlus", {"logarithmic_neurons": 4, "afn_hidden_units": [8], "dnn_hidden_units": [16],
+                 "tf_simple_modules": ["afn_mlp"]}, 0),
+    ("DualMLP", {"mlp1_hidden_units": [16, 16, 16], "mlp2_hidden_units": [16], "tf_simple_modules": ["mlp2"],
+                 "tf_complex_modules": ["mlp1"]}, 0),
+]
+
+
+@pytest.mark.parametrize("base,kw,extra", TABLE2_BASES, ids=[b[0] for b in TABLE2_BASES])
+def test_tf_loss_alone_keeps_base_prediction(base, kw, extra):
+    from model_zoo import get_model_class
+
+    torch.manual_seed(3)
+    model = tf_only(base, **kw)
+    assert count_parameters(model) == count_parameters(model.base) + extra   # heads only where needed
+    plain = get_model_class(base)(model.feature_map, **model_kwargs(embedding_dim=8, **kw))
+    plain.load_state_dict(model.base.state_dict())
+    model.eval(), plain.eval()
+    batch = batch_for(model)
+    calls = []
+    model.base.register_forward_hook(lambda *a: calls.append(1))
+    out = model(batch)
+    assert len(calls) == 1
+    assert torch.allclose(out["y_pred"], plain(batch)["y_pred"], atol=1e-6)   # the base's fusion is kept
+    model.train()
+    out = model(batch)
+    y = model.get_labels(batch)
+    loss = model.add_loss(out, y)
+    tf = TwinFocusLoss(0.25, 0.8, 1)(out["logit_simple"], out["logit_complex"], y)
+    assert torch.allclose(loss, torch.nn.functional.binary_cross_entropy(out["y_pred"], y) + tf)
+    loss.backward()
+
+
+def test_tf_loss_alone_reads_deepfm_branch_logits():
+    model = tf_only("DeepFM", dnn_hidden_units=[16])
+    model.eval()
+    batch = batch_for(model)
+    out = model(batch)
+    base = model.base
+    X = base.get_inputs(batch)
+    emb = base.embed(X)
+    assert torch.allclose(out["logit_simple"], base.shallow_logit(X, emb), atol=1e-6)
+    assert torch.allclose(out["logit_complex"], base.deep_logit(emb), atol=1e-6)
+
+
+@pytest.mark.parametrize("expid,sets", [
+    ("TF4CTRWrapper_tiny", ["base_model=WideDeep", "SSM=share", "simple_head=identity"]),
+    ("TF4CTRWrapper_tiny", ["base_model=xDeepFM", "DFM=CF", "simple_parts=[cin]", "outside_parts=[lr_layer]",
+                            "cin_hidden_units=[8, 8]", "cin_output_dim=16"]),
+    ("TwinFocusWrapper_tiny", ["base_model=DeepFM", "loss=focal_loss"]),
+])
+def test_wrappers_train_on_tiny(train, expid, sets):
+    record = train(expid, *sets, "epochs=1")
+    assert 0.0 <= record["test"]["AUC"] <= 1.0 and math.isfinite(record["test"]["logloss"])
