@@ -6,6 +6,13 @@ streaming statistics and its ``Tokenizer`` vocabularies), so ``feature_map.json`
 Python ``transform`` with polars expressions (``replace_strict`` against the fitted vocabularies,
 scaler arithmetic) and a vectorised numpy placement for ``^``-split sequences.
 
+Huge vocabularies can be hashed instead of counted (``hash_buckets: N`` on a categorical feature, or
+at the dataset level for every categorical feature): such a column gets no vocabulary pass, its ids
+are ``1 + h(value) mod N`` (0 = padding, N + 1 = missing), so memory does not grow with its
+cardinality. ``h`` is FNV-1a 64 of the value's UTF-8 text with a murmur3 finaliser (``hash_function:
+fnv1a``, the default) or, as DLRM does for Criteo's hex tokens, the value read as a base-16 integer
+(``hash_function: hex``). Columns without hashing keep fuxictr's ids exactly.
+
 A build is keyed by a hash of everything that affects it (feature specs, thresholds, splits, the raw
 files' sizes and mtimes). It is written to a temporary directory and renamed into place at the end,
 so an interrupted build is never taken as complete; an unchanged config reuses the existing build.
@@ -45,12 +52,22 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
     min_count = 1
     where = "the dataset config"
 
+    def dlrm_log1p(self, col_name):
+        """DLRM's dense transform: negative values -> 0, then log(x + 1)."""
+        return pl.col(col_name).cast(pl.Float64).clip(lower_bound=0).log1p()
+
     def _collect_statistics(self, train_ddf, meta_ddf=None):
-        stats = super()._collect_statistics(train_ddf, meta_ddf)
+        # hashed columns are not counted: remap=False keeps them out of fuxictr's count queries
+        saved = self.feature_cols
+        self.feature_cols = [dict(c, remap=False) if c.get("hash_buckets") else c for c in saved]
+        try:
+            stats = super()._collect_statistics(train_ddf, meta_ddf)
+        finally:
+            self.feature_cols = saved
         for col in self.feature_cols:
             if not col.get("active", True) or col["type"] not in ("categorical", "sequence"):
                 continue
-            if col.get("remap", True) is False or "category_processor" in col:
+            if col.get("remap", True) is False or "category_processor" in col or col.get("hash_buckets"):
                 continue
             counts = stats.get(col["name"], {}).get("value_counts", {})
             threshold = col.get("min_categr_count", self.min_count)
@@ -61,6 +78,32 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
                     f"min_categr_count={threshold} times in train; lower min_categr_count for it "
                     f"(in its feature_cols entry) or drop the column")
         return stats
+
+    def fit_categorical_col(self, col, col_series=None, min_categr_count=1, num_buckets=10):
+        buckets = int(col.get("hash_buckets") or 0)
+        if not buckets:
+            return super().fit_categorical_col(col, col_series, min_categr_count, num_buckets)
+        spec = {"source": col.get("source", ""), "type": col["type"]}
+        for key in ("feature_encoder", "embedding_dim", "emb_output_dim"):
+            if key in col:
+                spec[key] = col[key]
+        spec.update({"padding_idx": 0, "oov_idx": buckets + 1, "vocab_size": buckets + 2,
+                     "hash_buckets": buckets, "hash_function": col.get("hash_function", "fnv1a")})
+        self.feature_map.features[col["name"]] = spec
+
+    def save_vocab(self, vocab_file):
+        """fuxictr's feature_vocab.json; a hashed column has no vocabulary, only PAD and OOV."""
+        vocab = {}
+        for name, spec in self.feature_map.features.items():
+            if spec["type"] not in ("categorical", "sequence"):
+                continue
+            if spec.get("hash_buckets"):
+                vocab[name] = {"__PAD__": 0, "__OOV__": spec["hash_buckets"] + 1}
+            else:
+                tok = self.processor_dict[name + "::tokenizer"]
+                vocab[name] = dict(sorted(tok.vocab.items(), key=lambda x: x[1]))
+        with open(vocab_file, "w") as fd:
+            fd.write(json.dumps(vocab, indent=4))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,8 +127,38 @@ def feature_specs(params: dict) -> list[dict]:
             if spec["type"] not in ("categorical", "numeric", "sequence", "meta", "embedding"):
                 raise CTRBenchError(f"feature '{name}' in {where}: type '{spec['type']}' is not one of "
                                     f"categorical, numeric, sequence, meta, embedding")
+            _hash_spec(spec, params, where)
             out.append(spec)
     return out
+
+
+HASH_FUNCTIONS = ("fnv1a", "hex")
+
+
+def _hash_spec(spec: dict, params: dict, where: str) -> None:
+    """Resolve ``hash_buckets``/``hash_function`` (per feature, else the dataset-level defaults)."""
+    name = spec["name"]
+    if spec["type"] == "categorical" and "hash_buckets" not in spec and params.get("hash_buckets"):
+        spec["hash_buckets"] = params["hash_buckets"]
+    buckets = spec.get("hash_buckets")
+    if not buckets:
+        spec.pop("hash_buckets", None)
+        spec.pop("hash_function", None)
+        return
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise CTRBenchError(f"feature '{name}' in {where}: hash_buckets={buckets!r} must be a positive "
+                            f"integer (or 0 for no hashing)")
+    if spec["type"] != "categorical":
+        raise CTRBenchError(f"feature '{name}' in {where}: hash_buckets applies to categorical features "
+                            f"only, not {spec['type']}; remove it from that entry")
+    if "share_embedding" in spec or "category_processor" in spec or "pretrained_emb" in spec:
+        raise CTRBenchError(f"feature '{name}' in {where}: hash_buckets cannot be combined with "
+                            f"share_embedding, category_processor or pretrained_emb; drop one of them")
+    function = spec.get("hash_function", params.get("hash_function", "fnv1a"))
+    if function not in HASH_FUNCTIONS:
+        raise CTRBenchError(f"feature '{name}' in {where}: hash_function '{function}' is not one of "
+                            f"{', '.join(HASH_FUNCTIONS)}")
+    spec["hash_function"] = function
 
 
 def label_specs(params: dict) -> list[dict]:
@@ -121,6 +194,9 @@ def build_key(params: dict) -> str:
             "n_rows", "valid_size", "test_size", "split_type", "split_seed", "data_block_size",
             "group_id", "synthetic")
     payload = {k: params.get(k) for k in keys}
+    for key in ("hash_buckets", "hash_function"):  # only when set, so older build keys stay valid
+        if params.get(key):
+            payload[key] = params[key]
     files = {}
     for split, path in raw_paths(params).items():
         if path:
@@ -238,6 +314,37 @@ def _nan_to_null(frame: pl.LazyFrame, specs: list[dict]) -> pl.LazyFrame:
 # --------------------------------------------------------------------------------------------------
 # Encoding
 
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def fnv1a64(text: pl.Series) -> np.ndarray:
+    """FNV-1a 64 of each string's UTF-8 bytes, then murmur3's fmix64 finaliser (stable, vectorised)."""
+    import pyarrow as pa
+
+    arr = text.cast(pl.String).to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    n = len(arr)
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(int(lengths.max()) if n else 0):
+            rows = np.flatnonzero(lengths > j)
+            h[rows] = (h[rows] ^ data[starts[rows] + j].astype(np.uint64)) * _FNV_PRIME
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    return h
+
+
 class Encoder:
     """Vectorised replacement of ``FeatureProcessor.transform`` for one fitted processor."""
 
@@ -246,6 +353,7 @@ class Encoder:
         self.labels = [lb["name"] for lb in labels]
         self.specs = {s["name"]: s for s in specs if s.get("active", True)}
         self.features = processor.feature_map.features
+        self.hashed = {name: spec for name, spec in self.features.items() if spec.get("hash_buckets")}
         self._maps: dict[str, tuple[pl.Series, pl.Series, int]] = {}
         for name, spec in self.features.items():
             tok = processor.processor_dict.get(name + "::tokenizer")
@@ -277,7 +385,9 @@ class Encoder:
             kind = spec["type"]
             if name not in schema:
                 continue
-            if kind in ("categorical", "meta"):
+            if name in self.hashed:
+                exprs.append(pl.col(name))
+            elif kind in ("categorical", "meta"):
                 if name in self._maps:
                     out_type = pl.Int64 if kind == "meta" else pl.Int32
                     exprs.append(self._map_expr(name, pl.col(name), schema[name]).cast(out_type).alias(name))
@@ -321,6 +431,25 @@ class Encoder:
             out[rows[keep], (max_len - ln + pos)[keep]] = ids[keep]
         return out
 
+    def hashed_ids(self, name: str, column: pl.Series) -> np.ndarray:
+        """``1 + h(value) mod N``; null and the column's fill_na value map to OOV (N + 1)."""
+        spec = self.hashed[name]
+        buckets = int(spec["hash_buckets"])
+        na = self.specs.get(name, {}).get("fill_na", "")
+        text = column.cast(pl.String)
+        missing = text.is_null()
+        if isinstance(na, str):
+            missing = missing | (text == na).fill_null(False)
+        if spec.get("hash_function") == "hex":
+            ints = text.str.strip_chars().str.to_integer(base=16, strict=False).cast(pl.UInt64)
+            missing = missing | ints.is_null()
+            values = ints.fill_null(0).to_numpy().astype(np.uint64)
+        else:
+            values = fnv1a64(text.fill_null(""))
+        ids = (values % np.uint64(buckets)).astype(np.int64) + 1
+        ids[missing.to_numpy()] = buckets + 1
+        return ids.astype(np.int32 if buckets + 2 < 2 ** 31 else np.int64)
+
     def encode(self, frame: pl.DataFrame) -> dict[str, np.ndarray]:
         encoded = frame.select(self.expressions(frame.schema))
         out = {}
@@ -328,6 +457,8 @@ class Encoder:
             spec = self.features.get(name)
             if spec is not None and spec["type"] == "sequence":
                 out[name] = self.sequence_array(name, encoded[name])
+            elif name in self.hashed:
+                out[name] = self.hashed_ids(name, encoded[name])
             else:
                 out[name] = encoded[name].to_numpy()
         return out
