@@ -1,0 +1,920 @@
+"""Verify downloaded splits and prepare splits from raw downloads, streaming.
+
+Verification: MD5 and row count of every split file in one streaming pass, compared with the
+published values of ``registry.py``, plus the header each file must have. Results are cached by
+(path, size, mtime) so ``ctrbench data list`` can show what was verified.
+
+Preparation (``ctrbench data prepare``) turns a raw download into the split layout a dataset config
+reads. Every preparer streams: text is processed in byte chunks of ``CHUNK_BYTES`` (lines are found
+with numpy, never one Python call per row), polars reads tables in batches, and outputs are written
+to temporary files that are renamed into place only when everything succeeded. What is held in
+memory is bounded by the chunk size and, where a recipe needs it, one byte per row (the stratified
+fold of each row) or the side tables of KKBox (songs, members).
+
+The x4-style split reproduces the assignment of AutoInt's split script (scikit-learn 0.19's
+``StratifiedKFold(10, shuffle=True, random_state=2018)``): each class is shuffled with a fresh
+``RandomState(seed)`` and cut into 10 contiguous folds (the first ``n % 10`` one row larger); fold 0
+is test, fold 1 valid, folds 2..9 (in that order, file order within a fold) train. After writing,
+the files' MD5s are compared with BARS' published ones and the result is reported either way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+
+from ..errors import CTRBenchError
+from . import registry
+
+CHUNK_BYTES = 16 * 1024 * 1024
+BATCH_ROWS = 1_000_000
+N_FOLDS = 10
+log = logging.getLogger("ctrbench")
+
+NL, TAB, COMMA, QUOTE = 10, 9, 44, 34
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming text
+
+def open_binary(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def line_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[bytes]:
+    """Blocks of whole lines (each ends with ``\\n``; CRLF becomes LF; a missing final newline is added)."""
+    size = chunk_bytes or CHUNK_BYTES
+    try:
+        fd = open_binary(path)
+    except OSError as exc:
+        raise CTRBenchError(f"cannot read {path}: {exc.strerror}")
+    with fd:
+        rest = b""
+        while True:
+            try:
+                block = fd.read(size)
+            except (OSError, EOFError) as exc:
+                raise CTRBenchError(f"{path} is unreadable or truncated ({exc}); download it again")
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest = block
+                continue
+            rest = block[cut + 1:]
+            yield block[:cut + 1].replace(b"\r\n", b"\n")
+        if rest:
+            yield rest.replace(b"\r\n", b"\n").rstrip(b"\r") + b"\n"
+
+
+@dataclass
+class Lines:
+    """The lines of one chunk: the bytes as uint8 and each line's start/end (index of its ``\\n``)."""
+
+    data: bytes
+    arr: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, chunk: bytes) -> "Lines":
+        arr = np.frombuffer(chunk, dtype=np.uint8)
+        ends = np.flatnonzero(arr == NL)
+        starts = np.empty_like(ends)
+        if len(ends):
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
+        return cls(chunk, arr, starts, ends)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def count_per_line(self, byte: int) -> np.ndarray:
+        pos = np.flatnonzero(self.arr == byte)
+        return np.searchsorted(pos, self.ends) - np.searchsorted(pos, self.starts)
+
+    def field_start(self, index: int, sep: int) -> np.ndarray:
+        """Byte offset where field ``index`` (0-based) of each line starts."""
+        if index == 0:
+            return self.starts
+        pos = np.flatnonzero(self.arr == sep)
+        first = np.searchsorted(pos, self.starts) + (index - 1)
+        return pos[np.minimum(first, len(pos) - 1)] + 1
+
+    def select(self, keep: np.ndarray) -> bytes:
+        """The bytes of the lines where ``keep`` (one bool per line) is true."""
+        if keep.all():
+            return self.data
+        mask = np.repeat(keep, self.ends - self.starts + 1)
+        return self.arr[mask].tobytes()
+
+
+def _check_fields(lines: Lines, sep: int, n_fields: int, path: str, first_line: int) -> None:
+    counts = lines.count_per_line(sep)
+    bad = np.flatnonzero(counts != n_fields - 1)
+    if len(bad):
+        i = int(bad[0])
+        raise CTRBenchError(f"{path} line {first_line + i + 1:,} has {int(counts[i]) + 1} fields, expected "
+                            f"{n_fields}; the file is not the expected layout or is damaged")
+
+
+def _binary_labels(values: np.ndarray, lines: Lines, label_pos: np.ndarray, sep: int, path: str,
+                   first_line: int) -> np.ndarray:
+    """Labels that are a single '0'/'1' character followed by the separator."""
+    after = lines.arr[np.minimum(label_pos + 1, len(lines.arr) - 1)]
+    bad = np.flatnonzero(((values != 48) & (values != 49)) | (after != sep))
+    if len(bad):
+        i = int(bad[0])
+        line = lines.data[lines.starts[i]:lines.ends[i]][:60].decode("utf-8", "replace")
+        raise CTRBenchError(f"{path} line {first_line + i + 1:,}: label is not 0 or 1 ({line!r}); "
+                            f"the file is not the expected layout")
+    return (values - 48).astype(np.int8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs written to temporary files and renamed into place at the end
+
+class Outputs:
+    def __init__(self, directory: str, force: bool):
+        self.directory = directory
+        self.force = force
+        self.pending: dict[str, str] = {}
+        self.handles: dict[str, io.BufferedWriter] = {}
+
+    def check(self, names: list[str]) -> None:
+        existing = [n for n in names if os.path.exists(os.path.join(self.directory, n))]
+        if existing and not self.force:
+            raise CTRBenchError(f"{os.path.join(self.directory, existing[0])} already exists; pass --force "
+                                f"to replace it or --out to write elsewhere")
+
+    def open(self, name: str, header: bytes | None = None) -> io.BufferedWriter:
+        final = os.path.join(self.directory, name)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.tmp-{os.getpid()}")
+        fd = open(tmp, "wb")
+        if header:
+            fd.write(header)
+        self.pending[final] = tmp
+        self.handles[final] = fd
+        return fd
+
+    def scratch(self, name: str) -> str:
+        path = os.path.join(self.directory, f".{name}.scratch-{os.getpid()}")
+        os.makedirs(self.directory, exist_ok=True)
+        self.pending[path] = path
+        return path
+
+    def close(self) -> None:
+        for fd in self.handles.values():
+            if not fd.closed:
+                fd.close()
+
+    def commit(self) -> list[str]:
+        self.close()
+        done = []
+        for final, tmp in self.pending.items():
+            if final == tmp:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                continue
+            os.replace(tmp, final)
+            done.append(final)
+        return done
+
+    def abort(self) -> None:
+        self.close()
+        for tmp in self.pending.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _concat(paths: list[str], fd) -> None:
+    for path in paths:
+        with open(path, "rb") as src:
+            while True:
+                block = src.read(CHUNK_BYTES)
+                if not block:
+                    break
+                fd.write(block)
+
+
+# --------------------------------------------------------------------------------------------------
+# The AutoInt/BARS stratified 10-fold assignment
+
+def stratified_folds(labels: np.ndarray, n_splits: int = N_FOLDS, seed: int = 2018) -> np.ndarray:
+    """Fold (0..n_splits-1) of every row, as scikit-learn 0.19's StratifiedKFold(shuffle=True,
+    random_state=seed) assigns test folds: per class (in sorted order), ``RandomState(seed).shuffle`` of
+    ``arange(max(count, n_splits))`` cut into contiguous folds, the first ``count % n_splits`` larger."""
+    labels = np.asarray(labels)
+    folds = np.empty(len(labels), dtype=np.int8)
+    for cls in np.unique(labels):
+        mask = labels == cls
+        n = int(mask.sum())
+        m = max(n, n_splits)
+        order = np.arange(m, dtype=np.int32 if m < 2 ** 31 else np.int64)
+        np.random.RandomState(seed).shuffle(order)
+        sizes = np.full(n_splits, m // n_splits, dtype=np.int64)
+        sizes[: m % n_splits] += 1
+        by_position = np.repeat(np.arange(n_splits, dtype=np.int8), sizes)
+        cls_folds = np.empty(m, dtype=np.int8)
+        cls_folds[order] = by_position
+        folds[mask] = cls_folds[:n]
+        del order, by_position, cls_folds
+    return folds
+
+
+def _fold_outputs(outputs: Outputs, folder: str, header: bytes) -> tuple[list, list[str]]:
+    """Handles per fold: fold 0 -> test.csv, fold 1 -> valid.csv, folds 2..9 -> scratch parts of train."""
+    handles = [outputs.open(f"{folder}/test.csv", header), outputs.open(f"{folder}/valid.csv", header)]
+    parts = []
+    for k in range(2, N_FOLDS):
+        part = outputs.scratch(f"{folder}.fold{k}")
+        parts.append(part)
+        handles.append(open(part, "wb"))
+    return handles, parts
+
+
+def _finish_folds(outputs: Outputs, folder: str, header: bytes, handles, parts) -> None:
+    for fd in handles[2:]:
+        fd.close()
+    train = outputs.open(f"{folder}/train.csv", header)
+    _concat(parts, train)
+    train.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Raw delimited text -> x4 split (Kaggle Criteo train.txt, Kaggle Avazu train.csv)
+
+@dataclass
+class TextLayout:
+    sep: int                 # byte separating fields in the raw file
+    n_fields: int
+    label_field: int
+    has_header: bool
+    header: tuple[str, ...]  # the header of the written CSVs
+    to_comma: bool           # whether sep becomes ',' in the output
+
+
+CRITEO_RAW = TextLayout(TAB, 40, 0, False, ("Label",) + registry.CRITEO_COLUMNS, True)
+AVAZU_RAW = TextLayout(COMMA, 24, 1, True, registry.AVAZU_RAW_COLUMNS, False)
+TERABYTE_RAW = TextLayout(TAB, 40, 0, False, ("label",) + registry.CRITEO_COLUMNS, True)
+_TAB_TO_COMMA = bytes.maketrans(b"\t", b",")
+
+
+def _text_chunks(path: str, layout: TextLayout) -> Iterator[tuple[Lines, int]]:
+    """(lines, index of the chunk's first data line) for every chunk; the header line is checked, dropped."""
+    seen = 0
+    first = True
+    for chunk in line_chunks(path):
+        if first and layout.has_header:
+            cut = chunk.index(b"\n") + 1
+            names = chunk[:cut].decode("utf-8", "replace").strip().split(",")
+            if tuple(names) != layout.header:
+                raise CTRBenchError(f"{path}: header {','.join(names[:6])}... is not the expected "
+                                    f"{','.join(layout.header[:6])}...; is this the right file?")
+            chunk = chunk[cut:]
+            seen = 1
+        first = False
+        if not chunk:
+            continue
+        lines = Lines.of(chunk)
+        yield lines, seen
+        seen += len(lines)
+
+
+def _text_labels(path: str, layout: TextLayout) -> np.ndarray:
+    labels = []
+    for lines, first in _text_chunks(path, layout):
+        _check_fields(lines, layout.sep, layout.n_fields, path, first)
+        pos = lines.field_start(layout.label_field, layout.sep)
+        labels.append(_binary_labels(lines.arr[pos], lines, pos, layout.sep, path, first))
+    if not labels:
+        raise CTRBenchError(f"{path} has no data rows")
+    return np.concatenate(labels)
+
+
+def _convert(lines: Lines, layout: TextLayout, path: str, first: int) -> Lines:
+    if not layout.to_comma:
+        return lines
+    if b"," in lines.data or b'"' in lines.data:
+        bad = int(np.flatnonzero((lines.count_per_line(COMMA) + lines.count_per_line(QUOTE)) > 0)[0])
+        raise CTRBenchError(f"{path} line {first + bad + 1:,} contains ',' or '\"', which the raw "
+                            f"tab-separated layout never has; the file is damaged or not the expected one")
+    return Lines.of(lines.data.translate(_TAB_TO_COMMA))
+
+
+def _prepare_x4(path: str, out: Outputs, folder: str, layout: TextLayout, seed: int) -> None:
+    labels = _text_labels(path, layout)
+    log.info("%s: %s rows, %.2f%% positive; assigning stratified folds (seed %d)", path,
+             f"{len(labels):,}", 100 * labels.mean(), seed)
+    folds = stratified_folds(labels, seed=seed)
+    del labels
+    header = (",".join(layout.header) + "\n").encode()
+    handles, parts = _fold_outputs(out, folder, header)
+    offset = 0
+    for lines, first in _text_chunks(path, layout):
+        lines = _convert(lines, layout, path, first)
+        chunk_folds = folds[offset:offset + len(lines)]
+        offset += len(lines)
+        byte_folds = np.repeat(chunk_folds, lines.ends - lines.starts + 1)
+        for k, fd in enumerate(handles):
+            fd.write(lines.arr[byte_folds == k].tobytes())
+    if offset != len(folds):
+        raise CTRBenchError(f"{path} changed while it was read ({offset:,} rows, then {len(folds):,}); "
+                            f"run prepare again")
+    _finish_folds(out, folder, header, handles, parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Criteo Terabyte: days 0-22 -> train/day_NN.csv, day 23 -> test (first half) / valid (second half)
+
+def _day_file(src: str, day: int) -> str | None:
+    for name in (f"day_{day}", f"day_{day}.gz", f"day_{day}.csv", f"day_{day:02d}", f"day_{day:02d}.gz"):
+        path = os.path.join(src, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _prepare_terabyte(src: str, out: Outputs, folder: str, neg_drop: float, seed: int) -> None:
+    if not os.path.isdir(src):
+        raise CTRBenchError(f"--from {src} must be the folder holding day_0 .. day_23 (or day_N.gz)")
+    days = {d: _day_file(src, d) for d in range(24)}
+    missing = [f"day_{d}" for d, p in days.items() if p is None]
+    if missing:
+        raise CTRBenchError(f"{src} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
+                            f"download every day from {registry.RAW_SOURCES['criteo_terabyte'].download}")
+    if not 0 <= neg_drop < 1:
+        raise CTRBenchError(f"--neg-sample-rate {neg_drop} must be in [0, 1): the fraction of negative "
+                            f"training rows to drop (DLRM uses 0.875 for Terabyte)")
+    header = (",".join(TERABYTE_RAW.header) + "\n").encode()
+    for day in registry.TERABYTE_TRAIN_DAYS:
+        path = days[day]
+        fd = out.open(f"{folder}/train/day_{day:02d}.csv", header)
+        rng = np.random.default_rng([seed, day])
+        kept = total = 0
+        for lines, first in _text_chunks(path, TERABYTE_RAW):
+            _check_fields(lines, TAB, 40, path, first)
+            lines = _convert(lines, TERABYTE_RAW, path, first)
+            labels = _binary_labels(lines.arr[lines.starts], lines, lines.starts, COMMA, path, first)
+            keep = np.ones(len(lines), dtype=bool)
+            if neg_drop > 0:
+                keep = (labels == 1) | (rng.random(len(lines)) >= neg_drop)
+            fd.write(lines.select(keep))
+            kept += int(keep.sum())
+            total += len(lines)
+        fd.close()
+        log.info("day %d: %s of %s rows -> train", day, f"{kept:,}", f"{total:,}")
+    path = days[23]
+    n = sum(len(lines) for lines, _ in _text_chunks(path, TERABYTE_RAW))
+    n_test = math.ceil(n / 2)
+    test, valid = out.open(f"{folder}/test.csv", header), out.open(f"{folder}/valid.csv", header)
+    for lines, first in _text_chunks(path, TERABYTE_RAW):
+        _check_fields(lines, TAB, 40, path, first)
+        lines = _convert(lines, TERABYTE_RAW, path, first)
+        in_test = (first + np.arange(len(lines))) < n_test
+        test.write(lines.select(in_test))
+        valid.write(lines.select(~in_test))
+    log.info("day 23: %s rows -> test %s / valid %s", f"{n:,}", f"{n_test:,}", f"{n - n_test:,}")
+
+
+# --------------------------------------------------------------------------------------------------
+# AFN libsvm / NFM libfm -> BARS CSV (Frappe_x1, MovielensLatest_x1)
+
+def _libsvm_file(src: str, split: str, name: str) -> str | None:
+    prefix = registry.LIBFM_NAMES.get(name, "")
+    nfm_split = {"valid": "validation"}.get(split, split)
+    candidates = [f"{split}.libsvm", f"{prefix}.{nfm_split}.libfm", f"{prefix}.{split}.libfm"]
+    for cand in candidates:
+        path = os.path.join(src, cand)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _libsvm_to_csv(path: str, fd, n_fields: int) -> int:
+    rows = 0
+    for chunk in line_chunks(path):
+        lines = Lines.of(chunk)
+        spaces = lines.count_per_line(ord(" "))
+        bad = np.flatnonzero(spaces != n_fields)
+        if len(bad):
+            raise CTRBenchError(f"{path} line {rows + int(bad[0]) + 1:,} does not have a label and {n_fields} "
+                                f"idx:1 tokens; not the AFN/NFM layout")
+        if chunk.count(b":") != chunk.count(b":1 ") + chunk.count(b":1\n"):
+            raise CTRBenchError(f"{path}: a feature value other than 1 (idx:value) near line {rows + 1:,}; "
+                                f"only one-hot libsvm files convert to the BARS CSV")
+        text = b"\n" + chunk
+        text = text.replace(b"\n-1 ", b"\n0 ").replace(b"\n+1 ", b"\n1 ")
+        text = text.replace(b":1 ", b",").replace(b":1\n", b"\n").replace(b" ", b",")
+        fd.write(text[1:].replace(b"\n", b"\r\n"))
+        rows += len(lines)
+    return rows
+
+
+def _prepare_libsvm(src: str, out: Outputs, folder: str, name: str) -> None:
+    if not os.path.isdir(src):
+        raise CTRBenchError(f"--from {src} must be a folder holding train/valid/test.libsvm (AFN) or NFM's "
+                            f".libfm files")
+    header = registry.LIBSVM_HEADERS[name]
+    found = {s: _libsvm_file(src, s, name) for s in registry.SPLITS_ORDER}
+    if not any(found.values()):
+        raise CTRBenchError(f"{src} has none of train.libsvm, valid.libsvm, test.libsvm (or NFM's "
+                            f"{registry.LIBFM_NAMES[name]}.*.libfm); get them from "
+                            f"{registry.RAW_SOURCES['afn_libsvm'].download}")
+    out.check([f"{folder}/{s}.csv" for s, p in found.items() if p])
+    for split, path in found.items():
+        if path is None:
+            log.info("no %s file in %s: %s.csv not written", split, src, split)
+            continue
+        fd = out.open(f"{folder}/{split}.csv", (",".join(header) + "\r\n").encode())
+        rows = _libsvm_to_csv(path, fd, len(header) - 1)
+        fd.close()
+        log.info("%s -> %s.csv (%s rows)", path, split, f"{rows:,}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables read with polars (KKBox, ML-1M)
+
+def _write_rows(fd, frame: pl.DataFrame) -> None:
+    if frame.height:
+        frame.write_csv(fd, include_header=False, line_terminator="\n", quote_style="necessary")
+
+
+def _require(src: str, names: tuple[str, ...], kind: str) -> dict[str, str]:
+    paths = {}
+    for name in names:
+        path = os.path.join(src, name)
+        if not os.path.isfile(path):
+            raise CTRBenchError(f"{src} lacks {name}; download {registry.RAW_SOURCES[kind].download} and "
+                                f"pass the folder holding {', '.join(names)} to --from")
+        paths[name] = path
+    return paths
+
+
+def _naive_csv(path: str, columns: list[str]) -> pl.DataFrame:
+    """A CSV read as the BARS KKBox script reads it: split on every comma, no quoting, extra fields cut."""
+    frame = pl.read_csv(path, has_header=True, infer_schema=False, quote_char=None,
+                        truncate_ragged_lines=True, missing_utf8_is_empty_string=False)
+    if frame.columns[:len(columns)] != columns:
+        raise CTRBenchError(f"{path}: columns {frame.columns} are not {columns}; is this the Kaggle file?")
+    return frame.select(columns)
+
+
+_PERSON_SPLIT = r"[|\\/&;]"
+
+
+def _persons(column: pl.Expr) -> pl.Expr:
+    return (column.fill_null("").str.replace_all(_PERSON_SPLIT, "\x1f").str.split("\x1f")
+            .list.eval(pl.element().str.replace_all('"', "", literal=True).str.strip_chars())
+            .list.eval(pl.element().filter(pl.element() != "")))
+
+
+def _id_map(values: pl.Series) -> pl.DataFrame:
+    """value -> 1-based id over the sorted distinct values (as strings, like the BARS script writes)."""
+    uniq = values.drop_nulls().unique().sort()
+    return pl.DataFrame({"key": uniq, "id": pl.Series(np.arange(1, len(uniq) + 1)).cast(pl.String)})
+
+
+def _prepare_kkbox(src: str, out: Outputs, folder: str, seed: int) -> None:
+    names = registry.RAW_SOURCES["kkbox_kaggle"].files
+    paths = _require(src, names, "kkbox_kaggle")
+    songs = _naive_csv(paths["songs.csv"], ["song_id", "song_length", "genre_ids", "artist_name", "composer",
+                                            "lyricist", "language"])
+    extra = _naive_csv(paths["song_extra_info.csv"], ["song_id", "name", "isrc"])
+    members = pl.read_csv(paths["members.csv"], infer_schema=False)
+    need = ["msno", "city", "bd", "gender", "registered_via", "registration_init_time", "expiration_date"]
+    if [c for c in need if c not in members.columns]:
+        raise CTRBenchError(f"{paths['members.csv']}: columns {members.columns} lack some of {need}")
+    train = pl.scan_csv(paths["train.csv"], infer_schema=False)
+    cols = ["msno", "song_id", "source_system_tab", "source_screen_name", "source_type", "target"]
+    if [c for c in cols if c not in train.collect_schema().names()]:
+        raise CTRBenchError(f"{paths['train.csv']}: the header lacks some of {cols}")
+    # persons, song names and ids, as the BARS script numbers them
+    persons = pl.concat([songs.select(_persons(pl.col(c)).alias("p")) for c in
+                         ("artist_name", "composer", "lyricist")]).explode("p")["p"]
+    person_ids = _id_map(persons)
+    song_names = _id_map(extra["name"])
+    pass1 = train.select(pl.col("target"), pl.col("msno"), pl.col("song_id"))
+    labels_df = pass1.select((pl.col("target").cast(pl.Float64, strict=False) > 0).cast(pl.Int8)
+                             .alias("y")).collect(engine="streaming")
+    if labels_df["y"].null_count():
+        raise CTRBenchError(f"{paths['train.csv']}: 'target' has non-numeric values")
+    labels = labels_df["y"].to_numpy()
+    users = _id_map(pl.concat([members["msno"], pass1.select("msno").unique().collect(engine="streaming")["msno"]]))
+    song_ids = _id_map(pl.concat([songs["song_id"], extra["song_id"],
+                                  pass1.select("song_id").unique().collect(engine="streaming")["song_id"]]))
+
+    def encode_persons(column: str) -> pl.Expr:
+        return (_persons(pl.col(column))
+                .list.eval(pl.element().replace_strict(person_ids["key"], person_ids["id"], default=None))
+                .list.join(" "))
+
+    songs = songs.with_columns(
+        pl.col("language").cast(pl.Float64, strict=False).cast(pl.Int64).cast(pl.String).fill_null(""),
+        pl.col("genre_ids").str.replace_all("|", " ", literal=True).fill_null(""),
+        encode_persons("artist_name").alias("artist_name"),
+        encode_persons("composer").alias("composer"),
+        encode_persons("lyricist").alias("lyricist"))
+    extra = extra.with_columns(pl.col("name").replace_strict(song_names["key"], song_names["id"], default=None))
+    folds = stratified_folds(labels, seed=seed)
+    log.info("%s: %s rows, %.2f%% positive", paths["train.csv"], f"{len(labels):,}", 100 * labels.mean())
+    header = (",".join(registry.KKBOX_X1_COLUMNS) + "\n").encode()
+    handles, parts = _fold_outputs(out, folder, header)
+    offset = 0
+    for batch in train.select(cols).collect_batches(chunk_size=BATCH_ROWS, maintain_order=True):
+        rows = (batch.join(members.select(need), on="msno", how="left", maintain_order="left")
+                .join(songs, on="song_id", how="left", maintain_order="left")
+                .join(extra, on="song_id", how="left", maintain_order="left")
+                .with_columns(pl.when(pl.col("target").cast(pl.Float64, strict=False) > 0).then(pl.lit("1"))
+                              .otherwise(pl.lit("0")).alias("label"),
+                              pl.col("msno").replace_strict(users["key"], users["id"], default=None),
+                              pl.col("song_id").replace_strict(song_ids["key"], song_ids["id"], default=None))
+                .select(registry.KKBOX_X1_COLUMNS))
+        batch_folds = folds[offset:offset + rows.height]
+        offset += rows.height
+        for k, fd in enumerate(handles):
+            _write_rows(fd, rows.filter(pl.Series(batch_folds == k)))
+    _finish_folds(out, folder, header, handles, parts)
+
+
+def _ml1m_files(src: str) -> dict[str, bytes]:
+    names = registry.RAW_SOURCES["ml1m_grouplens"].files
+    found: dict[str, bytes] = {}
+    if os.path.isfile(src) and zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as zf:
+            for member in zf.namelist():
+                base = os.path.basename(member)
+                if base in names:
+                    found[base] = zf.read(member)
+    elif os.path.isdir(src):
+        for root in (src, os.path.join(src, "ml-1m")):
+            for name in names:
+                path = os.path.join(root, name)
+                if name not in found and os.path.isfile(path):
+                    with open(path, "rb") as fd:
+                        found[name] = fd.read()
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise CTRBenchError(f"{src} lacks {', '.join(missing)}; pass GroupLens' ml-1m.zip or its extracted "
+                            f"folder ({registry.RAW_SOURCES['ml1m_grouplens'].download})")
+    return found
+
+
+def _double_colon(data: bytes, columns: list[str], what: str) -> pl.DataFrame:
+    text = data.replace(b"\r\n", b"\n").replace(b"::", b"\x1f")
+    try:
+        frame = pl.read_csv(text, separator="\x1f", has_header=False, infer_schema=False, quote_char=None,
+                            new_columns=columns, encoding="utf8-lossy")
+    except pl.exceptions.PolarsError as exc:
+        raise CTRBenchError(f"{what} is not the GroupLens '::' layout ({str(exc).splitlines()[0]})")
+    if frame.width != len(columns):
+        raise CTRBenchError(f"{what} has {frame.width} fields per line, expected {len(columns)}")
+    return frame
+
+
+def _prepare_ml1m(src: str, out: Outputs, folder: str, seed: int) -> None:
+    files = _ml1m_files(src)
+    ratings = _double_colon(files["ratings.dat"], ["UserID", "MovieID", "Rating", "Timestamp"], "ratings.dat")
+    users = _double_colon(files["users.dat"], ["UserID", "Gender", "Age", "Occupation", "Zipcode"], "users.dat")
+    movies = []
+    for line in files["movies.dat"].decode("latin-1").splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("::")
+        if len(parts) < 3:
+            raise CTRBenchError(f"movies.dat line {line[:40]!r} is not MovieID::Title::Genres")
+        movies.append((parts[0], "::".join(parts[1:-1]), parts[-1]))
+    movies_df = pl.DataFrame(movies, schema=["MovieID", "Title", "Genres"], orient="row")
+    rating = ratings["Rating"].cast(pl.Int64, strict=False)
+    if rating.null_count():
+        raise CTRBenchError("ratings.dat has non-integer ratings; is it GroupLens' ml-1m?")
+    table = (ratings.with_columns((rating >= 4).cast(pl.Int8).cast(pl.String).alias("label"))
+             .join(users, on="UserID", how="left", maintain_order="left")
+             .join(movies_df, on="MovieID", how="left", maintain_order="left")
+             .select(registry.ML1M_COLUMNS))
+    n = table.height
+    n_test = n_valid = int(round(0.1 * n))
+    perm = np.random.RandomState(seed).permutation(n)
+    which = np.zeros(n, dtype=np.int8)          # 0 train, 1 valid, 2 test
+    which[perm[:n_test]] = 2
+    which[perm[n_test:n_test + n_valid]] = 1
+    header = (",".join(registry.ML1M_COLUMNS) + "\n").encode()
+    for code, split in ((0, "train"), (1, "valid"), (2, "test")):
+        fd = out.open(f"{folder}/{split}.csv", header)
+        _write_rows(fd, table.filter(pl.Series(which == code)))
+        fd.close()
+    log.info("ML-1M: %s ratings -> train %s / valid %s / test %s", f"{n:,}", f"{n - n_test - n_valid:,}",
+             f"{n_valid:,}", f"{n_test:,}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The prepare entry point
+
+@dataclass
+class Prepared:
+    split_set: str
+    files: dict[str, str] = field(default_factory=dict)   # split -> written path
+    checks: list = field(default_factory=list)            # FileCheck per written file
+
+
+def _raw_file(src: str, names: tuple[str, ...], kind: str) -> str:
+    """--from may be the file itself or a folder holding it (or its .gz)."""
+    if os.path.isfile(src):
+        return src
+    if os.path.isdir(src):
+        for name in names:
+            stem = os.path.splitext(name)[0]
+            for cand in (name, name + ".gz", stem + ".gz", stem):
+                path = os.path.join(src, cand)
+                if os.path.isfile(path):
+                    return path
+    raise CTRBenchError(f"--from {src}: no {' or '.join(names)} (or .gz) there; download it from "
+                        f"{registry.RAW_SOURCES[kind].download}")
+
+
+def prepare(name: str, src: str, out_root: str, force: bool = False, seed: int | None = None,
+            neg_sample_rate: float = 0.0) -> Prepared:
+    """Turn the raw download at ``src`` into the split files of dataset ``name`` under ``out_root``."""
+    info, split_set = registry.resolve(name)
+    if split_set is None:
+        raise CTRBenchError(f"unknown dataset '{name}'; 'ctrbench data list' shows the known ids")
+    kind = info.raw if info is not None else None
+    if split_set.name in registry.LIBSVM_HEADERS:
+        kind = "afn_libsvm"
+    if kind is None:
+        raise CTRBenchError(f"'{name}' ({split_set.name}) has no raw recipe: download the published split "
+                            f"from {split_set.download}")
+    src = os.path.abspath(os.path.expanduser(src))
+    if not os.path.exists(src):
+        raise CTRBenchError(f"--from {src} does not exist; download {registry.RAW_SOURCES[kind].download}")
+    folder = split_set.files[0].path.split("/")[0]
+    out = Outputs(os.path.abspath(out_root), force)
+    if kind != "afn_libsvm":
+        out.check([f.path for f in split_set.files])
+    log.info("preparing %s from %s (%s)", split_set.name, src, registry.RAW_SOURCES[kind].description)
+    try:
+        if kind == "criteo_kaggle":
+            _prepare_x4(_raw_file(src, ("train.txt",), kind), out, folder, CRITEO_RAW, 2018 if seed is None else seed)
+        elif kind == "avazu_kaggle":
+            _prepare_x4(_raw_file(src, ("train.csv", "train.gz"), kind), out, folder, AVAZU_RAW,
+                        2018 if seed is None else seed)
+        elif kind == "kkbox_kaggle":
+            _prepare_kkbox(src, out, folder, 2018 if seed is None else seed)
+        elif kind == "ml1m_grouplens":
+            _prepare_ml1m(src, out, folder, 2023 if seed is None else seed)
+        elif kind == "criteo_terabyte":
+            _prepare_terabyte(src, out, folder, neg_sample_rate, 2023 if seed is None else seed)
+        elif kind == "afn_libsvm":
+            _prepare_libsvm(src, out, folder, split_set.name)
+        written = out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    result = Prepared(split_set.name)
+    for f in split_set.files:
+        path = os.path.join(out.directory, f.path)
+        if path in written or any(w.startswith(path + os.sep) for w in written):
+            result.files[f.split] = path
+            result.checks.append(check_file(f, path, split_set))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification
+
+@dataclass
+class FileCheck:
+    split: str
+    path: str
+    status: str                     # ok | mismatch | missing | present | bad-header
+    rows: int | None = None
+    expected_rows: int | None = None
+    md5: str | None = None
+    expected_md5: str | None = None
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("mismatch", "bad-header")
+
+
+def digest(path: str) -> tuple[str, int]:
+    """(md5 hex, data rows = lines - 1 header) of a file, streaming."""
+    md5 = hashlib.md5()
+    lines = 0
+    last = b""
+    with open(path, "rb") as fd:
+        while True:
+            block = fd.read(CHUNK_BYTES)
+            if not block:
+                break
+            md5.update(block)
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if last and last != b"\n":
+        lines += 1
+    return md5.hexdigest(), max(lines - 1, 0)
+
+
+def cache_path() -> str:
+    root = os.environ.get("CTRBENCH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ctrbench")
+    return os.path.join(root, "verified.json")
+
+
+def _load_cache() -> dict:
+    try:
+        with open(cache_path()) as fd:
+            return json.load(fd)
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _save_cache(cache: dict) -> None:
+    path = cache_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as fd:
+            json.dump(cache, fd, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass   # the cache only saves time
+
+
+def _stamp(path: str) -> list:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def cached_digest(path: str) -> tuple[str, int] | None:
+    entry = _load_cache().get(os.path.abspath(path))
+    if entry and entry.get("stamp") == _stamp(path):
+        return entry["md5"], entry["rows"]
+    return None
+
+
+def _digest_cached(path: str, use_cache: bool) -> tuple[str, int]:
+    if use_cache:
+        hit = cached_digest(path)
+        if hit:
+            return hit
+    md5, rows = digest(path)
+    cache = _load_cache()
+    cache[os.path.abspath(path)] = {"stamp": _stamp(path), "md5": md5, "rows": rows}
+    _save_cache(cache)
+    return md5, rows
+
+
+def read_header(path: str) -> list[str]:
+    with open(path, "rb") as fd:
+        line = fd.readline(1 << 20)
+    return line.decode("utf-8", "replace").rstrip("\r\n").split(",")
+
+
+def _header_problem(path: str, expected: tuple[str, ...]) -> str:
+    got = read_header(path)
+    if tuple(got) == expected:
+        return ""
+    missing = [c for c in expected if c not in got]
+    extra = [c for c in got if c not in expected]
+    if missing or extra:
+        detail = (f"missing {', '.join(missing[:5])}" if missing else "") + \
+                 ("; " if missing and extra else "") + (f"unexpected {', '.join(extra[:5])}" if extra else "")
+    else:
+        detail = "columns in another order"
+    return f"header is not {','.join(expected[:4])},... ({detail})"
+
+
+def check_file(spec: registry.SplitFile, path: str, split_set: registry.SplitSet,
+               use_cache: bool = True) -> FileCheck:
+    check = FileCheck(spec.split, path, "present", expected_rows=spec.rows, expected_md5=spec.md5)
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if f.endswith(".csv"))
+        if not files:
+            check.status, check.message = "missing", "folder has no .csv files"
+            return check
+        for name in files:
+            problem = _header_problem(os.path.join(path, name), split_set.header)
+            if problem:
+                check.status, check.message = "bad-header", f"{name}: {problem}"
+                return check
+        check.message = f"{len(files)} files; no published checksum"
+        return check
+    if not os.path.isfile(path):
+        check.status = "missing"
+        return check
+    problem = _header_problem(path, split_set.header)
+    if problem:
+        check.status, check.message = "bad-header", problem
+        return check
+    if spec.md5 is None and spec.rows is None:
+        check.message = "no published checksum"
+        return check
+    check.md5, check.rows = _digest_cached(path, use_cache)
+    if spec.md5 is not None:
+        if check.md5 == spec.md5:
+            check.status = "ok"
+        else:
+            check.status = "mismatch"
+            hint = ""
+            if spec.rows is not None and check.rows != spec.rows:
+                hint = (f"; {check.rows:,} rows instead of {spec.rows:,}"
+                        + (" (truncated download?)" if check.rows < spec.rows else ""))
+            elif split_set.line_end == "crlf":
+                hint = "; same row count: line ends must stay CRLF as published"
+            check.message = f"md5 {check.md5} != published {spec.md5}{hint}"
+    elif check.rows == spec.rows:
+        check.status, check.message = "ok", "row count matches (no published checksum)"
+    else:
+        check.status = "mismatch"
+        check.message = f"{check.rows:,} rows instead of {spec.rows:,}"
+    return check
+
+
+def locate(name: str, config_paths: dict[str, str | None], data_root: str
+           ) -> tuple[registry.SplitSet | None, dict[str, str]]:
+    """The split set behind a dataset id and where each of its files is: the dataset config's path
+    for it (matched by file name, so a config training on ``Frappe_x1/valid.csv`` counts), else the
+    registry's path under ``data_root``. Config ids outside the registry match by their paths."""
+    info, split_set = registry.resolve(name)
+    if split_set is None:
+        return registry.match_paths(config_paths)
+    splits = info.splits if info is not None else registry.SPLITS_ORDER
+    located = {}
+    for split in splits:
+        spec = split_set.file(split)
+        if spec is None:
+            continue
+        match = [p for p in config_paths.values()
+                 if p and p.replace("\\", "/").rstrip("/").endswith("/" + spec.path)]
+        located[split] = match[0] if match else (config_paths.get(split) or os.path.join(data_root, spec.path))
+    return split_set, located
+
+
+def verify(split_set: registry.SplitSet, located: dict[str, str], use_cache: bool = True) -> list[FileCheck]:
+    """Check the files of ``split_set`` at ``located`` (split -> path)."""
+    return [check_file(split_set.file(split), path, split_set, use_cache)
+            for split, path in located.items() if split_set.file(split) is not None]
+
+
+def status_from_cache(split_set: registry.SplitSet, located: dict[str, str]) -> tuple[str, str]:
+    """(presence, verification) for ``data list``, from the files' existence and the verify cache."""
+    states = []
+    for split, path in located.items():
+        spec = split_set.file(split)
+        if not path or not os.path.exists(path):
+            states.append(("missing", None))
+        elif spec.md5 is None or os.path.isdir(path):
+            states.append(("present", None))
+        else:
+            hit = cached_digest(path)
+            states.append(("present", None if hit is None else hit[0] == spec.md5))
+    present = [v for s, v in states if s == "present"]
+    presence = "yes" if states and len(present) == len(states) else ("partial" if present else "no")
+    if not present:
+        verified = "-"
+    elif any(v is False for v in present):
+        verified = "MISMATCH"
+    elif all(v is True for v in present):
+        verified = "yes" if presence == "yes" else "yes (present files)"
+    elif all(split_set.file(s).md5 is None for s in located):
+        verified = "no checksum"
+    else:
+        verified = "not yet"
+    return presence, verified
+
+
+def describe_rows(split_set: registry.SplitSet, splits=registry.SPLITS_ORDER) -> str:
+    rows = [split_set.file(s).rows for s in splits if split_set.file(s)]
+    if all(r is None for r in rows):
+        return "-"
+    return " / ".join(f"{r:,}" if r is not None else "?" for r in rows)
+
+
+def describe_files(paths: list[str], root: str) -> str:
+    """``Criteo_x4/{train,valid,test}.csv``-style summary of paths (relative to root when under it)."""
+    rel = [os.path.relpath(p, root) if root and p.startswith(root.rstrip(os.sep) + os.sep) else p
+           for p in paths if p]
+    folders = {os.path.dirname(p) for p in rel}
+    exts = {os.path.splitext(p)[1] for p in rel}
+    if len(rel) > 1 and len(folders) == 1 and len(exts) == 1 and all(os.path.splitext(p)[1] for p in rel):
+        names = ",".join(os.path.splitext(os.path.basename(p))[0] for p in rel)
+        return os.path.join(folders.pop(), "{" + names + "}" + exts.pop())
+    return "  ".join(rel)
+
+
+__all__ = ["prepare", "locate", "verify", "check_file", "digest", "stratified_folds", "status_from_cache",
+           "describe_rows", "describe_files", "FileCheck", "Prepared", "line_chunks", "Lines"]
