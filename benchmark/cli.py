@@ -63,6 +63,8 @@ def run(expid: str = typer.Option(..., "--expid", "-e", help="Experiment id in m
         set_: Optional[List[str]] = SetOpt,
         data_root: Optional[str] = DataRootOpt,
         results: str = typer.Option(None, "--results", help="Run records file. Default: results/runs.jsonl"),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same config "
+                                    "from its saved state (model, optimisers, counters, RNG, epoch position)."),
         debug: bool = DebugOpt):
     """Build the data if needed, train EXPID, evaluate on valid/test and append a run record."""
     from .config import load_config
@@ -75,7 +77,9 @@ def run(expid: str = typer.Option(..., "--expid", "-e", help="Experiment id in m
     if seed is not None:
         overrides.append(f"seed={seed}")
     params = load_config(config or default_config_dir(), expid, overrides, data_root)
-    record = run_experiment(params, results or default_results(), console)
+    record = run_experiment(params, results or default_results(), console, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 prints
+        return
     out.print(f"{record['expid']} test: " + " ".join(f"{k}={v:.6f}" for k, v in (record["test"] or {}).items()),
               highlight=False)
 

@@ -7,17 +7,38 @@ non-improvement and, with ``reduce_lr_on_plateau``, multiply the learning rate b
 stop after ``early_stop_patience`` consecutive non-improvements; reload the best checkpoint at the end.
 Gradient norms are clipped to ``max_gradient_norm``.
 
-On top of that: a rich progress bar per epoch (batch, loss, samples/s, ETA), models' auxiliary
-optimisers and step hooks, seeded per-epoch batch order (so a run can resume mid-epoch), and full
-metrics on valid/test after training (fuxictr only evaluates monitored metrics during training).
+On top of that:
+
+- **Resume.** ``save_state`` writes everything needed to continue bit-identically: model, main and
+  auxiliary optimisers (their learning rates carry the plateau decays), the GradScaler, the
+  ``TrainState`` (epoch, position in the epoch, early-stopping counters, best metric, history) and
+  the RNG states of python, numpy, torch and CUDA (one set per rank). It is written atomically after
+  every evaluation and epoch, every ``checkpoint_steps`` batches and every ``checkpoint_seconds``
+  (default 300, 0 = off); ``resume_state: false`` turns it off. The loader's per-epoch seeded
+  permutation plus ``iter_from(batch)`` replays the rest of the interrupted epoch. Models that keep
+  state outside parameters and buffers expose it through ``nn.Module.get_extra_state``.
+- **GPU path.** Batches move host->device with ``non_blocking`` copies from pinned memory, one batch
+  ahead of the step; ``amp: bf16|fp16`` runs forward passes under ``torch.autocast`` (fp16 with a
+  GradScaler; the loss and ``y_pred = sigmoid(logit)`` are computed in fp32); ``compile: true`` (or a
+  backend name) wraps the model in ``torch.compile``. Both are off by default.
+- **Data parallel.** With a ``DistContext`` of several ranks each global batch is sharded and the
+  model wrapped in DDP (see ``benchmark/distributed.py``).
+- Progress: a rich bar per epoch (batch, loss, samples/s, ETA) and, for sweeps, a small JSON file
+  (``progress_file``) with epoch, position, last validation metrics and ETA, rewritten atomically.
+- Models' auxiliary optimisers and ``on_train_step_end`` hooks, full metrics on valid/test after
+  training (fuxictr only evaluates monitored metrics during training), the time spent waiting for
+  the loader, and the test-set prediction time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -27,7 +48,13 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from . import distributed
+from .distributed import DistContext
+from .errors import CTRBenchError
+
 log = logging.getLogger("ctrbench.train")
+
+STATE_FORMAT = 1
 
 
 @dataclass
@@ -44,55 +71,172 @@ class TrainState:
     history: list = field(default_factory=list)   # one dict per evaluation
     train_seconds: float = 0.0
     train_samples: int = 0
+    loader_seconds: float = 0.0     # time spent waiting for the next batch
+    epoch_loss: float = 0.0         # running loss sum of the current epoch (for the epoch line)
+    epoch_batches: int = 0
+    resumed: int = 0                # how many times this run was resumed
+
+
+def amp_dtype(value) -> torch.dtype | None:
+    """``amp`` config value -> autocast dtype (None = off)."""
+    if value in (None, False, 0) or str(value).lower() in ("", "none", "off", "no", "false", "fp32"):
+        return None
+    name = str(value).lower()
+    if name in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if name in ("fp16", "float16", "half"):
+        return torch.float16
+    raise CTRBenchError(f"amp={value!r}: use amp: bf16 or amp: fp16 (or leave it unset for fp32)")
+
+
+def amp_name(value) -> str | None:
+    dtype = amp_dtype(value)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
+
+
+def _atomic_save(obj, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: str, payload: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fd:
+        json.dump(payload, fd, default=float)
+    os.replace(tmp, path)
 
 
 class Trainer:
     """Drives a fuxictr ``BaseModel`` subclass through fit / evaluate."""
 
-    def __init__(self, model, params: dict, console: Console | None = None):
+    def __init__(self, model, params: dict, console: Console | None = None, dist: DistContext | None = None,
+                 state_file: str | None = None, progress_file: str | None = None, config_hash: str | None = None):
         self.model = model
         self.params = params
         self.console = console or Console(stderr=True)
+        self.dist = dist or DistContext()
         self.monitor = Monitor(kv=params.get("monitor", "AUC"))
         self.mode = params.get("monitor_mode", "max")
         self.patience = int(params.get("early_stop_patience", 2))
-        self.max_norm = float(params.get("max_gradient_norm", 10.0))
+        self.max_norm = float(params.get("max_gradient_norm", 10.0) or 0.0)
         self.reduce_lr = bool(params.get("reduce_lr_on_plateau", True))
         self.state = TrainState()
-        self.show_progress = bool(params.get("verbose", 1)) and self.console.is_terminal
+        self.show_progress = (bool(params.get("verbose", 1)) and self.console.is_terminal
+                              and self.dist.is_main)
+        self.device = torch.device(getattr(model, "device", "cpu"))
+        self.amp = amp_dtype(params.get("amp"))
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
+        self.state_file = state_file if params.get("resume_state", True) else None
+        self.progress_file = progress_file
+        self.config_hash = config_hash
+        self.checkpoint_steps = int(params.get("checkpoint_steps") or 0)
+        self.checkpoint_seconds = float(params.get("checkpoint_seconds", 300) or 0)
+        self.last_predict_seconds = 0.0
+        self.last_predict_rows = 0
+        self._last_progress = 0.0
+        self._last_state_save = time.perf_counter()
+        self._fit_started = None
+        self._fit_steps0 = 0
+        self._total_epochs = self._epoch_batches = 0
+        self.train_module = model
+        self.eval_module = model
+        if self.dist.enabled:
+            self.train_module = distributed.wrap_model(
+                model, self.dist, bool(params.get("ddp_find_unused_parameters", True)))
+        compile_opt = params.get("compile")
+        if compile_opt:
+            backend = "inductor" if compile_opt is True or str(compile_opt).lower() == "true" else str(compile_opt)
+            self.train_module = torch.compile(self.train_module, backend=backend)
+            self.eval_module = torch.compile(model, backend=backend) if self.dist.enabled else self.train_module
 
     # ---- steps --------------------------------------------------------------------------------
     def optimizers(self):
         return [self.model.optimizer] + list(getattr(self.model, "aux_optimizers", []))
 
-    def train_step(self, batch) -> float:
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def _fp32(self, return_dict: dict) -> dict:
+        """Under autocast: outputs back to fp32, and y_pred recomputed from the fp32 logit."""
+        if self.amp is None:
+            return return_dict
+        out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in return_dict.items()}
+        if "logit" in out and "y_pred" in out and hasattr(self.model, "output_activation"):
+            out["y_pred"] = self.model.output_activation(out["logit"])
+        return out
+
+    def _to_device(self, batch: dict) -> dict:
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def train_step(self, batch, weight: float = 1.0) -> torch.Tensor:
+        """One optimiser step on a (device) batch; returns the detached loss."""
         model = self.model
         for opt in self.optimizers():
             opt.zero_grad(set_to_none=True)
-        return_dict = model.forward(batch)
+        with self._autocast():
+            return_dict = self.train_module(batch)
+        return_dict = self._fp32(return_dict)
         y_true = model.get_labels(batch)
         loss = model.compute_loss(return_dict, y_true)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_norm)
-        for opt in self.optimizers():
-            opt.step()
+        objective = loss * weight if weight != 1.0 else loss
+        if self.scaler is not None:
+            self.scaler.scale(objective).backward()
+            for opt in self.optimizers():
+                self.scaler.unscale_(opt)
+        else:
+            objective.backward()
+        if self.max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_norm)
+        if self.scaler is not None:
+            for opt in self.optimizers():
+                self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            for opt in self.optimizers():
+                opt.step()
         model.on_train_step_end(self.state.total_steps)
-        return float(loss.detach())
+        return loss.detach()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def predict(self, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Predictions, labels and group ids of a split (gathered over ranks); times the pass."""
         model = self.model
         model.eval()
         preds, labels, groups = [], [], []
         group_id = model.feature_map.group_id
+        self._sync()
+        started = time.perf_counter()
+        rows = 0
         with torch.no_grad():
             for batch in loader:
-                preds.append(model.forward(batch)["y_pred"].detach().float().cpu().reshape(-1))
-                labels.append(model.get_labels(batch).detach().float().cpu().reshape(-1))
+                if self.dist.enabled:
+                    batch, _, _ = distributed.shard_batch(batch, self.dist, train=False)
+                    if len(next(iter(batch.values()))) == 0:
+                        continue
                 if group_id is not None:
                     groups.append(batch[group_id].reshape(-1))
-        y_pred = torch.cat(preds).numpy().astype(np.float64)
-        y_true = torch.cat(labels).numpy().astype(np.float64)
+                batch = self._to_device(batch)
+                with self._autocast():
+                    return_dict = self.eval_module(batch)
+                return_dict = self._fp32(return_dict)
+                preds.append(return_dict["y_pred"].detach().float().reshape(-1))
+                labels.append(model.get_labels(batch).detach().float().reshape(-1))
+                rows += len(preds[-1])
+        y_pred = torch.cat(preds).cpu().numpy().astype(np.float64) if preds else np.zeros(0)
+        y_true = torch.cat(labels).cpu().numpy().astype(np.float64) if labels else np.zeros(0)
+        self._sync()
+        self.last_predict_seconds = time.perf_counter() - started
+        self.last_predict_rows = rows
         group = torch.cat(groups).numpy() if groups else None
+        y_true, y_pred, group = distributed.gather_predictions(self.dist, y_true, y_pred, group)
         return y_true, y_pred, group
 
     def evaluate(self, loader, metrics=None) -> dict[str, float]:
@@ -112,7 +256,8 @@ class Trainer:
         state = self.state
         if self._improved(value):
             state.best_metric, state.best_epoch, state.stopping_steps = value, state.epoch + 1, 0
-            self.model.save_weights(self.model.checkpoint)
+            if self.dist.is_main:
+                _atomic_save(self.model.state_dict(), self.model.checkpoint)
             log.info("Save best model: monitor(%s)=%.6f", self.mode, value)
         else:
             state.stopping_steps += 1
@@ -123,6 +268,7 @@ class Trainer:
         if state.stopping_steps >= self.patience:
             state.stop = True
             log.info("Early stop at epoch %d", state.epoch + 1)
+        distributed.barrier(self.dist)
 
     def validate(self, valid_loader) -> dict:
         metrics = self.monitor.get_metrics()
@@ -133,49 +279,205 @@ class Trainer:
         self.model.train()
         return logs
 
+    # ---- resume ---------------------------------------------------------------------------------
+    def _rng_state(self) -> dict:
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return rng
+
+    @staticmethod
+    def _set_rng_state(rng: dict) -> None:
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save_state(self, path: str | None = None) -> None:
+        """Write the full training state (atomic; rank 0 writes, every rank's RNG is kept)."""
+        path = path or self.state_file
+        if not path:
+            return
+        rngs = distributed.all_gather_object(self._rng_state(), self.dist)
+        self._last_state_save = time.perf_counter()
+        if not self.dist.is_main:
+            return
+        payload = {
+            "format": STATE_FORMAT, "config_hash": self.config_hash, "trainer": asdict(self.state),
+            "model": self.model.state_dict(), "optimizer": self.model.optimizer.state_dict(),
+            "aux_optimizers": [opt.state_dict() for opt in getattr(self.model, "aux_optimizers", [])],
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rngs, "best_checkpoint": self.model.checkpoint, "world_size": self.dist.world_size,
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _atomic_save(payload, path)
+        self.write_progress("train", force=True)
+
+    def load_state(self, path: str) -> TrainState:
+        """Continue from ``save_state``'s file: weights, optimisers, counters, position and RNG."""
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise CTRBenchError(f"cannot read the resume state {path} ({exc.__class__.__name__}); "
+                                f"delete it and run without --resume")
+        if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+            raise CTRBenchError(f"{path} is not a ctrbench resume state; delete it and run without --resume")
+        if self.config_hash and payload.get("config_hash") != self.config_hash:
+            raise CTRBenchError(f"{path} was saved by another config (hash {payload.get('config_hash')}, "
+                                f"this run {self.config_hash}); delete it or run without --resume")
+        if payload.get("world_size", 1) != self.dist.world_size:
+            raise CTRBenchError(f"{path} was saved with {payload.get('world_size', 1)} process(es), this run has "
+                                f"{self.dist.world_size}; resume with the same number of processes")
+        known = {f.name for f in fields(TrainState)}
+        state = TrainState(**{k: v for k, v in payload["trainer"].items() if k in known})
+        if state.best_metric is not None and not os.path.isfile(self.model.checkpoint):
+            raise CTRBenchError(f"the best checkpoint {self.model.checkpoint} of the resumed run is missing; "
+                                f"delete {path} and run without --resume")
+        self.model.load_state_dict(payload["model"])
+        self.model.optimizer.load_state_dict(payload["optimizer"])
+        for opt, sd in zip(getattr(self.model, "aux_optimizers", []), payload.get("aux_optimizers") or []):
+            opt.load_state_dict(sd)
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        rngs = payload["rng"]
+        self._set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
+        state.resumed += 1
+        self.state = state
+        log.info("Resumed from %s at epoch %d, batch %d (step %d)", path, state.epoch + 1, state.batch,
+                 state.total_steps)
+        return state
+
+    def remove_state(self) -> None:
+        if self.state_file and self.dist.is_main and os.path.isfile(self.state_file):
+            os.remove(self.state_file)
+
+    # ---- progress -----------------------------------------------------------------------------------
+    def write_progress(self, status: str, force: bool = False, epochs: int | None = None,
+                       batches: int | None = None) -> None:
+        """Rewrite ``progress_file`` (at most once a second unless forced)."""
+        if not self.progress_file or not self.dist.is_main:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last_progress < 1.0:
+            return
+        self._last_progress = now
+        if epochs is not None:
+            self._total_epochs = epochs
+        if batches is not None:
+            self._epoch_batches = batches
+        st = self.state
+        epochs, batches = self._total_epochs, self._epoch_batches
+        last = st.history[-1] if st.history else {}
+        elapsed = now - self._fit_started if self._fit_started else 0.0
+        done = st.epoch * batches + st.batch
+        total = max(epochs * batches, 1)
+        steps = st.total_steps - self._fit_steps0
+        eta = elapsed / steps * max(total - done, 0) if steps > 0 and status != "done" else 0.0
+        payload = {"pid": os.getpid(), "status": status, "epoch": st.epoch + (0 if status == "done" else 1),
+                   "epochs": epochs, "batch": st.batch, "batches": batches, "steps": st.total_steps,
+                   "fraction": min(done / total, 1.0), "samples_per_second": st.train_samples / max(st.train_seconds, 1e-9),
+                   "valid": {k: v for k, v in last.items() if k not in ("epoch", "step", "lr")},
+                   "best": st.best_metric, "best_epoch": st.best_epoch, "elapsed": elapsed, "eta": eta,
+                   "resumed": st.resumed, "time": time.time()}
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.progress_file)), exist_ok=True)
+            _write_json(self.progress_file, payload)
+        except OSError:
+            pass
+
     # ---- fit --------------------------------------------------------------------------------------
+    def _batches(self, loader, skip: int):
+        """Batches from ``skip`` on: sharded for this rank, moved to the device one batch ahead,
+        with the time spent waiting for the loader accounted."""
+        it = loader.iter_from(skip)
+        pending = None
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            self.state.loader_seconds += time.perf_counter() - t0
+            batch, weight, rows = distributed.shard_batch(batch, self.dist)
+            item = (self._to_device(batch), weight, rows)
+            if pending is not None:
+                yield pending
+            pending = item
+        if pending is not None:
+            yield pending
+
+    def _checkpoint_due(self) -> bool:
+        if not self.state_file:
+            return False
+        if self.checkpoint_steps and self.state.total_steps % self.checkpoint_steps == 0:
+            return True
+        return bool(self.checkpoint_seconds) and time.perf_counter() - self._last_state_save >= self.checkpoint_seconds
+
     def fit(self, train_loader, valid_loader, epochs: int, on_checkpoint=None) -> TrainState:
         """Train until early stopping or ``epochs``; ``on_checkpoint(trainer)`` runs after each eval."""
         os.makedirs(os.path.dirname(self.model.checkpoint), exist_ok=True)
-        eval_steps = self.params.get("eval_steps") or len(train_loader)
+        n_batches = len(train_loader)
+        eval_steps = self.params.get("eval_steps") or n_batches
         state = self.state
+        self._fit_started, self._fit_steps0 = time.perf_counter(), state.total_steps
+        self._last_state_save = time.perf_counter()
+        self.write_progress("train", force=True, epochs=epochs, batches=n_batches)
         while state.epoch < epochs and not state.stop:
             train_loader.set_epoch(state.epoch)
             self.model.train()
             started = time.perf_counter()
-            total_loss, n_batches = 0.0, 0
-            with self._progress(len(train_loader)) as progress:
-                task = progress.add_task(f"epoch {state.epoch + 1}", total=len(train_loader),
-                                         completed=state.batch, loss=float("nan"), rate=0.0)
-                for batch in train_loader.iter_from(state.batch):
-                    loss = self.train_step(batch)
-                    rows = len(next(iter(batch.values())))
+            loss_sum, loss_n, ui_updated = None, 0, 0.0
+            with self._progress(n_batches) as progress:
+                task = progress.add_task(f"epoch {state.epoch + 1}", total=n_batches, completed=state.batch,
+                                         loss=float("nan"), rate=0.0)
+                for batch, weight, rows in self._batches(train_loader, state.batch):
+                    loss = self.train_step(batch, weight)
+                    loss_sum = loss if loss_sum is None else loss_sum + loss
+                    loss_n += 1
                     state.batch += 1
                     state.total_steps += 1
                     state.train_samples += rows
-                    total_loss += loss
-                    n_batches += 1
-                    elapsed = time.perf_counter() - started
-                    progress.update(task, advance=1, loss=total_loss / n_batches,
-                                    rate=state.train_samples / max(state.train_seconds + elapsed, 1e-9))
-                    if state.total_steps % eval_steps == 0 and state.batch < len(train_loader):
+                    if self.show_progress and (time.perf_counter() - ui_updated >= 0.2 or state.batch == n_batches):
+                        ui_updated = time.perf_counter()
+                        progress.update(task, completed=state.batch,
+                                        loss=(state.epoch_loss + float(loss_sum)) / (state.epoch_batches + loss_n),
+                                        rate=state.train_samples / max(state.train_seconds + ui_updated - started, 1e-9))
+                    eval_now = state.total_steps % eval_steps == 0 and state.batch < n_batches
+                    if eval_now or self._checkpoint_due():
+                        state.epoch_loss += float(loss_sum)
+                        state.epoch_batches += loss_n
+                        loss_sum, loss_n = None, 0
+                        self._sync()
                         state.train_seconds += time.perf_counter() - started
+                        if eval_now:
+                            self.validate(valid_loader)
+                            if on_checkpoint:
+                                on_checkpoint(self)
+                        self.save_state()
                         started = time.perf_counter()
-                        self.validate(valid_loader)
-                        if on_checkpoint:
-                            on_checkpoint(self)
                         if state.stop:
                             break
+                    else:
+                        self.write_progress("train")
+            if loss_sum is not None:
+                state.epoch_loss += float(loss_sum)
+                state.epoch_batches += loss_n
+            self._sync()
             state.train_seconds += time.perf_counter() - started
             if not state.stop:
                 logs = self.validate(valid_loader)
-                self._epoch_line(total_loss / max(n_batches, 1), logs)
+                self._epoch_line(state.epoch_loss / max(state.epoch_batches, 1), logs)
             state.epoch += 1
             state.batch = 0
+            state.epoch_loss, state.epoch_batches = 0.0, 0
             if on_checkpoint:
                 on_checkpoint(self)
+            self.save_state()
+        distributed.barrier(self.dist)
         if os.path.isfile(self.model.checkpoint):
             self.model.load_weights(self.model.checkpoint)
+        self.write_progress("eval", force=True)
         return state
 
     def _epoch_line(self, loss: float, logs: dict) -> None:
@@ -184,8 +486,9 @@ class Trainer:
         line = (f"epoch {self.state.epoch + 1}: train loss {loss:.6f}  valid {metrics}  lr {lr:.2e}"
                 f"{'  (best)' if self.state.stopping_steps == 0 else ''}")
         log.info(line)
-        if self.params.get("verbose", 1):
+        if self.params.get("verbose", 1) and self.dist.is_main:
             self.console.print(line, highlight=False)
+        self.write_progress("train", force=True)
 
     def _progress(self, total: int) -> Progress:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

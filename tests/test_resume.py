@@ -1,0 +1,136 @@
+"""Full-state resume: a run killed with SIGKILL mid-epoch and resumed ends bit-identical (CPU) to an
+uninterrupted run with the same seed; the state holds weights, optimisers, LR, counters and RNG."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from benchmark.errors import CTRBenchError
+from tests.conftest import REPO
+
+# dropout (RNG), batch norm (buffers), a plateau LR decay and mid-epoch evaluations all in play
+SETS = ["epochs=4", "batch_size=128", "seed=21", "net_dropout=0.2", "batch_norm=true",
+        "learning_rate=3.e-3", "early_stop_patience=3", "eval_steps=5", "checkpoint_steps=1"]
+
+# Slows every optimiser step down so that the test can kill the run while it is mid-epoch.
+DRIVER = """
+import sys, time
+from benchmark import train
+step, delay = train.Trainer.train_step, float(sys.argv[1])
+def slow(self, batch, weight=1.0):
+    time.sleep(delay)
+    return step(self, batch, weight)
+train.Trainer.train_step = slow
+sys.argv = ["ctrbench"] + sys.argv[2:]
+from benchmark.cli import main
+main()
+"""
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _metrics_history(record):
+    return [{k: v for k, v in h.items()} for h in record["history"]]
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, data_root, tmp_path):
+    with one_thread():
+        reference = train("DCN_tiny", *SETS)
+    results, progress = tmp_path / "runs.jsonl", tmp_path / "progress.json"
+    model_root = tmp_path / "ck"
+    args = ["run", "--expid", "DCN_tiny", "--data-root", data_root, "--results", str(results),
+            "--set", f"model_root={model_root}", "--set", "verbose=0",
+            *[x for s in SETS for x in ("--set", s)]]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "0.08", *args, "--set", f"_progress_file={progress}"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                p = json.loads(progress.read_text())
+            except (OSError, ValueError):
+                p = {}
+            if p.get("status") == "train" and p.get("epoch", 0) >= 2 and p.get("batch", 0) >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not results.exists()                       # killed before any record
+    state_file = model_root / "tiny" / "DCN_tiny.resume.pt"
+    saved = torch.load(state_file, map_location="cpu", weights_only=False)
+    assert saved["trainer"]["epoch"] >= 1 and saved["trainer"]["batch"] > 0   # mid-epoch
+    assert saved["optimizer"]["state"] and saved["rng"]
+
+    res = subprocess.run([sys.executable, "-m", "benchmark", *args, "--resume"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads(results.read_text().splitlines()[-1])
+    assert record["resumed"] == 1
+    assert record["test"] == reference["test"] and record["valid"] == reference["valid"]
+    assert record["best_epoch"] == reference["best_epoch"] and record["epochs_run"] == reference["epochs_run"]
+    assert record["config_hash"] == reference["config_hash"]
+    strip = lambda h: [{k: v for k, v in e.items()} for e in h]
+    assert strip(record["history"]) == strip(reference["history"])
+    assert any(h["lr"] < 3e-3 for h in reference["history"]) or len(reference["history"]) >= 4
+    assert not state_file.exists()                    # removed once the record is written
+
+
+def _trainer(load, *sets, state_file=None, config_hash="h"):
+    import model_zoo
+    from benchmark.data.loader import make_loaders
+    from benchmark.runner import prepare_data
+    from benchmark.train import Trainer
+    from fuxictr.pytorch.torch_utils import seed_everything
+
+    params = load("DCN_tiny", *SETS, *sets)
+    seed_everything(params["seed"])
+    directory, fmap = prepare_data(params, quiet=True)
+    loaders = make_loaders(fmap, directory, params)
+    model = model_zoo.create_model(params, fmap)
+    return Trainer(model, params, state_file=state_file, config_hash=config_hash), loaders
+
+
+def test_resume_state_round_trip_and_config_check(load, tmp_path):
+    with one_thread():
+        full, loaders = _trainer(load)
+        full.fit(loaders["train"], loaders["valid"], 3)
+        ref = full.evaluate(loaders["test"])
+
+        state = str(tmp_path / "s.pt")
+        first, loaders = _trainer(load, state_file=state)
+        first.fit(loaders["train"], loaders["valid"], 1)          # state saved at the epoch end
+        second, loaders = _trainer(load, state_file=state)
+        second.load_state(state)
+        assert second.state.epoch == 1 and second.state.resumed == 1
+        assert second.model.optimizer.state_dict()["state"]
+        second.fit(loaders["train"], loaders["valid"], 3)
+        assert second.evaluate(loaders["test"]) == ref
+        assert [h["AUC"] for h in second.state.history] == [h["AUC"] for h in full.state.history]
+
+        other, _ = _trainer(load, config_hash="another")
+        with pytest.raises(CTRBenchError, match="another config"):
+            other.load_state(state)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CTRBenchError, match="cannot read the resume state"):
+        other.load_state(str(tmp_path / "junk.pt"))
