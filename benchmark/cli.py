@@ -117,8 +117,15 @@ def report(results: str = typer.Option(None, "--results", help="Run records file
            models_: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names."),
            fmt: str = typer.Option("md", "--format", help="md, csv or latex."),
            split: str = typer.Option("test", "--split", help="test or valid."),
-           out_file: Optional[str] = typer.Option(None, "--out", help="Write the table to this file.")):
-    """Model x dataset table of Logloss/AUC (mean ± std over seeds), #params and RelaImp."""
+           out_file: Optional[str] = typer.Option(None, "--out", help="Write the table to this file."),
+           significance: str = typer.Option("auto", "--significance",
+                                            help="t-test against --baseline: auto (paired on the same seeds, "
+                                                 "else Welch), paired, welch, welch_levene, or none."),
+           alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the * marker."),
+           mark: bool = typer.Option(True, "--mark/--no-mark", help="Best in bold, second best underlined."),
+           efficiency: bool = typer.Option(False, "--efficiency",
+                                           help="Add s/epoch, samples/s, inference ms/100 and peak memory.")):
+    """Model x dataset table of Logloss/AUC (mean ± std over seeds), #params, RelaImp and t-tests."""
     from .records import read_records
     from .report import build_table, render
 
@@ -127,7 +134,9 @@ def report(results: str = typer.Option(None, "--results", help="Run records file
         raise CTRBenchError(f"no run records at {path}; run 'ctrbench run --expid ...' first or pass --results")
     table = build_table(read_records(path), baseline,
                         [d for d in datasets.split(",") if d] if datasets else None,
-                        [m for m in models_.split(",") if m] if models_ else None, split)
+                        [m for m in models_.split(",") if m] if models_ else None, split,
+                        significance=None if significance == "none" else significance, alpha=alpha,
+                        efficiency=efficiency, mark_best=mark)
     text = render(table, fmt)
     if out_file:
         os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)

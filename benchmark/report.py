@@ -4,6 +4,18 @@ RelaImp against a baseline (IBNet paper eq. 28):
     RelaImp_AUC  = ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100%
     RelaImp_Loss = (Loss - Loss_base) / Loss_base * 100%
 
+Optionally (``build_table`` keywords, ``ctrbench report`` flags):
+
+- ``significance``: a t-test of every model's per-seed AUC and Logloss against the baseline's
+  (scipy.stats): ``paired`` (``ttest_rel`` on the seeds both ran), ``welch`` (``ttest_ind`` with
+  unequal variances), ``welch_levene`` (MaskFusion's protocol: Levene's test for equal variances,
+  then a one-tailed independent t-test, Student's when Levene keeps equal variances and Welch's
+  otherwise; one-tailed towards "better": AUC greater, Logloss less) or ``auto`` (paired when both
+  ran the same seeds, else Welch). Cells with p < ``alpha`` get a ``*``; the table gains a p(AUC)
+  column.
+- ``mark_best``: best value per dataset in bold, second best underlined (md and LaTeX).
+- ``efficiency``: s/epoch, train samples/s, inference ms per 100 samples and peak memory (MB).
+
 Rendered as markdown, csv or LaTeX. Reads only the records file.
 """
 
@@ -11,11 +23,16 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections import OrderedDict, defaultdict
 
 import numpy as np
 
 from .errors import CTRBenchError
+
+SIGNIFICANCE_METHODS = ("auto", "paired", "welch", "welch_levene")
+EFFICIENCY = (("seconds_per_epoch", "s/epoch"), ("samples_per_second", "samples/s"),
+              ("infer_ms_per_100", "infer ms/100"), ("peak_memory_mb", "peak MB"))
 
 
 def relaimp_auc(auc: float, base: float) -> float:
@@ -44,7 +61,7 @@ def aggregate(records: list[dict], split: str = "test", datasets=None, models=No
             cell[k].append(float(v))
         cell["seeds"].append(rec.get("seed"))
         cell["params"] = rec.get("params")
-        for k in ("seconds_per_epoch", "samples_per_second", "peak_memory_mb", "infer_ms_per_100"):
+        for k, _ in EFFICIENCY:
             if rec.get(k) is not None:
                 cell[k].append(float(rec[k]))
     return cells
@@ -55,9 +72,88 @@ def _mean_std(values) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
+# ---- significance ---------------------------------------------------------------------------------
+
+def _constant_case(a: np.ndarray, b: np.ndarray, alternative: str) -> float | None:
+    """p-value when the t statistic is undefined (no spread): 0 for a real difference in the tested
+    direction, 1 otherwise; None when spread exists."""
+    diff = float(a.mean() - b.mean())
+    if np.isclose(diff, 0.0):
+        return 1.0
+    if alternative == "greater":
+        return 0.0 if diff > 0 else 1.0
+    if alternative == "less":
+        return 0.0 if diff < 0 else 1.0
+    return 0.0
+
+
+def significance_test(values, baseline_values, method: str = "auto", alternative: str = "two-sided",
+                      seeds=None, baseline_seeds=None, levene_alpha: float = 0.05) -> dict | None:
+    """A t-test of ``values`` against ``baseline_values`` (scipy.stats); None with < 2 values a side.
+
+    ``seeds``/``baseline_seeds`` pair values by seed for the paired test (and let ``auto`` choose
+    it when both ran the same seeds). Returns {method, test, t, p, levene_p, n}: ``test`` is the
+    test actually run (paired, student or welch).
+    """
+    from scipy import stats
+
+    if method not in SIGNIFICANCE_METHODS:
+        raise CTRBenchError(f"significance '{method}': choose one of {', '.join(SIGNIFICANCE_METHODS)}")
+    a, b = np.asarray(values, dtype=float), np.asarray(baseline_values, dtype=float)
+    if method == "welch_levene" and alternative == "two-sided":
+        alternative = "greater"
+    same_seeds = (seeds is not None and baseline_seeds is not None
+                  and sorted(map(str, seeds)) == sorted(map(str, baseline_seeds)))
+    if method == "auto":
+        method = "paired" if (same_seeds or (seeds is None and len(a) == len(b))) else "welch"
+    if method == "paired" and seeds is not None and baseline_seeds is not None:
+        base = {str(s): v for s, v in zip(baseline_seeds, b)}
+        common = [(v, base[str(s)]) for s, v in zip(seeds, a) if str(s) in base]
+        a = np.asarray([x for x, _ in common])
+        b = np.asarray([y for _, y in common])
+    if len(a) < 2 or len(b) < 2 or (method == "paired" and len(a) != len(b)):
+        return None
+    result = {"method": method, "levene_p": None, "n": (len(a), len(b))}
+    if method == "paired":
+        d = a - b
+        if np.allclose(d, d[0]):
+            return {**result, "test": "paired", "t": math.copysign(math.inf, d[0]) if d[0] else 0.0,
+                    "p": _constant_case(a, b, alternative)}
+        res = stats.ttest_rel(a, b, alternative=alternative)
+        return {**result, "test": "paired", "t": float(res.statistic), "p": float(res.pvalue)}
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return {**result, "test": "welch", "t": 0.0, "p": _constant_case(a, b, alternative)}
+    equal_var = False
+    if method == "welch_levene":
+        lev = stats.levene(a, b)
+        result["levene_p"] = float(lev.pvalue) if np.isfinite(lev.pvalue) else None
+        equal_var = result["levene_p"] is not None and result["levene_p"] >= levene_alpha
+    res = stats.ttest_ind(a, b, equal_var=equal_var, alternative=alternative)
+    return {**result, "test": "student" if equal_var else "welch", "t": float(res.statistic),
+            "p": float(res.pvalue)}
+
+
+def significance(values, baseline_values, paired: bool | None = None, alternative: str = "two-sided",
+                 method: str | None = None) -> float | None:
+    """p-value of a t-test between two lists of per-seed metrics (scipy.stats).
+
+    Paired (``ttest_rel``) when ``paired`` is true, or when None and both lists have the same length
+    (same seeds); otherwise Welch's ``ttest_ind(equal_var=False)``. ``method`` (paired, welch,
+    welch_levene, auto) overrides ``paired``. None with fewer than 2 values.
+    """
+    if method is None:
+        method = "auto" if paired is None else ("paired" if paired else "welch")
+    res = significance_test(values, baseline_values, method, alternative)
+    return None if res is None else res["p"]
+
+
+# ---- the table ---------------------------------------------------------------------------------------
+
 def build_table(records: list[dict], baseline: str | None = None, datasets=None, models=None,
-                split: str = "test") -> dict:
-    """A table structure: {datasets, models, cells{(m, d): {...}}} with RelaImp filled in."""
+                split: str = "test", significance: str | None = None, alpha: float = 0.05,
+                efficiency: bool = False, mark_best: bool = False) -> dict:
+    """A table structure: {datasets, models, cells{(m, d): {...}}} with RelaImp filled in (and
+    p-values, best marks and efficiency columns when asked)."""
     cells = aggregate(records, split, datasets, models)
     if not cells:
         raise CTRBenchError("no run records match; run experiments first or check --results/--datasets")
@@ -65,6 +161,8 @@ def build_table(records: list[dict], baseline: str | None = None, datasets=None,
     model_order = list(models) if models else list(OrderedDict.fromkeys(m for m, _ in cells))
     if baseline and baseline not in model_order:
         raise CTRBenchError(f"--baseline {baseline} has no records; models with records: {', '.join(model_order)}")
+    if significance and significance not in SIGNIFICANCE_METHODS:
+        raise CTRBenchError(f"--significance {significance}: choose one of {', '.join(SIGNIFICANCE_METHODS)}")
     out = {}
     for (m, d), cell in cells.items():
         row = {"n": len(cell["seeds"]), "params": cell.get("params"), "seeds": cell["seeds"]}
@@ -72,7 +170,7 @@ def build_table(records: list[dict], baseline: str | None = None, datasets=None,
             if cell.get(metric):
                 row[metric], row[metric + "_std"] = _mean_std(cell[metric])
                 row[metric + "_values"] = list(cell[metric])
-        for k in ("seconds_per_epoch", "samples_per_second", "peak_memory_mb", "infer_ms_per_100"):
+        for k, _ in EFFICIENCY:
             if cell.get(k):
                 row[k] = float(np.mean(cell[k]))
         out[(m, d)] = row
@@ -83,7 +181,33 @@ def build_table(records: list[dict], baseline: str | None = None, datasets=None,
                 row["relaimp_auc"] = relaimp_auc(row["AUC"], base["AUC"])
             if base and "logloss" in row and "logloss" in base:
                 row["relaimp_loss"] = relaimp_loss(row["logloss"], base["logloss"])
-    return {"datasets": ds_order, "models": model_order, "cells": out, "baseline": baseline, "split": split}
+            if not significance or not base or m == baseline:
+                continue
+            for metric, better in (("AUC", "greater"), ("logloss", "less")):
+                if metric not in row or metric not in base:
+                    continue
+                alternative = better if significance == "welch_levene" else "two-sided"
+                res = significance_test(row[metric + "_values"], base[metric + "_values"], significance,
+                                        alternative, row["seeds"], base["seeds"])
+                if res is None:
+                    continue
+                row[metric + "_p"], row[metric + "_t"], row[metric + "_test"] = res["p"], res["t"], res["test"]
+                row[metric + "_sig"] = res["p"] < alpha
+    if mark_best:
+        for d in ds_order:
+            for metric, best_high in (("AUC", True), ("logloss", False)):
+                values = sorted({round(out[(m, d)][metric], 12) for m in model_order
+                                 if (m, d) in out and metric in out[(m, d)]}, reverse=best_high)
+                for m in model_order:
+                    row = out.get((m, d))
+                    if row is None or metric not in row:
+                        continue
+                    rank = values.index(round(row[metric], 12))
+                    if rank < 2 and len(values) > 1:
+                        row[metric + "_mark"] = "best" if rank == 0 else "second"
+    return {"datasets": ds_order, "models": model_order, "cells": out, "baseline": baseline, "split": split,
+            "significance": significance if baseline else None, "alpha": alpha, "efficiency": efficiency,
+            "mark_best": mark_best}
 
 
 def _fmt(row, metric, digits, pct=False):
@@ -102,63 +226,110 @@ def _params(n):
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
-def rows(table: dict) -> tuple[list[str], list[list[str]]]:
+def _efficiency(row, key):
+    if row is None or row.get(key) is None:
+        return "–"
+    value = row[key]
+    if key == "seconds_per_epoch":
+        return f"{value:.2f}" if value < 10 else f"{value:,.1f}"
+    if key == "infer_ms_per_100":
+        return f"{value:.3f}"
+    return f"{value:,.0f}"
+
+
+def _pvalue(row):
+    if row is None or "AUC_p" not in row:
+        return "–"
+    p = row["AUC_p"]
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def _grid(table: dict) -> tuple[list[str], list[list[tuple[str, str | None, bool]]]]:
+    """Header and body cells as (text, mark, significant)."""
+    sig, eff = table.get("significance"), table.get("efficiency")
     header = ["Model"]
     for d in table["datasets"]:
         header += [f"{d} Logloss", f"{d} AUC(%)", f"{d} #Params"]
         if table["baseline"]:
             header += [f"{d} RelaImp Loss", f"{d} RelaImp AUC"]
+        if sig:
+            header += [f"{d} p(AUC)"]
+        if eff:
+            header += [f"{d} {label}" for _, label in EFFICIENCY]
     body = []
     for m in table["models"]:
-        line = [m]
+        line = [(m, None, False)]
         for d in table["datasets"]:
             row = table["cells"].get((m, d))
-            line += [_fmt(row, "logloss", 6), _fmt(row, "AUC", 4, pct=True), _params(row and row.get("params"))]
+            get = (lambda key, default=None: row.get(key, default)) if row else (lambda key, default=None: default)
+            line += [(_fmt(row, "logloss", 6), get("logloss_mark"), bool(get("logloss_sig", False))),
+                     (_fmt(row, "AUC", 4, pct=True), get("AUC_mark"), bool(get("AUC_sig", False))),
+                     (_params(get("params")), None, False)]
             if table["baseline"]:
-                line += [f"{row['relaimp_loss']:+.2f}%" if row and "relaimp_loss" in row else "–",
-                         f"{row['relaimp_auc']:+.2f}%" if row and "relaimp_auc" in row else "–"]
+                line += [(f"{row['relaimp_loss']:+.2f}%" if row and "relaimp_loss" in row else "–", None, False),
+                         (f"{row['relaimp_auc']:+.2f}%" if row and "relaimp_auc" in row else "–", None, False)]
+            if sig:
+                line += [(_pvalue(row), None, False)]
+            if eff:
+                line += [(_efficiency(row, key), None, False) for key, _ in EFFICIENCY]
         body.append(line)
     return header, body
 
 
+def rows(table: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and plain-text body (no marks; a significant cell ends in '*')."""
+    header, body = _grid(table)
+    return header, [[text + ("*" if sig else "") for text, _, sig in line] for line in body]
+
+
+def _md_cell(text, mark, sig):
+    if mark == "best":
+        text = f"**{text}**"
+    elif mark == "second":
+        text = f"<u>{text}</u>"
+    return text + ("\\*" if sig else "")
+
+
+def _latex_escape(s: str) -> str:
+    return s.replace("%", r"\%").replace("±", r"$\pm$").replace("_", r"\_")
+
+
+def _latex_cell(text, mark, sig):
+    text = _latex_escape(text)
+    if mark == "best":
+        text = rf"\textbf{{{text}}}"
+    elif mark == "second":
+        text = rf"\underline{{{text}}}"
+    return text + (r"$^{*}$" if sig else "")
+
+
 def render(table: dict, fmt: str = "md") -> str:
-    header, body = rows(table)
     if fmt == "csv":
+        header, body = rows(table)
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(header)
         writer.writerows(body)
         return buf.getvalue()
+    header, grid = _grid(table)
+    notes = []
+    if table.get("significance"):
+        notes.append(f"* p < {table['alpha']:g} against {table['baseline']} "
+                     f"({table['significance'].replace('_', ' + ')} t-test over seeds)")
+    if table.get("mark_best"):
+        notes.append("best in bold, second best underlined")
     if fmt == "latex":
         cols = "l" + "r" * (len(header) - 1)
-        esc = lambda s: s.replace("%", r"\%").replace("±", r"$\pm$").replace("_", r"\_")
-        lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(esc(h) for h in header) + r" \\",
+        lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(_latex_escape(h) for h in header) + r" \\",
                  r"\midrule"]
-        lines += [" & ".join(esc(c) for c in line) + r" \\" for line in body]
+        lines += [" & ".join(_latex_cell(*c) for c in line) + r" \\" for line in grid]
         lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [f"% {n}" for n in notes]
         return "\n".join(lines) + "\n"
     if fmt != "md":
         raise CTRBenchError(f"--format {fmt}: choose md, csv or latex")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(line) + " |" for line in body]
+    lines += ["| " + " | ".join(_md_cell(*c) for c in line) + " |" for line in grid]
+    if notes:
+        lines += ["", "; ".join(notes).replace("* p", "\\* p", 1)]
     return "\n".join(lines) + "\n"
-
-
-def significance(values, baseline_values, paired: bool | None = None, alternative: str = "two-sided") -> float | None:
-    """p-value of a t-test between two lists of per-seed metrics (scipy.stats).
-
-    Paired (``ttest_rel``) when ``paired`` is true, or when None and both lists have the same length
-    (same seeds); otherwise Welch's ``ttest_ind(equal_var=False)``. None with fewer than 2 values.
-    """
-    from scipy import stats
-
-    a, b = np.asarray(values, dtype=float), np.asarray(baseline_values, dtype=float)
-    if len(a) < 2 or len(b) < 2:
-        return None
-    if paired is None:
-        paired = len(a) == len(b)
-    if paired:
-        if np.allclose(a - b, (a - b)[0]):
-            return 0.0 if not np.isclose((a - b)[0], 0.0) else 1.0
-        return float(stats.ttest_rel(a, b, alternative=alternative).pvalue)
-    return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)

@@ -39,3 +39,76 @@ def test_empty_and_bad_baseline():
         build_table([])
     with pytest.raises(CTRBenchError, match="--baseline X"):
         build_table([rec("LR", "a", 1, .7, .5)], baseline="X")
+
+
+# ---- statistics: t-tests, best marks, efficiency columns --------------------------------------------
+
+import math
+
+from benchmark.report import significance, significance_test
+
+
+def test_paired_t_matches_the_closed_form_and_pairs_by_seed():
+    from scipy import stats
+
+    a, b = [0.801, 0.812, 0.805, 0.809], [0.798, 0.806, 0.804, 0.801]
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 3)
+    t = mean / (sd / 2)
+    res = significance_test(a, b, "paired")
+    assert res["test"] == "paired" and res["t"] == pytest.approx(t)
+    assert res["p"] == pytest.approx(2 * stats.t.sf(abs(t), 3))
+    # same seeds in another order: paired by seed, not by position
+    shuffled = significance_test(a, b[::-1], "paired", seeds=[1, 2, 3, 4], baseline_seeds=[4, 3, 2, 1])
+    assert shuffled["t"] == pytest.approx(t)
+    # auto: paired on the same seed set, Welch otherwise
+    assert significance_test(a, b, "auto", seeds=[1, 2, 3, 4], baseline_seeds=[4, 3, 2, 1])["test"] == "paired"
+    assert significance_test(a, b, "auto", seeds=[1, 2, 3, 4], baseline_seeds=[5, 6, 7, 8])["test"] == "welch"
+    assert significance(a, b) == pytest.approx(res["p"])                     # the old API still works
+    assert significance([0.8], [0.7]) is None
+
+
+def test_welch_levene_is_one_tailed_student_or_welch_by_levene():
+    from scipy import stats
+
+    a, b = [0.810, 0.812, 0.811, 0.813, 0.809], [0.806, 0.808, 0.807, 0.809, 0.805]   # equal spread
+    res = significance_test(a, b, "welch_levene")
+    assert res["test"] == "student" and res["levene_p"] >= 0.05
+    two = stats.ttest_ind(a, b)                                                  # Student, two-sided
+    assert res["t"] == pytest.approx(two.statistic) and res["p"] == pytest.approx(two.pvalue / 2)
+    wide = [0.790, 0.830, 0.770, 0.850, 0.815]                                   # far larger spread
+    res = significance_test(wide, b, "welch_levene")
+    assert res["levene_p"] < 0.05 and res["test"] == "welch"
+    welch = stats.ttest_ind(wide, b, equal_var=False, alternative="greater")
+    assert res["p"] == pytest.approx(welch.pvalue)
+    # one-tailed towards "better": a worse model is not significant
+    assert significance_test(b, a, "welch_levene")["p"] > 0.5
+    with pytest.raises(CTRBenchError, match="choose one of"):
+        significance_test(a, b, "bootstrap")
+
+
+def test_table_marks_significance_best_and_second_and_efficiency():
+    records = []
+    for seed, (base, good, mid) in enumerate([(0.700, 0.800, 0.750), (0.702, 0.803, 0.748),
+                                               (0.701, 0.801, 0.752)], start=1):
+        records += [dict(rec("LR", "a", seed, base, 0.50), seconds_per_epoch=1.5, samples_per_second=1000,
+                         infer_ms_per_100=0.25, peak_memory_mb=300),
+                    dict(rec("DCN", "a", seed, good, 0.40), seconds_per_epoch=3.0, samples_per_second=500,
+                         infer_ms_per_100=0.5, peak_memory_mb=400),
+                    rec("DNN", "a", seed, mid, 0.45 + 0.01 * seed)]
+    table = build_table(records, baseline="LR", significance="paired", mark_best=True, efficiency=True)
+    dcn, dnn = table["cells"][("DCN", "a")], table["cells"][("DNN", "a")]
+    assert dcn["AUC_sig"] and dcn["AUC_test"] == "paired" and dcn["AUC_mark"] == "best"
+    assert dnn["AUC_mark"] == "second" and "AUC_mark" not in table["cells"][("LR", "a")]
+    assert dcn["logloss_mark"] == "best" and dnn["logloss_mark"] == "second"
+    assert "AUC_p" not in table["cells"][("LR", "a")]                     # no test of the baseline on itself
+    md = render(table, "md")
+    assert "**80.1333 ± 0.1528**\\*" in md and "<u>75.0000 ± 0.2000</u>" in md
+    assert "a p(AUC)" in md and "a s/epoch" in md and "| 3.00 |" in md and "| 0.500 |" in md
+    latex = render(table, "latex")
+    assert r"\textbf{80.1333 $\pm$ 0.1528}$^{*}$" in latex and r"\underline{" in latex
+    header = render(table, "csv").splitlines()[0]
+    assert "a p(AUC)" in header and "a peak MB" in header
+    plain = build_table(records, baseline="LR")                            # defaults: no extras
+    assert "**" not in render(plain, "md") and "p(AUC)" not in render(plain, "md")
