@@ -296,6 +296,32 @@ def test_crlf_and_lf_files_build_the_same_ids(tmp_path):
             np.testing.assert_array_equal(x[col], y[col])
 
 
+def test_streamed_build_is_bounded_and_equals_in_memory(tmp_path, monkeypatch):
+    """Streamed builds count vocabularies in one batched pass and append to one h5 file per split."""
+    import h5py
+
+    rows = avazu_rows(500, seed=13)
+    for split, part in (("train", rows[:301]), ("valid", rows[:1] + rows[301:401]), ("test", rows[:1] + rows[401:])):
+        write_text(str(tmp_path / "raw" / "Avazu_x4" / f"{split}.csv"), part)
+    _, memory = built("Avazu_x4_001", tmp_path / "raw", tmp_path / "memory", "min_categr_count=2")
+    monkeypatch.setattr(build_mod, "STREAM_CHUNK_ROWS", 64)
+    calls = []
+    original = build_mod.Processor._batched_statistics
+    monkeypatch.setattr(build_mod.Processor, "_batched_statistics",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    _, streamed = built("Avazu_x4_001", tmp_path / "raw", tmp_path / "streamed", "min_categr_count=2",
+                        "build_in_memory=false")
+    assert calls == [1]
+    assert json.load(open(os.path.join(memory, "feature_vocab.json"))) == \
+        json.load(open(os.path.join(streamed, "feature_vocab.json")))
+    with h5py.File(os.path.join(streamed, "train.h5")) as hf:
+        assert hf["site_id"].chunks is not None and hf["site_id"].shape == (300,)
+    for split in h5io.SPLITS:
+        a, b = read_split(memory, split), read_split(streamed, split)
+        for col in a:
+            np.testing.assert_array_equal(a[col], b[col], err_msg=f"{split}/{col}")
+
+
 # ---- prepare: KKBox -------------------------------------------------------------------------------------
 
 def write_kkbox_raw(folder, n=300, seed=6):

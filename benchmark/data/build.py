@@ -51,6 +51,7 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
 
     min_count = 1
     where = "the dataset config"
+    streaming = False   # the builder sets it when the raw files are read in batches, not in memory
 
     def dlrm_log1p(self, col_name):
         """DLRM's dense transform: negative values -> 0, then log(x + 1)."""
@@ -61,7 +62,10 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
         saved = self.feature_cols
         self.feature_cols = [dict(c, remap=False) if c.get("hash_buckets") else c for c in saved]
         try:
-            stats = super()._collect_statistics(train_ddf, meta_ddf)
+            if self.streaming:
+                stats = self._batched_statistics(train_ddf, meta_ddf)
+            else:
+                stats = super()._collect_statistics(train_ddf, meta_ddf)
         finally:
             self.feature_cols = saved
         for col in self.feature_cols:
@@ -77,6 +81,61 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
                     f"categorical column '{col['name']}' in {self.where}: no value occurs "
                     f"min_categr_count={threshold} times in train; lower min_categr_count for it "
                     f"(in its feature_cols entry) or drop the column")
+        return stats
+
+    def _batched_statistics(self, train_ddf, meta_ddf=None):
+        """fuxictr's statistics in one pass over batches of the data instead of one streaming query
+        per column (each of which parses the whole input again). Counts are exact and equal
+        fuxictr's; numeric moments use fuxictr's own expressions in a single streaming query."""
+        active = [c for c in self.feature_cols if c.get("active", True)]
+        remapped = [c for c in active if c.get("remap", True)
+                    and c.get("category_processor") not in ("quantile_bucket", "hash_bucket")]
+        cat = [c["name"] for c in remapped if c["type"] == "categorical"]
+        meta = [c["name"] for c in remapped if c["type"] == "meta"]
+        seq = {c["name"]: c for c in remapped if c["type"] == "sequence"}
+        num = [c["name"] for c in active if c["type"] == "numeric" and "normalizer" in c]
+        counts: dict[str, pl.DataFrame] = {}
+        max_len: dict[str, int] = {}
+
+        def add(name: str, values: pl.DataFrame) -> None:
+            part = values.drop_nulls().group_by("value").agg(pl.len().cast(pl.Int64).alias("len"))
+            prev = counts.get(name)
+            counts[name] = part if prev is None else \
+                pl.concat([prev, part]).group_by("value").agg(pl.col("len").sum())
+
+        def batches(frame, columns):
+            if not columns:
+                return
+            yield from frame.select(columns).collect_batches(chunk_size=STREAM_CHUNK_ROWS, maintain_order=False)
+
+        for batch in batches(train_ddf, list(dict.fromkeys(cat + list(seq)))):
+            for name in cat:
+                add(name, batch.select(pl.col(name).alias("value")))
+            for name, spec in seq.items():
+                lists = batch.select(pl.col(name).str.split(spec.get("splitter", "^")).alias("value"))
+                if spec.get("max_len", 0) == 0:
+                    max_len[name] = max(max_len.get(name, 0), int(lists["value"].list.len().max() or 0))
+                add(name, lists.explode("value"))
+        for batch in batches(meta_ddf if meta_ddf is not None else train_ddf, meta):
+            for name in meta:
+                add(name, batch.select(pl.col(name).alias("value")))
+        stats: dict[str, dict] = {}
+        for name in cat + meta + list(seq):
+            frame = counts.get(name)
+            stats[name] = {"value_counts": {} if frame is None else
+                           dict(zip(frame["value"].to_list(), frame["len"].to_list()))}
+            if name in seq:
+                stats[name]["max_len"] = max_len.get(name, 0)
+        if num:
+            exprs = []
+            for name in num:
+                col = pl.col(name).drop_nulls()
+                exprs += [col.min().alias(f"{name}::min"), col.max().alias(f"{name}::max"),
+                          col.mean().alias(f"{name}::mean"), col.std(ddof=0).alias(f"{name}::std"),
+                          col.count().alias(f"{name}::count")]
+            row = train_ddf.select(exprs).collect(engine="streaming").row(0, named=True)
+            for name in num:
+                stats[name] = {k: row[f"{name}::{k}"] for k in ("min", "max", "mean", "std", "count")}
         return stats
 
     def fit_categorical_col(self, col, col_series=None, min_categr_count=1, num_buckets=10):
@@ -525,9 +584,33 @@ def _chunks(frame: pl.LazyFrame, in_memory: bool) -> Iterator[pl.DataFrame]:
             yield batch
 
 
+def _append_h5(path: str, chunks: Iterator[dict[str, np.ndarray]], where: str) -> int:
+    """Stream chunks into one h5 file of growing datasets (the same one-dataset-per-column layout)."""
+    import h5py
+
+    total = 0
+    with h5py.File(path, "w") as hf:
+        for chunk in chunks:
+            n = len(next(iter(chunk.values())))
+            for name, array in chunk.items():
+                if name not in hf:
+                    hf.create_dataset(name, data=array, maxshape=(None,) + array.shape[1:],
+                                      chunks=(min(max(n, 1), 65536),) + array.shape[1:])
+                else:
+                    hf[name].resize(total + n, axis=0)
+                    hf[name][total:] = array
+            total += n
+    if total == 0:
+        raise CTRBenchError(f"{where} has no rows")
+    return total
+
+
 def _write_split(out_dir: str, split: str, chunks: Iterator[dict[str, np.ndarray]], block_size: int,
-                 where: str) -> int:
-    """Write encoded chunks as ``split.h5`` (block_size 0) or ``split/part_NNNNN.h5`` blocks."""
+                 where: str, streaming: bool = False) -> int:
+    """Write encoded chunks as ``split.h5`` (block_size 0) or ``split/part_NNNNN.h5`` blocks.
+    A streamed build with block_size 0 appends chunk by chunk, so no split is held in memory."""
+    if block_size <= 0 and streaming:
+        return _append_h5(os.path.join(out_dir, f"{split}.h5"), chunks, where)
     if block_size <= 0:
         parts = list(chunks)
         if not parts:
@@ -645,6 +728,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, 
     in_memory = params.get("build_in_memory")
     if in_memory is None:
         in_memory = _raw_bytes(params) <= IN_MEMORY_BYTES
+    processor.streaming = not in_memory
     prepared = {s: processor.preprocess(_nan_to_null(f, specs)) for s, f in frames.items()}
     if in_memory:
         prepared = {s: f.collect().lazy() for s, f in prepared.items()}
@@ -669,5 +753,5 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, 
             if block > n:
                 raise CTRBenchError(f"data_block_size={block} is larger than the {split} split "
                                     f"({n:,} rows, {source}); lower data_block_size in {where} or set 0")
-        rows[split] = _write_split(out_dir, split, encoded(), block, source)
+        rows[split] = _write_split(out_dir, split, encoded(), block, source, streaming=not in_memory)
     return rows
