@@ -235,6 +235,9 @@ def test_prepare_criteo_rejects_damaged_lines(tmp_path):
         prep.prepare("Criteo_x4_002", str(tmp_path / "b" / "train.txt"), str(tmp_path / "out"))
     out = tmp_path / "out" / "Criteo_x4"
     assert not out.exists() or not os.listdir(out)      # nothing written, no temp files left
+    (tmp_path / "dac.tar.gz").write_bytes(b"not extracted")
+    with pytest.raises(CTRBenchError, match="is an archive; extract train.txt from it first"):
+        prep.prepare("Criteo_x4", str(tmp_path / "dac.tar.gz"), str(tmp_path / "out"))
 
 
 def test_prepare_refuses_to_overwrite_and_cleans_up(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ Preparation (``ctrbench data prepare``) turns a raw download into the split layo
 reads. Every preparer streams: text is processed in byte chunks of ``CHUNK_BYTES`` (lines are found
 with numpy, never one Python call per row), polars reads tables in batches, and outputs are written
 to temporary files that are renamed into place only when everything succeeded. What is held in
-memory is bounded by the chunk size and, where a recipe needs it, one byte per row (the stratified
-fold of each row) or the side tables of KKBox (songs, members).
+memory is bounded by the chunk size and, where a recipe needs it, a few bytes per row for the
+stratified fold assignment (about 300 MB for Kaggle Criteo's 45.8M rows) or the side tables of KKBox
+(songs, members).
 
 The x4-style split reproduces the assignment of AutoInt's split script (scikit-learn 0.19's
 ``StratifiedKFold(10, shuffle=True, random_state=2018)``): each class is shuffled with a fresh
@@ -633,6 +634,9 @@ class Prepared:
 def _raw_file(src: str, names: tuple[str, ...], kind: str) -> str:
     """--from may be the file itself or a folder holding it (or its .gz)."""
     if os.path.isfile(src):
+        if src.endswith((".tar.gz", ".tgz", ".tar", ".zip", ".7z")):
+            raise CTRBenchError(f"--from {src} is an archive; extract {' or '.join(names)} from it first and "
+                                f"pass that file (or its folder)")
         return src
     if os.path.isdir(src):
         for name in names:
