@@ -376,6 +376,14 @@ class MaskFusionMixin:
         if gate is not None and (step + 1) % int(self.mf_config["smooth_l0"]["eps_decay_interval"]) == 0:
             gate.step()
 
+    def train(self, mode: bool = True):
+        """Switching to evaluation logs the SmoothL0 state (the run log keeps it for Table 11)."""
+        gate = self.smooth_l0_gate if "mask_fusion" in self._modules else None
+        if gate is not None and not mode and self.training:
+            log.info("SmoothL0: eps=%.3g, sparsity=%.2f%% of %d fused dimensions pruned", float(gate.eps),
+                     100.0 * gate.sparsity(), gate.x.numel())
+        return super().train(mode)
+
     def fusion_sparsity(self) -> float | None:
         """SmoothL0: pruned fused dimensions / (n*d); None without the gate."""
         gate = self.smooth_l0_gate
