@@ -379,3 +379,23 @@ def test_tf_loss_alone_reads_deepfm_branch_logits():
 def test_wrappers_train_on_tiny(train, expid, sets):
     record = train(expid, *sets, "epochs=1")
     assert 0.0 <= record["test"]["AUC"] <= 1.0 and math.isfinite(record["test"]["logloss"])
+
+
+# ---- the paper expids reproduce the logged parameter counts ---------------------------------------
+EXPID_ORACLES = [
+    ("TF4CTR_frappe", 10, 5383, 711_996),
+    ("TF4CTR_ml1m", 5, 9626, 604_628),
+    ("TF4CTR_kkbox", 13, 227_853, 6_083_278),
+    ("TF4CTR_criteo", 39, 910_747, 22_719_132),
+    ("TF4CTRv1_default", 10, 5383, 539_732),
+    ("DeepFM_TF4CTR_default", 10, 5383, 522_581),
+]
+
+
+@pytest.mark.parametrize("expid,F,total,logged", EXPID_ORACLES, ids=[o[0] for o in EXPID_ORACLES])
+def test_paper_expids_match_logged_param_counts(load, expid, F, total, logged):
+    from model_zoo import create_model
+
+    params = load(expid)
+    fmap = feature_map_from_vocab(vocab(F, total), params["embedding_dim"])
+    assert count_parameters(create_model(params, fmap)) == logged
