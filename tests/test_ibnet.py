@@ -343,3 +343,52 @@ def test_bench_infer_command(tmp_path):
     results = json.loads(out.read_text())
     assert [r["expid"] for r in results] == ["IBNet_tiny", "DCN_tiny"]
     assert results[1]["dataset_id"] == results[0]["dataset_id"] == "tiny_cat"
+
+
+def test_prelu_is_fuxictrs_per_channel_prelu():
+    from model_zoo.layers import MLP, mlp_param_count
+
+    mlp = MLP(6, [5, 4], hidden_activations="prelu")
+    prelus = [m for m in mlp.modules() if isinstance(m, torch.nn.PReLU)]
+    assert [p.weight.numel() for p in prelus] == [5, 4] and float(prelus[0].weight[0]) == pytest.approx(0.1)
+    assert sum(p.numel() for p in mlp.parameters()) == mlp_param_count(6, [5, 4], activation="prelu")
+
+
+@pytest.mark.parametrize("expid", ["IBNet_avazu", "IBNet_criteo", "IBNet_frappe"])
+def test_paper_expids_name_the_missing_files_and_source(load, expid):
+    from benchmark.errors import CTRBenchError
+    from benchmark.runner import prepare_data
+
+    params = load(expid)
+    assert params["embedding_dim"] == 20 and params["batch_size"] == 10000
+    assert params["monitor"] == {"AUC": 1, "logloss": -1}
+    with pytest.raises(CTRBenchError) as err:
+        prepare_data(params, quiet=True)
+    message = err.value.message
+    assert "is missing" in message and "train.csv" in message and "get it from https://" in message
+
+
+def test_ibnet_targets_resolve_every_cell(monkeypatch):
+    import functools
+    import glob
+    import os
+
+    from benchmark import config as config_mod
+    from benchmark.config import load_config
+    from benchmark.reproduce import _as_set_args, load_targets, plan
+    from tests.conftest import CONFIG, REPO
+
+    # the YAML files do not change during the test: read them once (load_config deep-copies sections)
+    monkeypatch.setattr(config_mod, "load_sections", functools.lru_cache(maxsize=None)(config_mod.load_sections))
+    files = sorted(glob.glob(os.path.join(REPO, "results", "targets", "ibnet_*.yaml")))
+    assert len(files) >= 4
+    models = registry()
+    for path in files:
+        targets = load_targets(path)
+        assert set(targets["paper"]) <= set(targets["rows"]), path
+        for cell in plan(targets):
+            params = load_config(CONFIG, cell.expid, _as_set_args(cell.sets))
+            assert params["model"] in models, (path, cell.row)
+            assert params["dataset_id"] == targets["datasets"][cell.column]["dataset_id"]
+            if params["model"] in ("IBNet", "IBNetFramework"):
+                assert params["embedding_dim"] == 20 and params["batch_size"] == 10000

@@ -64,7 +64,7 @@ _FACTORIES = {
     "pbmish_avazu": _mice(0.0),   # the authors' names
     "pbmish_criteo": _mice(1.0),
     "dice": lambda dim, /, **kw: Dice(dim),
-    "prelu": lambda dim, /, **kw: nn.PReLU(),
+    "prelu": lambda dim, /, **kw: nn.PReLU(dim, init=0.1),   # fuxictr get_activation: per channel, 0.1
     "gelu": lambda dim, /, **kw: nn.GELU(),
     "swish": lambda dim, /, **kw: nn.SiLU(),
     "silu": lambda dim, /, **kw: nn.SiLU(),
@@ -108,5 +108,5 @@ def activation_param_count(name, dim: int) -> int:
     if key == "dice":
         return dim
     if key == "prelu":
-        return 1
+        return dim
     return 0
