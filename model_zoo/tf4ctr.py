@@ -9,6 +9,9 @@ Building blocks (spec tf4ctr.md §2-§4), all in this file:
 - ``DynamicFusion``: ``DFM`` in {sum (= none), WSF, VF, CF, MoEF}; owns the two logit heads and returns
   (z, z_s, z_c).
 
+Models: ``TF4CTR`` (the framework with MLP encoders), ``TF4CTRWrapper`` (the framework on a base model's
+shallow part and DNN, Table V) and ``TwinFocusWrapper`` (the TF loss alone on a base model, Table II).
+
 Config keys keep the authors' names (``SSM``, ``DFM``, ``easy_hidden_units``, ``hard_hidden_units``,
 ``alpha``, ``c``, ``gamma``) so their logged runs replay as expids.
 """
@@ -18,7 +21,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fuxictr.pytorch.layers import FeatureEmbedding
+from fuxictr.pytorch.layers import (CompressedInteractionNet, CrossNet, CrossNetMix, CrossNetV2,
+                                    FactorizationMachine, FeatureEmbedding, InnerProductInteraction,
+                                    LogisticRegression)
 
 from . import register_model
 from .base import CTRModel
@@ -234,9 +239,6 @@ class TF4CTR(TwinFocusLossMixin, CTRModel):
 
 
 # ---- the framework and the loss on other base models ---------------------------------------------
-from fuxictr.pytorch.layers import (CompressedInteractionNet, CrossNet, CrossNetMix, CrossNetV2,  # noqa: E402
-                                    FactorizationMachine, InnerProductInteraction, LogisticRegression)
-
 # how a base model's shallow part is called on (X, easy embedding of shape (B, F, d_e))
 _SIMPLE_CALLS = {
     LogisticRegression: lambda part, X, emb: part(X),
