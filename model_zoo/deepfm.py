@@ -11,22 +11,12 @@ computes sum_{i<j} <feature_emb_i, other_emb_j>, so a caller can replace the sec
 every raw x raw product (SFG) without touching the model.
 """
 
-import torch
 from fuxictr.pytorch.layers import FeatureEmbedding, InnerProductInteraction, LogisticRegression
 
 from . import register_model
 from .base import CTRModel
 from .layers import MLP
-
-
-def pairwise_product_sum(first, second):
-    """sum_{i<j} <first_i, second_j> over fields, for (B, F, d) operands -> (B, 1).
-
-    Uses the exclusive prefix sum of ``first`` along the field axis, so it costs O(F d). With
-    ``second is first`` it equals the FM second-order term.
-    """
-    prefix = torch.cumsum(first, dim=1) - first  # prefix[:, j] = sum_{i<j} first[:, i]
-    return (prefix * second).sum(dim=(1, 2)).unsqueeze(-1)
+from .layers.pairwise import pairwise_product_sum
 
 
 @register_model

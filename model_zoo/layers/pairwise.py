@@ -44,3 +44,13 @@ class PairIndex(nn.Module):
 
 def num_pairs(num_fields: int) -> int:
     return int(num_fields) * (int(num_fields) - 1) // 2
+
+
+def pairwise_product_sum(first, second):
+    """sum_{i<j} <first_i, second_j> over fields, for (B, F, d) operands -> (B, 1).
+
+    Uses the exclusive prefix sum of ``first`` along the field axis, so it costs O(F d). With
+    ``second is first`` it equals the FM second-order term.
+    """
+    prefix = torch.cumsum(first, dim=1) - first  # prefix[:, j] = sum_{i<j} first[:, i]
+    return (prefix * second).sum(dim=(1, 2)).unsqueeze(-1)
