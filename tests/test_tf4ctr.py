@@ -55,6 +55,7 @@ ORACLES = [
     # name, fields, sum of vocab sizes, SSM, DFM, easy_hidden_units, logged #params
     ("Frappe SER/WSF", 10, 5383, "SER", "WSF", [400, 400], 711_996),
     ("ML-1M SER/WSF", 5, 9626, "SER", "WSF", [400], 604_628),
+    ("ML-tag SER/WSF", 3, 88_596, "SER", "WSF", [400, 400], 2_641_908),
     ("KKBox SER/MoEF", 13, 227_853, "SER", "MoEF", [400, 400], 6_083_278),
     ("Criteo SER/WSF", 39, 910_747, "SER", "WSF", [400, 400], 22_719_132),
     ("Criteo SER/WSF easy [400]", 39, 910_747, "SER", "WSF", [400], 22_557_932),
@@ -385,6 +386,7 @@ def test_wrappers_train_on_tiny(train, expid, sets):
 EXPID_ORACLES = [
     ("TF4CTR_frappe", 10, 5383, 711_996),
     ("TF4CTR_ml1m", 5, 9626, 604_628),
+    ("TF4CTR_movielens", 3, 88_596, 2_641_908),
     ("TF4CTR_kkbox", 13, 227_853, 6_083_278),
     ("TF4CTR_criteo", 39, 910_747, 22_719_132),
     ("TF4CTRv1_default", 10, 5383, 539_732),
