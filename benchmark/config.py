@@ -120,6 +120,8 @@ def load_sections(config_dir: str, kind: str) -> dict[str, tuple[dict, str]]:
     for path in _config_files(config_dir, kind):
         for name, body in read_yaml(path).items():
             name = str(name)
+            if name.startswith("_"):
+                continue  # a template section (YAML anchor source), not an expid or dataset
             if name in sections and name != "Base":
                 raise CTRBenchError(f"section '{name}' is defined twice: in {sections[name][1]} "
                                     f"and {path}; rename one of them")
