@@ -1,0 +1,233 @@
+"""``ctrbench sweep`` (many runs, resumable, parallel; see ``benchmark/sweep.py``) and ``ctrbench plot``
+(PNG learning curves and per-model metric bars with error bars across seeds, from the run records)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections import OrderedDict, defaultdict
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from ..errors import CTRBenchError
+
+
+# ---- plots --------------------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "plot"
+
+
+def _filter(records, datasets=None, models=None):
+    out = []
+    for rec in records:
+        name = rec.get("report_name") or rec.get("model")
+        if datasets and rec.get("dataset_id") not in datasets:
+            continue
+        if models and name not in models:
+            continue
+        out.append(rec)
+    return out
+
+
+def _colors(names):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def plot_learning_curves(records: list[dict], out_dir: str, metric: str = "AUC", datasets=None,
+                         models=None) -> list[str]:
+    """One PNG per dataset: the validation ``metric`` at each evaluation of every run (one line per
+    run, one colour per model). x is the epoch, or the training step when runs evaluate mid-epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in _filter(records, datasets, models) if any(metric in h for h in r.get("history") or [])]
+    if not records:
+        raise CTRBenchError(f"no run records with a validation '{metric}' history match; run experiments first "
+                            f"or check --results/--datasets/--models/--metric")
+    os.makedirs(out_dir, exist_ok=True)
+    by_ds: "OrderedDict" = OrderedDict()
+    for rec in records:
+        by_ds.setdefault(rec["dataset_id"], []).append(rec)
+    paths = []
+    for ds, recs in by_ds.items():
+        names = list(OrderedDict.fromkeys(r.get("report_name") or r["model"] for r in recs))
+        colors = _colors(names)
+        per_epoch = all(len({h["epoch"] for h in r["history"]}) == len(r["history"]) for r in recs)
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        labelled = set()
+        for rec in recs:
+            name = rec.get("report_name") or rec["model"]
+            hist = [h for h in rec["history"] if metric in h]
+            xs = [h["epoch"] if per_epoch else h["step"] for h in hist]
+            ys = [h[metric] for h in hist]
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=colors[name], alpha=0.85,
+                    label=name if name not in labelled else None)
+            labelled.add(name)
+            if rec.get("best_epoch") and per_epoch:
+                best = [h for h in hist if h["epoch"] == rec["best_epoch"]]
+                if best:
+                    ax.plot([best[0]["epoch"]], [best[0][metric]], marker="*", markersize=10, color=colors[name])
+        ax.set_xlabel("epoch" if per_epoch else "training step")
+        ax.set_ylabel(f"validation {metric}")
+        ax.set_title(f"{ds}: validation {metric} per evaluation ({len(recs)} runs; * = best epoch)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"curves_{_slug(ds)}_{_slug(metric)}.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_metric_bars(records: list[dict], out_dir: str, metric: str = "AUC", split: str = "test",
+                     datasets=None, models=None) -> str:
+    """One PNG: per dataset (a panel each), mean ``metric`` per model with ±1 std error bars across
+    seeds and each seed's value as a dot."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells: "OrderedDict" = OrderedDict()
+    for rec in _filter(records, datasets, models):
+        value = (rec.get(split) or {}).get(metric)
+        if value is None:
+            continue
+        cells.setdefault(rec["dataset_id"], OrderedDict()).setdefault(
+            rec.get("report_name") or rec["model"], []).append(float(value))
+    if not cells:
+        raise CTRBenchError(f"no run records with a {split} '{metric}' match; run experiments first or check "
+                            f"--results/--datasets/--models/--metric")
+    os.makedirs(out_dir, exist_ok=True)
+    names = list(OrderedDict.fromkeys(m for per in cells.values() for m in per))
+    colors = _colors(names)
+    fig, axes = plt.subplots(1, len(cells), figsize=(max(4.5, 1.1 * len(names) + 2) * len(cells), 4.5), squeeze=False)
+    for ax, (ds, per_model) in zip(axes[0], cells.items()):
+        models_here = list(per_model)
+        means = [float(np.mean(per_model[m])) for m in models_here]
+        stds = [float(np.std(per_model[m], ddof=1)) if len(per_model[m]) > 1 else 0.0 for m in models_here]
+        x = np.arange(len(models_here))
+        ax.bar(x, means, yerr=stds, capsize=5, color=[colors[m] for m in models_here], alpha=0.75)
+        for i, m in enumerate(models_here):
+            ax.scatter(np.full(len(per_model[m]), i), per_model[m], color="black", s=10, zorder=3)
+        lo = min(min(v) for v in per_model.values()) - max(stds + [0.0])
+        hi = max(max(v) for v in per_model.values()) + max(stds + [0.0])
+        pad = max((hi - lo) * 0.15, 1e-4)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xticks(x, [f"{m}\n(n={len(per_model[m])})" for m in models_here], fontsize=8)
+        ax.set_ylabel(f"{split} {metric}")
+        ax.set_title(ds)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{split} {metric}: mean ± std over seeds (dots: single seeds)")
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{_slug(split)}_{_slug(metric)}_by_model.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---- commands -----------------------------------------------------------------------------------------
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CTRBenchError(f"{flag} {text}: give comma-separated integers, e.g. {flag} 0,1")
+
+
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
+    from ..cli import ConfigOpt, DataRootOpt, SetOpt, console, default_config_dir, default_results, out, setup_logging
+
+    @app.command()
+    def sweep(config: Optional[str] = ConfigOpt,
+              expids: Optional[str] = typer.Option(None, "--expids", help="Comma-separated globs over expids, "
+                                                   "e.g. 'DCN_tiny,DNN_*'."),
+              tuner: Optional[str] = typer.Option(None, "--tuner", help="FuxiCTR tuner file (base_expid, "
+                                                  "tuner_space, ...)."),
+              seeds: Optional[str] = typer.Option(None, "--seeds", help="N seeds (the configured seed, +1, ...) "
+                                                  "or a list 2021,2022."),
+              jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Runs at a time (default: one per "
+                                                 "GPU, else 1 = in this process)."),
+              gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs to spread runs over, e.g. 0,1,2,3."),
+              results: Optional[str] = typer.Option(None, "--results", help="Run records file (also the ledger "
+                                                    "of finished runs). Default: results/runs.jsonl"),
+              set_: Optional[List[str]] = SetOpt,
+              data_root: Optional[str] = DataRootOpt,
+              retries: int = typer.Option(1, "--retries", help="Retries of a failed run in this invocation."),
+              isolate: bool = typer.Option(False, "--isolate", help="Run every run in its own process, even "
+                                           "with --jobs 1."),
+              ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Dispatch runs as Ray tasks "
+                                                        "to this cluster ('auto' = the local one)."),
+              ray_gpus: float = typer.Option(1.0, "--ray-gpus", help="GPUs per Ray task (0 for CPU clusters)."),
+              dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether they are done."),
+              debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+        """Run many experiments (expid globs or a FuxiCTR tuner file) x seeds; skips finished runs."""
+        from .. import sweep as sweep_mod
+
+        setup_logging(verbose=False)
+        if bool(expids) == bool(tuner):
+            raise CTRBenchError("sweep needs exactly one of --expids PATTERN or --tuner FILE")
+        config_dir = config or default_config_dir()
+        results_path = results or default_results()
+        seed_spec = sweep_mod.parse_seeds(seeds)
+        gpu_list = _ints(gpus, "--gpus")
+        if tuner:
+            generated, specs = sweep_mod.expand_tuner(tuner, seed_spec, set_, data_root, config_dir)
+            console.print(f"tuner {tuner}: {len(specs)} runs; configs in {generated}", highlight=False)
+        else:
+            specs = sweep_mod.expand_expids(config_dir, expids, seed_spec, set_, data_root)
+        specs = sweep_mod.resolve(specs)
+        if dry_run:
+            done = sweep_mod.finished_hashes(results_path)
+            for spec in specs:
+                status = "done" if spec.config_hash in done else "pending"
+                out.print(f"{status:8s} {spec.label:40s} {spec.model:12s} {spec.dataset_id:20s} {spec.config_hash}",
+                          highlight=False)
+            return
+        pending = [s for s in specs if s.config_hash not in sweep_mod.finished_hashes(results_path)]
+        sweep_mod.prebuild(pending)
+        executor = sweep_mod.make_executor(results_path, jobs, gpu_list, ray_address, ray_gpus, isolate)
+        runner = sweep_mod.Sweep(specs, results_path, executor, retries, console)
+        try:
+            result = runner.run()
+        except KeyboardInterrupt:
+            console.print("interrupted; rerun the same command to continue (finished runs are skipped, "
+                          "interrupted ones resume)", highlight=False)
+            raise typer.Exit(130)
+        out.print(f"sweep: {len(result.ran)} ran, {len(result.skipped)} already done, {len(result.failed)} failed; "
+                  f"records in {results_path}", highlight=False)
+        for label, error in result.failed:
+            out.print(f"failed {label}: {error}", highlight=False, soft_wrap=True)
+        if result.failed:
+            raise typer.Exit(1)
+
+    @app.command()
+    def plot(results: Optional[str] = typer.Option(None, "--results", help="Run records file."),
+             out_dir: str = typer.Option(os.path.join("results", "plots"), "--out", help="Folder for the PNGs."),
+             metric: str = typer.Option("AUC", "--metric", help="Metric to plot (AUC, logloss, ...)."),
+             split: str = typer.Option("test", "--split", help="Split of the per-model bars (test or valid)."),
+             datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated dataset ids."),
+             models_: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names.")):
+        """PNG learning curves (validation metric per epoch per run) and per-model bars (mean ± std over seeds)."""
+        from ..records import read_records
+
+        path = results or default_results()
+        if not os.path.isfile(path):
+            raise CTRBenchError(f"no run records at {path}; run experiments first or pass --results")
+        records = read_records(path)
+        ds = [d for d in datasets.split(",") if d] if datasets else None
+        ms = [m for m in models_.split(",") if m] if models_ else None
+        written = plot_learning_curves(records, out_dir, metric, ds, ms)
+        written.append(plot_metric_bars(records, out_dir, metric, split, ds, ms))
+        for p in written:
+            out.print(p, highlight=False)
