@@ -15,7 +15,7 @@ Format::
     title: "..."
     metrics: [logloss, AUC]
     auc_tolerance: 0.1
-    baseline: {avazu: MaskNet}          # optional, per column
+    baseline: {avazu: MaskNet}          # optional, per column (a row may name its own: rows.X.baseline)
     significance: paired                # paired | welch | welch_levene
     seeds: [2023]
     datasets: {avazu: {dataset_id: Avazu_x4_001, smoke: tiny_cat}}
@@ -172,7 +172,11 @@ def collect(targets: dict, records: list[dict]) -> dict:
                 cell.setdefault(m, [None] * len(cell["seeds"]))[idx] = float(v)
             continue
         cell["seeds"].append(rec.get("seed"))
-        for m, v in (rec.get("test") or {}).items():
+        values = dict(rec.get("test") or {})
+        for m in targets["metrics"]:  # efficiency metrics live at the top of a record
+            if m not in values and isinstance(rec.get(m), (int, float)):
+                values[m] = rec[m]
+        for m, v in values.items():
             cell.setdefault(m, []).append(float(v))
     return cells
 
@@ -198,6 +202,9 @@ def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None
     rows = rows or list(targets["rows"])
     tol = float(targets.get("auc_tolerance", 0.1))
     baseline = targets.get("baseline") or {}
+    row_base = {row: spec.get("baseline") for row, spec in targets["rows"].items() if spec.get("baseline")}
+    if row_base:
+        baseline = {col: baseline.get(col) or "per-row" for col in columns}
     header = ["Model"]
     for col in columns:
         for m in targets["metrics"]:
@@ -223,7 +230,7 @@ def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None
                 if ours is None:
                     text = note.split(":")[0] if note else "not run"
                 else:
-                    digits = 4 if m.lower().endswith("auc") else 6
+                    digits = 4 if m.lower().endswith("auc") else (6 if "loss" in m.lower() else 2)
                     text = f"{ours:.{digits}f}"
                     if len(values) > 1:
                         std = float(np.std(values, ddof=1)) * (100 if m.lower().endswith("auc") else 1)
@@ -235,11 +242,12 @@ def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None
             params = (cell or {}).get("params")
             line += [within, f"{params:,}" if params else "–", str(paper.get("params", "–"))]
             if baseline.get(col):
-                base = cells.get((baseline[col], col))
+                base_row = row_base.get(row, baseline[col])
+                base = cells.get((base_row, col))
                 rel, pv = "–", "–"
                 if cell and base and cell.get("AUC") and base.get("AUC"):
                     rel = f"{relaimp_auc(np.mean(cell['AUC']), np.mean(base['AUC'])):+.2f}%"
-                    if row != baseline[col]:
+                    if row != base_row:
                         p = _pvalue(targets, cell["AUC"], base["AUC"])
                         pv = f"{p:.3g}" if p is not None else "n<2"
                 line += [rel, pv]

@@ -95,3 +95,31 @@ def test_paper_expids_resolve():
     gen = load_config(CONFIG, "DCNv2_GEN_avazu")
     assert gen["num_cross_layers"] == 5 and gen["sfg_gamma"] == 8 and gen["dataset_id"] == "Avazu_x4_001"
     assert load_config(CONFIG, "IPNN_GEN_criteo")["sfg_gamma"] == 0.005
+
+
+def test_diagnostics_math():
+    import numpy as np
+
+    from benchmark.analysis import information_abundance, redundancy, spectrum
+
+    rng = np.random.default_rng(0)
+    iso = spectrum(rng.normal(size=(4000, 8)))
+    assert iso[0] == 1.0 and information_abundance(iso) > 6.5           # isotropic: IA close to D
+    collapsed = spectrum(np.outer(rng.normal(size=4000), np.ones(8)) + 1e-6 * rng.normal(size=(4000, 8)))
+    assert information_abundance(collapsed) < 1.01                       # rank one: IA close to 1
+    x = rng.normal(size=(1000, 4))
+    assert redundancy(x, x)["mean_abs"] < 0.1
+    assert redundancy(x, np.repeat(x[:, :1], 4, axis=1))["mean_abs"] > 0.2
+
+
+def test_analyze_dis_vs_gen_writes_json_and_png(load, tmp_path):
+    import json
+
+    from benchmark.analysis import train_and_analyse, write
+
+    results = [train_and_analyse(load(e, "epochs=1"), 300) for e in ("FM_DIS_tiny", "FM_GEN_tiny")]
+    assert [r["generative"] for r in results] == [False, True]
+    assert all(r["samples"] == 200 and r["information_abundance"] >= 1.0 for r in results)
+    json_path, png_path = write(results, str(tmp_path), "fm")
+    assert json.load(open(json_path))[1]["model"] == "FM_GEN"
+    assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
