@@ -351,6 +351,10 @@ class TF4CTRWrapper(TwinFocusLossMixin, CTRModel):
                                 f"logit-valued ones to outside_parts")
         simple_dim = widths[0]
         needs_3d = any(not isinstance(p, LogisticRegression) for p in self.simple_parts.values())
+        if not needs_3d and isinstance(self.ssem, SERSSEM):
+            raise CTRBenchError(f"{owner}: SSM=SER builds an easy embedding table that the simple encoder "
+                                f"{names} never reads (LR uses raw ids); use SSM: share (the authors' WideDeep "
+                                f"variant has no SSEM)")
         if needs_3d and self.ssem.easy_dim != self.num_fields * self.ssem.easy_field_dim:
             raise CTRBenchError(f"{owner}: the simple encoder needs one embedding of equal size per field; "
                                 f"remove per-feature embedding_dim overrides")

@@ -311,6 +311,8 @@ def test_wrapper_config_errors():
         wrapper("DeepFM", simple_parts=["nope"])
     with pytest.raises(CTRBenchError, match="outside_parts"):
         wrapper("xDeepFM", simple_parts=["cin", "lr_layer"], cin_output_dim=8, cin_hidden_units=[4])
+    with pytest.raises(CTRBenchError, match="SSM: share"):
+        wrapper("WideDeep", SSM="SER")
     with pytest.raises(CTRBenchError, match="simple_head"):
         wrapper("xDeepFM", simple_parts=["cin"], cin_output_dim=8, cin_hidden_units=[4], simple_head="identity")
 
