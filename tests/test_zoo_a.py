@@ -352,6 +352,22 @@ def test_graphfm_keeps_exactly_m_neighbours_per_node():
         build("GraphFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, num_layers=2, num_neighbors=[6, 2])
 
 
+def test_graphfm_residual_keeps_first_order_signal_at_init():
+    torch.manual_seed(9)
+    fmap = feature_map_from_vocab(SMALL, 4)
+    batch = random_batch(fmap, batch=64)
+    spread = {}
+    for residual in (True, False):
+        model = build("GraphFM", fmap, embedding_dim=4, num_layers=2, use_residual=residual).eval()
+        with torch.no_grad():
+            spread[residual] = float(model(batch)["y_pred"].std())
+        h = torch.randn(2, F_SMALL, 4)
+        expected = h + model.graph_layers[0](h) if residual else model.graph_layers[0](h)
+        assert torch.allclose(model.interact(0, h), expected, atol=1e-6)
+    # products of two 1e-4 embeddings vanish next to the bias: only the residual moves predictions
+    assert spread[True] > 1e-6 > spread[False]
+
+
 def test_afn_logarithmic_neurons_compute_products_of_powers():
     torch.manual_seed(7)
     model = build("AFN", feature_map_from_vocab(SMALL, 4), embedding_dim=4, logarithmic_neurons=2,
