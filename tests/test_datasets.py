@@ -315,14 +315,19 @@ def test_streamed_build_is_bounded_and_equals_in_memory(tmp_path, monkeypatch):
     _, streamed = built("Avazu_x4_001", tmp_path / "raw", tmp_path / "streamed", "min_categr_count=2",
                         "build_in_memory=false")
     assert calls == [1]
+    calls.clear()
     assert json.load(open(os.path.join(memory, "feature_vocab.json"))) == \
         json.load(open(os.path.join(streamed, "feature_vocab.json")))
     with h5py.File(os.path.join(streamed, "train.h5")) as hf:
         assert hf["site_id"].chunks is not None and hf["site_id"].shape == (300,)
+    _, blocks = built("Avazu_x4_001", tmp_path / "raw", tmp_path / "blocks", "min_categr_count=2",
+                      "build_in_memory=false", "data_block_size=50")
+    assert [h5io.block_rows(f) for f in h5io.split_files(blocks, "train")] == [50] * 6
     for split in h5io.SPLITS:
-        a, b = read_split(memory, split), read_split(streamed, split)
+        a, b, c = read_split(memory, split), read_split(streamed, split), read_split(blocks, split)
         for col in a:
             np.testing.assert_array_equal(a[col], b[col], err_msg=f"{split}/{col}")
+            np.testing.assert_array_equal(a[col], c[col], err_msg=f"{split}/{col}")
 
 
 # ---- prepare: KKBox -------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ BUILD_FORMAT = 1
 INFO_FILE = "build_info.json"
 # Raw inputs up to this many bytes are read once into memory; larger ones stream in two passes.
 IN_MEMORY_BYTES = 2 * 1024 ** 3
-STREAM_CHUNK_ROWS = 500_000
+STREAM_CHUNK_ROWS = 200_000
 
 log = logging.getLogger("ctrbench")
 
@@ -584,22 +584,56 @@ def _chunks(frame: pl.LazyFrame, in_memory: bool) -> Iterator[pl.DataFrame]:
             yield batch
 
 
-def _append_h5(path: str, chunks: Iterator[dict[str, np.ndarray]], where: str) -> int:
-    """Stream chunks into one h5 file of growing datasets (the same one-dataset-per-column layout)."""
-    import h5py
+class _H5Appender:
+    """One h5 file of growing datasets (the same one-dataset-per-column layout), filled chunk by chunk."""
 
-    total = 0
-    with h5py.File(path, "w") as hf:
+    def __init__(self, path: str):
+        import h5py
+
+        self.hf = h5py.File(path, "w")
+        self.rows = 0
+
+    def append(self, chunk: dict[str, np.ndarray]) -> None:
+        n = len(next(iter(chunk.values())))
+        for name, array in chunk.items():
+            if name not in self.hf:
+                self.hf.create_dataset(name, data=array, maxshape=(None,) + array.shape[1:],
+                                       chunks=(min(max(n, 1), 65536),) + array.shape[1:])
+            else:
+                self.hf[name].resize(self.rows + n, axis=0)
+                self.hf[name][self.rows:] = array
+        self.rows += n
+
+    def close(self) -> None:
+        self.hf.close()
+
+
+def _stream_split(out_dir: str, split: str, chunks: Iterator[dict[str, np.ndarray]], block_size: int,
+                  where: str) -> int:
+    """Append chunks to ``split.h5`` (block_size 0) or to ``split/part_NNNNN.h5`` blocks of block_size
+    rows, so memory holds one chunk at a time whatever the split's size."""
+    if block_size > 0:
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+    writer, index, total = None, 0, 0
+    try:
         for chunk in chunks:
             n = len(next(iter(chunk.values())))
-            for name, array in chunk.items():
-                if name not in hf:
-                    hf.create_dataset(name, data=array, maxshape=(None,) + array.shape[1:],
-                                      chunks=(min(max(n, 1), 65536),) + array.shape[1:])
-                else:
-                    hf[name].resize(total + n, axis=0)
-                    hf[name][total:] = array
-            total += n
+            start = 0
+            while start < n:
+                if writer is None:
+                    path = (os.path.join(out_dir, split, f"part_{index:05d}.h5") if block_size > 0
+                            else os.path.join(out_dir, f"{split}.h5"))
+                    writer, index = _H5Appender(path), index + 1
+                take = n - start if block_size <= 0 else min(n - start, block_size - writer.rows)
+                writer.append({k: v[start:start + take] for k, v in chunk.items()})
+                start += take
+                total += take
+                if block_size > 0 and writer.rows == block_size:
+                    writer.close()
+                    writer = None
+    finally:
+        if writer is not None:
+            writer.close()
     if total == 0:
         raise CTRBenchError(f"{where} has no rows")
     return total
@@ -608,9 +642,9 @@ def _append_h5(path: str, chunks: Iterator[dict[str, np.ndarray]], where: str) -
 def _write_split(out_dir: str, split: str, chunks: Iterator[dict[str, np.ndarray]], block_size: int,
                  where: str, streaming: bool = False) -> int:
     """Write encoded chunks as ``split.h5`` (block_size 0) or ``split/part_NNNNN.h5`` blocks.
-    A streamed build with block_size 0 appends chunk by chunk, so no split is held in memory."""
-    if block_size <= 0 and streaming:
-        return _append_h5(os.path.join(out_dir, f"{split}.h5"), chunks, where)
+    A streamed build appends chunk by chunk (``_stream_split``), so no split or block is held in memory."""
+    if streaming:
+        return _stream_split(out_dir, split, chunks, block_size, where)
     if block_size <= 0:
         parts = list(chunks)
         if not parts:
