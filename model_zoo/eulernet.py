@@ -16,6 +16,9 @@ complex vectors to m:
 Layers are stacked with widths ``order_list``; the logit is a linear layer on the real plus the
 imaginary part of the last layer. ``net_ex_dropout`` drops terms of the explicit combination (the
 same (field, dim) terms of the log-modulus and the phase), ``net_im_dropout`` the implicit output.
+The embeddings are phases: with fuxictr's N(0, 1e-4) init every field starts near the same complex
+number and small data sets need many steps; ``embedding_initializer`` (a fuxictr initializer string)
+can start them wider.
 """
 
 from __future__ import annotations
@@ -87,14 +90,16 @@ class EulerNet(CTRModel):
     """
 
     def __init__(self, feature_map, model_id="EulerNet", embedding_dim=10, order_list=(20,), apply_norm=False,
-                 net_ex_dropout=0.0, net_im_dropout=0.0, **kwargs):
+                 net_ex_dropout=0.0, net_im_dropout=0.0,
+                 embedding_initializer="partial(nn.init.normal_, std=1e-4)", **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         orders = [int(m) for m in (order_list or [])]
         if not orders or min(orders) < 1:
             raise CTRBenchError("order_list must list the number of complex vectors of each Euler "
                                 "interaction layer, e.g. [20, 20]")
         num_fields = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
+                                                embedding_initializer=embedding_initializer)
         self.modulus = nn.Parameter(torch.ones(1, num_fields, 1))
         shapes = [num_fields] + orders
         self.euler_layers = nn.ModuleList([

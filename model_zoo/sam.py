@@ -13,6 +13,11 @@ Self-attentive interaction modes over the field embeddings E (B, n, d), selected
 Aggregation (``aggregation``): ``concat`` flattens the output vectors, ``weighted_pooling`` sums them
 with one learnable weight per vector; a linear layer gives the logit. Dropout ``net_dropout`` after
 each interaction layer.
+
+SAM2E and SAM3E are of 4th order in the embeddings: from fuxictr's N(0, 1e-4) embedding init their
+gradients start far below Adam's epsilon and training can stall at a constant prediction (seen on
+the Frappe rows); ``embedding_initializer`` (a fuxictr initializer string, e.g.
+``"partial(nn.init.normal_, std=1e-2)"``) sets a larger start.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from . import register_model
 from .base import CTRModel
 
 MODES = ("SAM1", "SAM2A", "SAM2E", "SAM3A", "SAM3E")
+EMBEDDING_INIT = "partial(nn.init.normal_, std=1e-4)"   # fuxictr's default
 
 
 class PairwiseDotWeighted(nn.Module):
@@ -92,7 +98,8 @@ class SAM(CTRModel):
     """
 
     def __init__(self, feature_map, model_id="SAM", embedding_dim=10, interaction_type="SAM2E",
-                 aggregation="concat", num_interaction_layers=3, use_residual=False, net_dropout=0.0, **kwargs):
+                 aggregation="concat", num_interaction_layers=3, use_residual=False, net_dropout=0.0,
+                 embedding_initializer=EMBEDDING_INIT, **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         mode = str(interaction_type).upper()
         if mode not in MODES:
@@ -101,7 +108,8 @@ class SAM(CTRModel):
             raise CTRBenchError(f"aggregation={aggregation!r} for SAM: use concat or weighted_pooling")
         self.mode, self.aggregation = mode, aggregation
         n = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
+                                                embedding_initializer=embedding_initializer)
         if mode == "SAM1":
             layers, num_vectors = [], n
         elif mode == "SAM2A":

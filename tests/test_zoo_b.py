@@ -435,6 +435,17 @@ def test_sam_modes_equations():
     assert torch.allclose(sam1.aggregate(sam1.interact(e, e)), e.sum(1), atol=1e-6)   # weights start at 1
 
 
+def test_embedding_initializer_option():
+    """SAM2E/SAM3E (4th order) and EulerNet (embeddings as phases) can start from a wider init."""
+    for name, over in (("SAM", {"interaction_type": "SAM2E"}), ("EulerNet", {"order_list": [4]})):
+        default = build(name, **over)
+        wide = build(name, embedding_initializer="partial(nn.init.normal_, std=1e-2)", **over)
+        table = "embedding_layer.embedding_layer.embedding_layers.f1.weight"
+        std_default = dict(default.named_parameters())[table][1:].std()
+        std_wide = dict(wide.named_parameters())[table][1:].std()
+        assert std_default < 3e-4 and 3e-3 < std_wide < 3e-2
+
+
 def test_wukong_fm_block_is_low_rank_fm():
     from model_zoo.wukong import FactorizationMachineBlock, LinearCompressionBlock
 
