@@ -157,6 +157,7 @@ def run_experiment(params: dict, results_path: str | None, console: Console | No
             "loader_wait_pct": round(100.0 * state.loader_seconds / max(state.train_seconds, 1e-9), 3),
             "peak_memory_mb": round(_peak_memory_mb(device), 1), "device": device,
             "amp": amp_name(params.get("amp")), "compile": params.get("compile") or False,
+            "fused_optimizer": trainer.fused_optimizer,
             "world_size": ctx.world_size, "resumed": state.resumed,
             "history": state.history, "config_hash": chash,
             "config": {k: v for k, v in params.items() if not k.startswith("_")},

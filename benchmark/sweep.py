@@ -557,15 +557,16 @@ class Sweep:
         table = Table(title=title, title_justify="left", expand=False)
         for col, justify in (("run", "left"), ("slot", "right"), ("status", "left"), ("epoch", "right"),
                              ("progress", "right"), ("val AUC", "right"), ("best", "right"),
-                             ("samples/s", "right"), ("elapsed", "right"), ("ETA", "right")):
+                             ("test AUC", "right"), ("samples/s", "right"), ("elapsed", "right"), ("ETA", "right")):
             table.add_column(col, justify=justify)
         shown = [e for e in self.entries if e.status == "running"]
         shown += [e for e in self.entries if e.status in ("done", "failed")][-5:]
         shown += [e for e in self.entries if e.status == "queued"][:3]
         for e in shown:
-            p = self._progress(e) if e.status == "running" else {}
-            auc = (p.get("valid") or {}).get("AUC") if p else (e.metrics or {}).get("AUC")
-            best = p.get("best") if p else None
+            p = self._progress(e) if e.status in ("running", "done") else {}
+            auc = (p.get("valid") or {}).get("AUC")
+            best = p.get("best")
+            test_auc = (e.metrics or {}).get("AUC") if e.status == "done" else None
             elapsed = (e.finished or time.time()) - e.started if e.started else None
             style = {"done": "green", "failed": "red", "running": "bold"}.get(e.status, "dim")
             table.add_row(
@@ -574,8 +575,9 @@ class Sweep:
                 f"{100 * p.get('fraction', 0):.0f}%" if p else "",
                 f"{auc:.4f}" if isinstance(auc, (int, float)) else "",
                 f"{best:.4f}" if isinstance(best, (int, float)) else "",
+                f"{test_auc:.4f}" if isinstance(test_auc, (int, float)) else "",
                 f"{p['samples_per_second']:,.0f}" if p.get("samples_per_second") else "",
-                _duration(elapsed), _duration(p.get("eta")) if p.get("eta") else "")
+                _duration(elapsed), _duration(p.get("eta")) if p.get("eta") and e.status == "running" else "")
         return table
 
     def __rich__(self):

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Training and evaluation throughput: ctrbench's loader + training loop against fuxictr's own loader
+path (``RankDataLoader`` -> Ray ``ParquetDataLoader``, fuxictr's ``train_step`` / ``evaluate``) on the
+same encoded data and the same model, for DNN-, DCNv2- and IBNet-sized models (IBNet/DCNv2 fall back
+to DCN when the zoo lacks them).
+
+Data: a synthetic Criteo-like table (13 numeric + 26 categorical fields, cardinalities up to
+``--max-card``) split 8:1:1, built once by ctrbench's builder to h5; the same encoded columns are
+written to parquet for fuxictr's loader. Models: embedding 16, MLP 3x400, 3 cross layers, batch
+``--batch-size``. Each (model, path) trains ``--epochs`` epoch(s) from the same initial weights,
+then evaluates the validation split; per path it prints train and eval samples/s and the share of
+step time spent waiting for the next batch (loader wait), then the ratios ctrbench / fuxictr.
+
+Paths:
+  ctrbench         the default loop (in-memory loader, Trainer.train_step / Trainer.evaluate)
+  ctrbench+fused   the same with ``fused_optimizer: true`` (Adam's fused kernel)
+  fuxictr          RankDataLoader(data_format="parquet") + BaseModel.train_step / BaseModel.evaluate
+
+    OMP_NUM_THREADS=2 python scripts/bench_train.py [--rows 1000000] [--models DNN,DCNv2,IBNet]
+        [--paths ctrbench,ctrbench+fused,fuxictr] [--batch-size 10000] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+MODELS = {
+    "DNN": {"model": "DNN", "hidden_units": [400, 400, 400], "hidden_activations": "relu"},
+    "DCNv2": {"model": "DCNv2", "model_structure": "parallel", "num_cross_layers": 3,
+              "dnn_hidden_units": [400, 400, 400], "dnn_activations": "relu"},
+    "IBNet": {"model": "IBNet", "num_cross_layers": 3, "dnn_hidden_units": [400, 400, 400]},
+}
+FALLBACK = {"DCNv2": "DCN", "IBNet": "DCN"}
+
+
+def data(work: str, rows: int, max_card: int, seed: int) -> tuple[dict, str, dict]:
+    """Raw CSVs -> ctrbench build (h5) -> the same columns as parquet; returns params, dir, parquet paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmark.data import h5io
+    from benchmark.data.build import build
+    from benchmark.data.synth import dataset_config, write_splits
+
+    raw = os.path.join(work, "raw")
+    cfg = {"rows": rows, "n_numeric": 13, "n_categorical": 26, "max_cardinality": max_card, "seed": seed}
+    stamp = os.path.join(raw, "cfg.json")
+    if not (os.path.isfile(stamp) and json.load(open(stamp)) == cfg):
+        t = time.perf_counter()
+        write_splits(raw, cfg)
+        json.dump(cfg, open(stamp, "w"))
+        print(f"wrote {rows:,} synthetic rows in {time.perf_counter() - t:.1f}s", flush=True)
+    params = dataset_config("bench_train", cfg, raw, min_categr_count=2)
+    params.update({"dataset_id": "bench_train", "data_root": raw, "build_root": os.path.join(work, "built"),
+                   "data_format": "csv"})
+    t = time.perf_counter()
+    directory = build(params, quiet=True)
+    print(f"ctrbench build (or reuse): {time.perf_counter() - t:.1f}s -> {directory}", flush=True)
+    parquet = {}
+    for split in ("train", "valid"):
+        path = os.path.join(work, "parquet", f"{split}.parquet")
+        parquet[split] = path
+        if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(os.path.join(directory, "feature_map.json")):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        arrays = {}
+        for f in h5io.split_files(directory, split):
+            for k, v in h5io.read_block(f).items():
+                arrays.setdefault(k, []).append(v)
+        table = pa.table({k: pa.array(np.concatenate(v).astype(np.float64 if k in ("label",) or
+                                                               k.startswith("I") else np.int64))
+                          for k, v in arrays.items()})
+        pq.write_table(table, path)
+    return params, directory, parquet
+
+
+def make_model(name: str, fmap, base: dict, seed: int):
+    import model_zoo
+    from fuxictr.pytorch.torch_utils import seed_everything
+
+    spec = dict(MODELS[name])
+    if spec["model"] not in model_zoo.registry():
+        fallback = FALLBACK.get(name, "DNN")
+        print(f"  {spec['model']} is not registered; measuring {fallback} in its place", flush=True)
+        spec = {"model": fallback, "num_cross_layers": 3, "dnn_hidden_units": [400, 400, 400]}
+    seed_everything(seed)
+    params = {**base, **spec, "embedding_dim": 16, "model_id": f"bench_{name}"}
+    return model_zoo.create_model(params, fmap), params
+
+
+def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool) -> dict:
+    from benchmark.data.loader import make_loaders
+    from benchmark.train import Trainer
+
+    t = time.perf_counter()
+    loaders = make_loaders(fmap, directory, params, splits=("train", "valid"))
+    init = time.perf_counter() - t
+    trainer = Trainer(model, {**params, "fused_optimizer": fused, "verbose": 0})
+    train = loaders["train"]
+    model.train()
+    wait = steps = rows = 0
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        train.set_epoch(epoch)
+        it = train.iter_from(0)
+        while True:
+            t = time.perf_counter()
+            batch = next(it, None)
+            wait += time.perf_counter() - t
+            if batch is None:
+                break
+            trainer.train_step(batch)
+            steps += 1
+            rows += len(batch["label"])
+    train_s = time.perf_counter() - started
+    t = time.perf_counter()
+    metrics = trainer.evaluate(loaders["valid"])
+    eval_s = time.perf_counter() - t
+    return {"init_s": init, "train_sps": rows / train_s, "eval_sps": loaders["valid"].num_samples / eval_s,
+            "wait_pct": 100 * wait / train_s, "steps": steps, "AUC": metrics["AUC"]}
+
+
+def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
+    from fuxictr.pytorch.dataloaders import RankDataLoader
+
+    t = time.perf_counter()
+    gens = RankDataLoader(fmap, stage="train", train_data=parquet["train"], valid_data=parquet["valid"],
+                          batch_size=params["batch_size"], shuffle=True, data_format="parquet")
+    train_gen, valid_gen = gens.make_iterator() if hasattr(gens, "make_iterator") else gens
+    init = time.perf_counter() - t
+    model._max_gradient_norm = 10.0
+    model.train()
+    wait = steps = rows = 0
+    started = time.perf_counter()
+    for _ in range(epochs):
+        it = iter(train_gen)
+        while True:
+            t = time.perf_counter()
+            batch = next(it, None)
+            wait += time.perf_counter() - t
+            if batch is None:
+                break
+            model.train_step(batch)
+            steps += 1
+            rows += len(batch["label"])
+    train_s = time.perf_counter() - started
+    t = time.perf_counter()
+    metrics = model.evaluate(valid_gen, ["logloss", "AUC"])
+    eval_s = time.perf_counter() - t
+    return {"init_s": init, "train_sps": rows / train_s, "eval_sps": valid_gen.num_samples / eval_s,
+            "wait_pct": 100 * wait / train_s, "steps": steps, "AUC": metrics["AUC"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--max-card", type=int, default=20_000)
+    ap.add_argument("--models", default="DNN,DCNv2,IBNet")
+    ap.add_argument("--paths", default="ctrbench,ctrbench+fused,fuxictr")
+    ap.add_argument("--batch-size", type=int, default=10_000)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None)
+    ap.add_argument("--seed", type=int, default=2023)
+    ap.add_argument("--work", default="/tmp/ctrbench_bench_train")
+    ap.add_argument("--json", default=None, help="Also write the results here.")
+    args = ap.parse_args()
+    logging.disable(logging.INFO)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from benchmark.data.loader import load_feature_map
+
+    params, directory, parquet = data(args.work, args.rows, args.max_card, args.seed)
+    fmap = load_feature_map(directory, {**params, "embedding_dim": 16})
+    base = {**params, "batch_size": args.batch_size, "eval_batch_size": args.batch_size, "seed": args.seed,
+            "gpu": -1, "verbose": 0, "model_root": os.path.join(args.work, "ck"), "metrics": ["logloss", "AUC"],
+            "optimizer": "adam", "loss": "binary_crossentropy", "learning_rate": 1e-3,
+            "embedding_regularizer": 0, "net_regularizer": 0, "net_dropout": 0.0, "batch_norm": False}
+    paths = [p for p in args.paths.split(",") if p]
+    results = {}
+    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size:,}, {args.epochs} epoch(s) of "
+          f"{int(args.rows * 0.8):,} train rows, {int(args.rows * 0.1):,} valid rows", flush=True)
+    for name in [m for m in args.models.split(",") if m]:
+        for path in paths:
+            model, mparams = make_model(name, fmap, base, args.seed)
+            n_params = sum(p.numel() for p in model.parameters())
+            if path == "fuxictr":
+                res = bench_fuxictr(model, mparams, parquet, fmap, args.epochs)
+            else:
+                res = bench_ctrbench(model, mparams, directory, fmap, args.epochs, fused=path.endswith("+fused"))
+            res["params"] = n_params
+            results[(name, path)] = res
+            print(f"{name:6s} {path:15s} train {res['train_sps']:>9,.0f} samples/s  eval {res['eval_sps']:>9,.0f} "
+                  f"samples/s  loader wait {res['wait_pct']:5.2f}%  init {res['init_s']:.1f}s  "
+                  f"valid AUC {res['AUC']:.4f}  ({n_params:,} params)", flush=True)
+    if "fuxictr" in paths:
+        print("\nratios against fuxictr's loader path (target: train >= 1.5x, eval >= 2x; loader wait < 2%)")
+        for name in [m for m in args.models.split(",") if m]:
+            base_res = results.get((name, "fuxictr"))
+            for path in paths:
+                if path == "fuxictr" or (name, path) not in results:
+                    continue
+                r = results[(name, path)]
+                print(f"{name:6s} {path:15s} train x{r['train_sps'] / base_res['train_sps']:.2f}  "
+                      f"eval x{r['eval_sps'] / base_res['eval_sps']:.2f}  loader wait {r['wait_pct']:.2f}%")
+    if args.json:
+        with open(args.json, "w") as fd:
+            json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, fd, indent=2)
+
+
+if __name__ == "__main__":
+    main()
