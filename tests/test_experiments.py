@@ -299,11 +299,14 @@ def test_amp_trains_records_the_switch_and_stays_close_to_fp32(train, amp):
     assert mixed["infer_ms_per_100"] > 0 and base["infer_ms_per_100"] > 0
 
 
-def test_compile_switch_is_recorded_and_eager_backend_matches(train):
+def test_compile_and_fused_optimizer_switches_are_recorded_and_match(train):
     base = train("DNN_tiny", "seed=4")
     compiled = train("DNN_tiny", "seed=4", "compile=eager")
     assert base["compile"] is False and compiled["compile"] == "eager"
     assert compiled["test"] == base["test"]
+    fused = train("DNN_tiny", "seed=4", "fused_optimizer=true")
+    assert base["fused_optimizer"] is False and fused["fused_optimizer"] is True
+    assert fused["test"]["AUC"] == pytest.approx(base["test"]["AUC"], abs=1e-4)   # same update, other rounding
 
 
 def test_bad_amp_value_is_a_one_line_error(train):

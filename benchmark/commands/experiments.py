@@ -47,6 +47,7 @@ def plot_learning_curves(records: list[dict], out_dir: str, metric: str = "AUC",
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records = [r for r in _filter(records, datasets, models) if any(metric in h for h in r.get("history") or [])]
     if not records:
@@ -75,6 +76,7 @@ def plot_learning_curves(records: list[dict], out_dir: str, metric: str = "AUC",
                 best = [h for h in hist if h["epoch"] == rec["best_epoch"]]
                 if best:
                     ax.plot([best[0]["epoch"]], [best[0][metric]], marker="*", markersize=10, color=colors[name])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch" if per_epoch else "training step")
         ax.set_ylabel(f"validation {metric}")
         ax.set_title(f"{ds}: validation {metric} per evaluation ({len(recs)} runs; * = best epoch)")
