@@ -122,6 +122,17 @@ def wrap_model(model, ctx: DistContext, find_unused_parameters: bool = True):
     return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
 
 
+def any_rank(flag: bool, ctx: DistContext, device) -> bool:
+    """True on every rank when the flag is true on any rank (keeps time-based decisions in step)."""
+    if not ctx.enabled:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device if ctx.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def all_gather_object(obj, ctx: DistContext) -> list:
     if not ctx.enabled:
         return [obj]

@@ -430,7 +430,10 @@ class Trainer:
             return False
         if self.checkpoint_steps and self.state.total_steps % self.checkpoint_steps == 0:
             return True
-        return bool(self.checkpoint_seconds) and time.perf_counter() - self._last_state_save >= self.checkpoint_seconds
+        if not self.checkpoint_seconds or (self.dist.enabled and self.state.total_steps % 20):
+            return False   # under DDP the clock is consulted every 20 steps, in step on all ranks
+        due = time.perf_counter() - self._last_state_save >= self.checkpoint_seconds
+        return distributed.any_rank(due, self.dist, self.device)   # every rank saves at the same step
 
     def fit(self, train_loader, valid_loader, epochs: int, on_checkpoint=None) -> TrainState:
         """Train until early stopping or ``epochs``; ``on_checkpoint(trainer)`` runs after each eval."""
