@@ -345,3 +345,22 @@ def test_plot_cli_writes_learning_curves_and_error_bars(tmp_path):
     res = CliRunner().invoke(app, ["plot", "--results", str(results), "--out", str(tmp_path / "p2"),
                                    "--metric", "gAUC"])
     assert res.exit_code != 0 and "gAUC" in str(res.exception)
+
+
+def test_tuner_with_inline_sections_and_a_tbd_template(data_root, tmp_path):
+    from benchmark.config import load_config, load_dataset_config
+
+    tiny = {k: v for k, v in load_dataset_config(CONFIG, "tiny", data_root).items() if not k.startswith("_")}
+    tiny.pop("dataset_id")
+    doc = {"base_expid": "DNN_default",
+           "model_config": {"DNN_default": {"model": "DNN", "dataset_id": "TBD", "hidden_units": [8],
+                                            "batch_size": 256, "epochs": 1, "learning_rate": 1.e-3}},
+           "dataset_id": "my_tiny", "dataset_config": {"my_tiny": tiny},
+           "tuner_space": {"hidden_units": [[8], [16, 8]], "seed": [1, 2]}}
+    path = tmp_path / "dnn_tuner.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out_dir, specs = sweep_mod.expand_tuner(str(path), None, None, None, CONFIG)
+    assert len(specs) == 4 and all(re.fullmatch(r"DNN_my_tiny_00\d_[0-9a-f]{8}", s.expid) for s in specs)
+    params = [load_config(out_dir, s.expid) for s in specs]
+    assert {(tuple(p["hidden_units"]), p["seed"]) for p in params} == {((8,), 1), ((8,), 2), ((16, 8), 1), ((16, 8), 2)}
+    assert all(p["dataset_id"] == "my_tiny" and p["train_data"] == tiny["train_data"] for p in params)
