@@ -63,9 +63,17 @@ def batch(vocab=FRAPPE, n=32, seed=0):
 def test_parameter_count_equals_authors_log(name):
     vocab, hidden, bn, act, logged = LOGGED[name]
     assert formula(vocab, 20, hidden, bn) == logged
-    model = build(vocab, 20, dnn_hidden_units=hidden, batch_norm=bn, dnn_activations=act)
+    if sum(vocab.values()) > 1_000_000:
+        # the same modules on the meta device: no 0.3-0.45 GB of embedding tables to allocate and fill
+        from unittest import mock
+
+        from model_zoo.base import CTRModel
+
+        with mock.patch.object(CTRModel, "model_to_device", lambda self: None), torch.device("meta"):
+            model = build(vocab, 20, dnn_hidden_units=hidden, batch_norm=bn, dnn_activations=act)
+    else:
+        model = build(vocab, 20, dnn_hidden_units=hidden, batch_norm=bn, dnn_activations=act)
     assert count_parameters(model) == logged
-    del model
 
 
 def test_relu_and_dcn_counts():
