@@ -314,8 +314,10 @@ def render(table: dict, fmt: str = "md") -> str:
     header, grid = _grid(table)
     notes = []
     if table.get("significance"):
-        notes.append(f"* p < {table['alpha']:g} against {table['baseline']} "
-                     f"({table['significance'].replace('_', ' + ')} t-test over seeds)")
+        test = {"auto": "paired t-test on shared seeds, else Welch's", "paired": "paired t-test",
+                "welch": "Welch's t-test", "welch_levene": "Levene's test, then one-tailed Student's/Welch's t-test"}
+        notes.append(f"* p < {table['alpha']:g} against {table['baseline']} over seeds "
+                     f"({test[table['significance']]})")
     if table.get("mark_best"):
         notes.append("best in bold, second best underlined")
     if fmt == "latex":

@@ -15,7 +15,7 @@ parallel runs of one expid never share files). ``resume=True`` continues from th
 Under torchrun (``WORLD_SIZE`` > 1) the run trains data-parallel (``benchmark/distributed.py``).
 The record carries the config hash (computed before anything else touches the params), timings
 (s/epoch, samples/s, loader wait, test-set inference ms per 100 samples), peak memory and the
-``amp``/``compile``/``world_size``/``resumed`` switches.
+``amp``/``compile``/``fused_optimizer``/``world_size``/``resumed`` switches.
 """
 
 from __future__ import annotations
