@@ -181,19 +181,14 @@ def collect(targets: dict, records: list[dict]) -> dict:
     return cells
 
 
-def _pvalue(targets, values, base_values):
-    from .report import significance
+def _pvalue(targets, cell, base):
+    """p-value of the row's AUCs against the baseline row's (report.significance_test: paired by seed,
+    Welch, or Levene + one-tailed Welch as the targets file asks)."""
+    from .report import significance_test
 
-    kind = targets.get("significance", "paired")
-    if kind == "paired":
-        return significance(values, base_values, paired=True) if len(values) == len(base_values) \
-            else significance(values, base_values, paired=False)
-    if kind == "welch_levene":
-        try:
-            return significance(values, base_values, paired=False, alternative="greater")
-        except TypeError:
-            return significance(values, base_values, paired=False)
-    return significance(values, base_values, paired=False)
+    res = significance_test(cell["AUC"], base["AUC"], targets.get("significance", "auto"),
+                            seeds=cell.get("seeds"), baseline_seeds=base.get("seeds"))
+    return None if res is None else res["p"]
 
 
 def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None):
@@ -248,7 +243,7 @@ def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None
                 if cell and base and cell.get("AUC") and base.get("AUC"):
                     rel = f"{relaimp_auc(np.mean(cell['AUC']), np.mean(base['AUC'])):+.2f}%"
                     if row != base_row:
-                        p = _pvalue(targets, cell["AUC"], base["AUC"])
+                        p = _pvalue(targets, cell, base)
                         pv = f"{p:.3g}" if p is not None else "n<2"
                 line += [rel, pv]
         body.append(line)
