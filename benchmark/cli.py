@@ -27,8 +27,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 data_app = typer.Typer(no_args_is_help=True, help="Build, generate and check datasets.")
 app.add_typer(data_app, name="data")
 
+class _OutConsole(Console):
+    """Standard-output console: tables never wrap when the output is piped or captured.
+
+    Rich falls back to 80 columns off a terminal, which folds the wide tables (``data list``,
+    ``report``) mid-row; ``COLUMNS`` (read at print time) wins, else piped output is 200 wide.
+    """
+
+    @property
+    def size(self):
+        size = super().size
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit():
+            return size._replace(width=int(columns))
+        if not self.is_terminal:
+            return size._replace(width=max(size.width, 200))
+        return size
+
+    @size.setter
+    def size(self, new_size):
+        Console.size.fset(self, new_size)
+
+
 console = Console(stderr=True)
-out = Console()
+out = _OutConsole()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -206,7 +206,7 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
         results = bench_infer(params, baseline, batches, repeats, warmup, split, batch_size, checkpoint, evaluate)
         from rich.console import Console
 
-        (out if out.is_terminal else Console(width=160)).print(render(results))
+        out.print(render(results))
         for r in results:
             out.print(f"{r['expid']}: {r['ms_per_100']:.4f} ms/100 samples"
                       + (f", {r['ratio']:.2f}x baseline" if "ratio" in r and r["role"] != "baseline" else ""),
