@@ -5,7 +5,7 @@ RESULTS ?= results
 # torch==2.13.0 resolves to the CPU build here; an existing torch (e.g. a CUDA build) is kept as is.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast bench-build reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
+.PHONY: install demo test test-fast test-tables bench-build reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
 	reproduce-dlf reproduce-sfg reproduce-maskfusion
 
 # make reproduce-<paper> [SMOKE=1] [DATASETS=a,b] [MODELS=m,n] [SEEDS=1,2,3] [GPU=0]
@@ -25,11 +25,16 @@ demo: install
 	ctrbench report --results $(RESULTS)/demo_runs.jsonl --baseline LR --datasets synth_criteo \
 		--models LR,DNN,DCN --out $(RESULTS)/demo_table.md
 
+# worksteal: the slow table smokes are shared out as the workers free up, not queued on one
 test: install
-	$(PYTHON) -m pytest -n 2 tests
+	$(PYTHON) -m pytest -n 2 --dist worksteal tests
 
 test-fast:
-	$(PYTHON) -m pytest -n 2 tests -m "not slow"
+	$(PYTHON) -m pytest -n 2 --dist worksteal tests -m "not slow"
+
+# every column of every paper table trained for one epoch (the test suite trains the first column)
+test-tables: install
+	CTRBENCH_FULL_SMOKE=1 $(PYTHON) -m pytest -n 2 --dist worksteal tests/test_reproduce.py
 
 bench-build: install
 	$(PYTHON) scripts/bench_build.py

@@ -83,11 +83,33 @@ def coerce_numbers(value: Any, key: str | None = None) -> Any:
     return value
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: same results
+_YAML_CACHE: dict = {}
+
+
 def read_yaml(path: str) -> dict:
-    """Read one YAML file; a syntax error names the file and line."""
+    """Read one YAML file; a syntax error names the file and line.
+
+    Parsed files are kept per (path, size, mtime): resolving an expid reads every config file, and a
+    table of a hundred cells would otherwise parse the whole config folder a hundred times.
+    """
+    try:
+        st = os.stat(path)
+        stamp = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    if stamp is not None and stamp in _YAML_CACHE:
+        return copy.deepcopy(_YAML_CACHE[stamp])
+    content = _parse_yaml(path)
+    if stamp is not None:
+        _YAML_CACHE[stamp] = copy.deepcopy(content)
+    return content
+
+
+def _parse_yaml(path: str) -> dict:
     try:
         with open(path, "r", encoding="utf-8") as fd:
-            content = yaml.safe_load(fd)
+            content = yaml.load(fd, Loader=_SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else path

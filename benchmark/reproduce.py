@@ -149,6 +149,55 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
     return status
 
 
+def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None) -> dict:
+    """Resolve every cell and take one training step and one prediction with its model on one batch
+    of the cell's data (no epochs, no records): catches unknown expids, bad settings and shape errors
+    in minutes before a long run. Identical configurations (other seeds) are checked once.
+    Returns {(row, column): error} for the cells that fail."""
+    import torch
+
+    import model_zoo
+
+    from .data import loader as loader_mod
+    from .runner import prepare_data
+    from .train import Trainer
+
+    errors: dict = {}
+    checked: set = set()
+    data: dict = {}
+    for cell in cells:
+        key = (cell.row, cell.column)
+        if key in errors:
+            continue
+        try:
+            params = config_mod.load_config(config_dir, cell.expid, _as_set_args(cell.sets), data_root)
+            params["gpu"] = -1
+            fingerprint = config_mod.config_hash({k: v for k, v in params.items() if k != "seed"})
+            if fingerprint in checked:
+                continue
+            checked.add(fingerprint)
+            build_key = (params["dataset_id"], params.get("build_root"))
+            if build_key not in data:
+                data[build_key] = prepare_data(params, quiet=True)
+            directory, feature_map = data[build_key]
+            loaders = loader_mod.make_loaders(feature_map, directory, dict(params, shuffle=False),
+                                              splits=("train",))
+            batch = next(iter(loaders["train"]))
+            torch.manual_seed(int(params.get("seed", 2023)))
+            model = model_zoo.create_model(params, feature_map)
+            Trainer(model, dict(params, verbose=0, resume_state=False)).train_step(batch)
+            model.eval()
+            with torch.no_grad():
+                y_pred = model(batch)["y_pred"]
+            if not bool(torch.isfinite(y_pred).all()):
+                raise CTRBenchError("non-finite predictions after one step")
+        except CTRBenchError as exc:
+            errors[key] = exc.message
+        except Exception as exc:  # a model that cannot run is what the check is for
+            errors[key] = f"{type(exc).__name__}: {exc}"
+    return errors
+
+
 # --------------------------------------------------------------------------------------------------
 # The table
 
@@ -264,6 +313,14 @@ def render(targets: dict, header, body, status: dict, smoke: bool) -> tuple[str,
     buf = io.StringIO()
     csv.writer(buf).writerows([header] + body)
     return "\n".join(md) + "\n", buf.getvalue()
+
+
+def check(path: str, config_dir: str = "config", datasets=None, models=None, smoke: bool = False,
+          data_root: str | None = None) -> tuple[int, dict]:
+    """``reproduce --check``: every cell of a targets file (one seed) through :func:`check_cells`."""
+    targets = load_targets(path)
+    cells = plan(targets, datasets, models, targets["seeds"][:1], smoke)
+    return len(cells), check_cells(cells, config_dir, data_root)
 
 
 def reproduce(path: str, out_dir: str = "results", config_dir: str = "config", datasets=None, models=None,

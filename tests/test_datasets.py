@@ -652,3 +652,17 @@ def test_cli_prepare_and_list(tmp_path):
         assert f"│ {dataset_id} " in res.output
     res = cli("data", "prepare", "Criteo_x1", "--from", str(tmp_path), cache=cache)
     assert "has no raw recipe" in str(res.exception)
+
+
+@pytest.mark.parametrize("dataset_id", sorted(registry.DATASETS) + ["Frappe_x1_tf4ctr", "KKBox_x1_tf4ctr"])
+def test_default_configs_build_apart_from_the_raw_files(dataset_id, tmp_path):
+    """With the shipped configs a run on absent data names the missing files (and where to get them),
+    and a rebuild could never replace the folder holding the raw files."""
+    params = load_dataset_config(CONFIG, dataset_id, str(tmp_path / "raw"))
+    target = os.path.abspath(build_mod.data_dir(params))
+    for path in build_mod.raw_paths(params).values():
+        if path:
+            assert not os.path.abspath(path).startswith(target + os.sep), (path, target)
+    with pytest.raises(CTRBenchError, match="is missing .*(get it from|download it)") as err:
+        build_mod.build(params, quiet=True)
+    assert str(tmp_path / "raw") in err.value.message and not os.path.exists(target)

@@ -690,6 +690,11 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         if not quiet:
             log.info("Using h5 directory %s", target)
         return target
+    if not params.get("synthetic"):
+        fmt = params.get("data_format", "csv")
+        missing = [p for p in raw_paths(params).values() if p and not _source_files(p, fmt)]
+        if missing:
+            raise CTRBenchError(missing_data_message(params, missing))
     for split, path in raw_paths(params).items():
         if path and os.path.abspath(path).startswith(os.path.abspath(target) + os.sep):
             raise CTRBenchError(f"{split}_data {path} lies inside the build directory {target}, which a "
