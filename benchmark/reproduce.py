@@ -129,8 +129,11 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
         except CTRBenchError as exc:
             status[key] = f"config error: {exc.message}"
             continue
-        if (config_mod.config_hash(params), cell.seed) in done:
+        chash = config_mod.config_hash(params)
+        if (chash, cell.seed) in done:
             continue
+        # rows sharing an expid (a table's variants) and parallel tables keep their own checkpoints
+        params["_run_id"] = f"{cell.expid}_{chash}"
         if params["dataset_id"] in missing_data:
             status[key] = missing_data[params["dataset_id"]]
             continue
@@ -149,9 +152,10 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
     return status
 
 
-def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None) -> dict:
+def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None,
+                batch_rows: int = 64) -> dict:
     """Resolve every cell and take one training step and one prediction with its model on one batch
-    of the cell's data (no epochs, no records): catches unknown expids, bad settings and shape errors
+    of ``batch_rows`` rows of the cell's data (no epochs, no records): catches unknown expids, bad settings and shape errors
     in minutes before a long run. Identical configurations (other seeds) are checked once.
     Returns {(row, column): error} for the cells that fail."""
     import torch
@@ -164,7 +168,6 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
 
     errors: dict = {}
     checked: set = set()
-    data: dict = {}
     for cell in cells:
         key = (cell.row, cell.column)
         if key in errors:
@@ -176,11 +179,9 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
             if fingerprint in checked:
                 continue
             checked.add(fingerprint)
-            build_key = (params["dataset_id"], params.get("build_root"))
-            if build_key not in data:
-                data[build_key] = prepare_data(params, quiet=True)
-            directory, feature_map = data[build_key]
-            loaders = loader_mod.make_loaders(feature_map, directory, dict(params, shuffle=False),
+            directory, feature_map = prepare_data(params, quiet=True)  # reused while the build key holds
+            loaders = loader_mod.make_loaders(feature_map, directory,
+                                              dict(params, shuffle=False, batch_size=batch_rows),
                                               splits=("train",))
             batch = next(iter(loaders["train"]))
             torch.manual_seed(int(params.get("seed", 2023)))

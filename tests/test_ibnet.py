@@ -358,7 +358,7 @@ def test_prelu_is_fuxictrs_per_channel_prelu():
 
     mlp = MLP(6, [5, 4], hidden_activations="prelu")
     prelus = [m for m in mlp.modules() if isinstance(m, torch.nn.PReLU)]
-    assert [p.weight.numel() for p in prelus] == [5, 4] and float(prelus[0].weight[0]) == pytest.approx(0.1)
+    assert [p.weight.numel() for p in prelus] == [5, 4] and float(prelus[0].weight[0].detach()) == pytest.approx(0.1)
     assert sum(p.numel() for p in mlp.parameters()) == mlp_param_count(6, [5, 4], activation="prelu")
 
 

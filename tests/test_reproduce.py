@@ -64,25 +64,38 @@ PAPER_TABLES = sorted(glob.glob(os.path.join(REPO, "results", "targets", "*.yaml
 FULL_SMOKE = os.environ.get("CTRBENCH_FULL_SMOKE") == "1"   # make test-tables: train every column
 
 
+def smoke_rows(targets: dict, extra: int = 2) -> list[str]:
+    """The rows a table's smoke test trains: every baseline row plus the first ``extra`` others."""
+    rows = list(targets["rows"])
+    baselines = set((targets.get("baseline") or {}).values())
+    baselines |= {spec["baseline"] for spec in targets["rows"].values() if spec.get("baseline")}
+    picked = [r for r in rows if r in baselines]
+    picked += [r for r in rows if r not in baselines][:extra]
+    return [r for r in rows if r in picked]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER_TABLES, ids=[os.path.basename(p) for p in PAPER_TABLES])
 def test_paper_table_smoke_is_complete(path, tmp_path, data_root):
-    """Every row of the table trains for one epoch (first column; all columns with CTRBENCH_FULL_SMOKE=1)
-    and the table comes out complete."""
-    columns = None if FULL_SMOKE else list(load_targets(path)["datasets"])[:1]
+    """The table's baseline rows and two others train for one epoch on the first column and the table
+    comes out complete (CTRBENCH_FULL_SMOKE=1: every row of every column, as `make test-tables`)."""
+    targets = load_targets(path)
+    columns = None if FULL_SMOKE else list(targets["datasets"])[:1]
+    models = None if FULL_SMOKE else smoke_rows(targets)
     result = reproduce(path, str(tmp_path), CONFIG, smoke=True, seeds=[2023], data_root=data_root,
-                       datasets=columns)
+                       datasets=columns, models=models)
     assert not result["incomplete"], result["status"]
+    assert all(f"| {row} |" in result["markdown"] for row in (models or targets["rows"]))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER_TABLES, ids=[os.path.basename(p) for p in PAPER_TABLES])
 def test_paper_table_cells_build_and_step(path, data_root):
-    """The other columns' cells (their own settings) resolve, build and take a training step."""
-    columns = list(load_targets(path)["datasets"])[1:]
-    if not columns or FULL_SMOKE:
-        pytest.skip("single-column table" if not columns else "trained in full by the smoke test")
-    n, errors = check(path, CONFIG, datasets=columns, smoke=True, data_root=data_root)
+    """Every cell of every column (its own settings) resolves, builds its model and takes a training
+    step on the fixture."""
+    if FULL_SMOKE:
+        pytest.skip("every cell is trained by the smoke test")
+    n, errors = check(path, CONFIG, smoke=True, data_root=data_root)
     assert n and not errors, errors
 
 
