@@ -37,7 +37,7 @@ import yaml
 from . import config as config_mod
 from .errors import CTRBenchError
 from .records import read_records
-from .report import relaimp_auc, relaimp_loss
+from .report import relaimp_auc
 
 SMOKE_SETS = {"epochs": 1, "batch_size": 256, "eval_batch_size": 1024, "verbose": 0}
 

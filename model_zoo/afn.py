@@ -59,15 +59,10 @@ class AFN(CTRModel):
             if not dnn_hidden_units:
                 raise CTRBenchError(f"{type(self).__name__}: ensemble_dnn needs non-empty dnn_hidden_units")
             self.dnn_embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-            self.dnn = MLP(feature_map.sum_emb_out_dim(), hidden_units=dnn_hidden_units,
-                           hidden_activations=dnn_activations, output_dim=1, dropout_rates=dnn_dropout,
-                           batch_norm=batch_norm, activation_options=kwargs)
+            self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, dnn_dropout, batch_norm, kwargs)
             self.fc = nn.Linear(2, 1)
         self.finish()
 
-    def embed(self, X):
-        """AFN-tower field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def logarithmic_net(self, feature_emb):
         """Logarithmic transformation layer: (B, F, d) -> (B, N*d)."""

@@ -17,7 +17,6 @@ from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
 
 from . import register_model
 from .base import CTRModel
-from .layers import MLP
 from .layers.attention import MultiHeadSelfAttention
 
 
@@ -51,15 +50,9 @@ class AutoInt(CTRModel):
             for i in range(int(attention_layers))])
         self.fc = nn.Linear(feature_map.num_fields * int(attention_dim), 1)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_wide else None
-        dnn_hidden_units = list(dnn_hidden_units or [])
-        self.dnn = MLP(feature_map.sum_emb_out_dim(), hidden_units=dnn_hidden_units,
-                       hidden_activations=dnn_activations, output_dim=1, dropout_rates=net_dropout,
-                       batch_norm=batch_norm, activation_options=kwargs) if dnn_hidden_units else None
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs)
         self.finish()
 
-    def embed(self, X):
-        """Field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def attend(self, feature_emb, context=None):
         """Output of the interacting layers, (B, F, attention_dim)."""

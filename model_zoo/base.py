@@ -13,6 +13,7 @@ import torch
 from fuxictr.pytorch.models import BaseModel
 
 from .layers.losses import get_loss_fn
+from .layers.mlp import MLP
 
 _OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "sgd": "SGD",
                "rmsprop": "RMSprop", "sparseadam": "SparseAdam"}
@@ -71,7 +72,22 @@ class CTRModel(BaseModel):
         self.reset_parameters()
         self.model_to_device()
 
+    def dnn_tower(self, hidden_units, activations="relu", dropout=0, batch_norm=False, options=None,
+                  optional: bool = True):
+        """The deep tower of two-stream models: an MLP on the flattened field embeddings with a 1-unit
+        output (``options``: activation settings such as Mice's). ``None`` when ``hidden_units`` is empty
+        and ``optional``; otherwise an empty list gives the plain linear map."""
+        units = list(hidden_units or [])
+        if not units and optional:
+            return None
+        return MLP(self.feature_map.sum_emb_out_dim(), hidden_units=units, hidden_activations=activations,
+                   output_dim=1, dropout_rates=dropout, batch_norm=batch_norm, activation_options=options or {})
+
     # ---- forward helpers --------------------------------------------------------------------
+    def embed(self, X):
+        """Field embeddings, (B, F, d), of the model's ``embedding_layer``."""
+        return self.embedding_layer(X)
+
     def output(self, logit, **extra):
         return {"y_pred": self.output_activation(logit), "logit": logit, **extra}
 

@@ -15,7 +15,6 @@ from fuxictr.pytorch.layers import FeatureEmbedding, InnerProductInteraction, Lo
 
 from . import register_model
 from .base import CTRModel
-from .layers import MLP
 from .layers.pairwise import pairwise_product_sum
 
 
@@ -35,14 +34,10 @@ class DeepFM(CTRModel):
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
         self.fm_layer = InnerProductInteraction(feature_map.num_fields, output="product_sum")
-        self.dnn = MLP(feature_map.sum_emb_out_dim(), hidden_units=dnn_hidden_units,
-                       hidden_activations=dnn_activations, output_dim=1, dropout_rates=net_dropout,
-                       batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
+                                  optional=False)
         self.finish()
 
-    def embed(self, X):
-        """Field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def fm_interact(self, feature_emb, other_emb=None):
         """Second-order FM term sum_{i<j} <feature_emb_i, other_emb_j> (other defaults to feature_emb)."""

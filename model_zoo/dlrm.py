@@ -15,7 +15,6 @@ With the MaskFusion paper's Criteo-Kaggle setting (26 categorical fields with th
 from __future__ import annotations
 
 import torch
-from torch import nn
 from fuxictr.pytorch.layers import FeatureEmbedding
 
 from benchmark.errors import CTRBenchError

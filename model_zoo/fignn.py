@@ -90,9 +90,6 @@ class FiGNN(CTRModel):
         self.register_buffer("self_loops", torch.eye(self.num_fields, dtype=torch.bool), persistent=False)
         self.finish()
 
-    def embed(self, X):
-        """Field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def initial_states(self, feature_emb):
         return self.self_attention(feature_emb) if self.self_attention is not None else feature_emb

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from fuxictr.pytorch.layers import FeatureEmbedding
 
 from . import register_model

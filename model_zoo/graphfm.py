@@ -111,9 +111,6 @@ class GraphFM(CTRModel):
         self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_lr else None
         self.finish()
 
-    def embed(self, X):
-        """Field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def interact(self, layer, h, other=None):
         """Layer ``layer`` on node states h; messages use h_i * other_j (other defaults to h)."""

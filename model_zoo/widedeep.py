@@ -10,7 +10,6 @@ from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
 
 from . import register_model
 from .base import CTRModel
-from .layers import MLP
 
 
 @register_model
@@ -28,14 +27,10 @@ class WideDeep(CTRModel):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
-        self.dnn = MLP(feature_map.sum_emb_out_dim(), hidden_units=dnn_hidden_units,
-                       hidden_activations=dnn_activations, output_dim=1, dropout_rates=net_dropout,
-                       batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
+                                  optional=False)
         self.finish()
 
-    def embed(self, X):
-        """Field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def shallow_logit(self, X):
         """The wide part: sum of the per-feature weights, (B, 1)."""

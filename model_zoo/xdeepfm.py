@@ -18,7 +18,6 @@ from fuxictr.pytorch.layers import CompressedInteractionNet, FeatureEmbedding, L
 
 from . import register_model
 from .base import CTRModel
-from .layers import MLP
 
 
 @register_model
@@ -45,15 +44,9 @@ class xDeepFM(CTRModel):
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
         self.cin = CompressedInteractionNet(feature_map.num_fields, cin_hidden_units, output_dim=1)
-        dnn_hidden_units = list(dnn_hidden_units or [])
-        self.dnn = MLP(feature_map.sum_emb_out_dim(), hidden_units=dnn_hidden_units,
-                       hidden_activations=dnn_activations, output_dim=1, dropout_rates=net_dropout,
-                       batch_norm=batch_norm, activation_options=kwargs) if dnn_hidden_units else None
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs)
         self.finish()
 
-    def embed(self, X):
-        """Field embeddings, (B, F, d)."""
-        return self.embedding_layer(X)
 
     def cin_logit(self, feature_emb, base_fn=None):
         """CIN logit, (B, 1). ``base_fn(k, X_prev)`` may replace X^0 (= feature_emb) in layer k."""

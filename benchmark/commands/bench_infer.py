@@ -204,8 +204,6 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
         if batch_size is None:
             batch_size = int(params.get("eval_batch_size") or params["batch_size"])
         results = bench_infer(params, baseline, batches, repeats, warmup, split, batch_size, checkpoint, evaluate)
-        from rich.console import Console
-
         out.print(render(results))
         for r in results:
             out.print(f"{r['expid']}: {r['ms_per_100']:.4f} ms/100 samples"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from typing import List, Optional
 
 import numpy as np

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 
-import torch
 import torch.nn.functional as F
 
 EPS = 1e-7
