@@ -46,24 +46,31 @@ def relaimp_loss(loss: float, base: float) -> float:
 
 
 def aggregate(records: list[dict], split: str = "test", datasets=None, models=None) -> "OrderedDict":
-    """(report_name, dataset_id) -> {AUC: [...], logloss: [...], seeds: [...], params: int, ...}."""
-    cells: "OrderedDict" = OrderedDict()
+    """(report_name, dataset_id) -> {AUC: [...], logloss: [...], seeds: [...], params: int, ...}.
+
+    One value per seed: a later record of the same seed (a re-run appended to the same file)
+    replaces the earlier one, so repeating a run never passes for a second seed.
+    """
+    latest: "OrderedDict" = OrderedDict()
     for rec in records:
-        metrics = rec.get(split) or {}
         name = rec.get("report_name") or rec.get("model")
         ds = rec.get("dataset_id")
         if datasets and ds not in datasets:
             continue
         if models and name not in models:
             continue
-        cell = cells.setdefault((name, ds), defaultdict(list))
-        for k, v in metrics.items():
-            cell[k].append(float(v))
-        cell["seeds"].append(rec.get("seed"))
-        cell["params"] = rec.get("params")
-        for k, _ in EFFICIENCY:
-            if rec.get(k) is not None:
-                cell[k].append(float(rec[k]))
+        latest.setdefault((name, ds), OrderedDict())[str(rec.get("seed"))] = rec
+    cells: "OrderedDict" = OrderedDict()
+    for key, by_seed in latest.items():
+        cell = cells.setdefault(key, defaultdict(list))
+        for rec in by_seed.values():
+            for k, v in (rec.get(split) or {}).items():
+                cell[k].append(float(v))
+            cell["seeds"].append(rec.get("seed"))
+            cell["params"] = rec.get("params")
+            for k, _ in EFFICIENCY:
+                if rec.get(k) is not None:
+                    cell[k].append(float(rec[k]))
     return cells
 
 

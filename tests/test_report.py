@@ -112,3 +112,20 @@ def test_table_marks_significance_best_and_second_and_efficiency():
     assert "a p(AUC)" in header and "a peak MB" in header
     plain = build_table(records, baseline="LR")                            # defaults: no extras
     assert "**" not in render(plain, "md") and "p(AUC)" not in render(plain, "md")
+
+
+def test_a_rerun_of_the_same_seed_replaces_the_earlier_record():
+    from benchmark.report import aggregate, build_table
+
+    def rec(model, seed, auc):
+        return {"model": model, "dataset_id": "d", "seed": seed, "params": 10,
+                "test": {"AUC": auc, "logloss": 1 - auc}}
+
+    records = [rec("LR", 1, 0.60), rec("DNN", 1, 0.70), rec("LR", 1, 0.61), rec("DNN", 1, 0.72)]
+    cells = aggregate(records)
+    assert cells[("LR", "d")]["AUC"] == [0.61] and cells[("DNN", "d")]["seeds"] == [1]
+    table = build_table(records, baseline="LR")
+    # one seed a side: no t-test, so no significance marker and no ± over duplicated values
+    from benchmark.report import render
+    md = render(table)
+    assert "\\*" not in md and "±" not in md and "| DNN | 0.280000 | 72.0000 |" in md
