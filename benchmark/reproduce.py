@@ -155,9 +155,9 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
 def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None,
                 batch_rows: int = 64) -> dict:
     """Resolve every cell and take one training step and one prediction with its model on one batch
-    of ``batch_rows`` rows of the cell's data (no epochs, no records): catches unknown expids, bad settings and shape errors
-    in minutes before a long run. Identical configurations (other seeds) are checked once.
-    Returns {(row, column): error} for the cells that fail."""
+    of ``batch_rows`` rows of the cell's data (no epochs, no records): catches unknown expids, bad
+    settings and shape errors in minutes before a long run. Identical configurations (other seeds)
+    are checked once. Returns {(row, column): error} for the cells that fail."""
     import torch
 
     import model_zoo

@@ -118,12 +118,6 @@ class FmFM_GEN(Generative, FmFM):
         interactions = self.interact(emb, self.generate(emb)).sum(dim=-1, keepdim=True)
         return self.output(self.lr_layer(X) + interactions)
 
-    def analysis_operands(self, X) -> dict:
-        emb = self.embedding_layer(X)
-        gen = self.generate(emb)
-        return {"embedding": gen.flatten(start_dim=1), "left": emb.flatten(start_dim=1),
-                "right": gen.flatten(start_dim=1)}
-
 
 @register_model(name="FwFM_GEN")
 class FwFM_GEN(Generative, FwFM):

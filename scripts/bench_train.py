@@ -99,6 +99,25 @@ def make_model(name: str, fmap, base: dict, seed: int):
     return model_zoo.create_model(params, fmap), params
 
 
+def timed_training(epoch_batches, train_step, epochs: int) -> tuple[float, float, int, int]:
+    """Run ``train_step`` over ``epoch_batches(epoch)`` for each epoch; returns (seconds, seconds spent
+    waiting for the next batch, steps, rows)."""
+    wait = steps = rows = 0
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        it = epoch_batches(epoch)
+        while True:
+            t = time.perf_counter()
+            batch = next(it, None)
+            wait += time.perf_counter() - t
+            if batch is None:
+                break
+            train_step(batch)
+            steps += 1
+            rows += len(batch["label"])
+    return time.perf_counter() - started, wait, steps, rows
+
+
 def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool) -> dict:
     from benchmark.data.loader import make_loaders
     from benchmark.train import Trainer
@@ -109,21 +128,12 @@ def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool) -> 
     trainer = Trainer(model, {**params, "fused_optimizer": fused, "verbose": 0})
     train = loaders["train"]
     model.train()
-    wait = steps = rows = 0
-    started = time.perf_counter()
-    for epoch in range(epochs):
+
+    def epoch_batches(epoch):
         train.set_epoch(epoch)
-        it = train.iter_from(0)
-        while True:
-            t = time.perf_counter()
-            batch = next(it, None)
-            wait += time.perf_counter() - t
-            if batch is None:
-                break
-            trainer.train_step(batch)
-            steps += 1
-            rows += len(batch["label"])
-    train_s = time.perf_counter() - started
+        return train.iter_from(0)
+
+    train_s, wait, steps, rows = timed_training(epoch_batches, trainer.train_step, epochs)
     t = time.perf_counter()
     metrics = trainer.evaluate(loaders["valid"])
     eval_s = time.perf_counter() - t
@@ -141,20 +151,7 @@ def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
     init = time.perf_counter() - t
     model._max_gradient_norm = 10.0
     model.train()
-    wait = steps = rows = 0
-    started = time.perf_counter()
-    for _ in range(epochs):
-        it = iter(train_gen)
-        while True:
-            t = time.perf_counter()
-            batch = next(it, None)
-            wait += time.perf_counter() - t
-            if batch is None:
-                break
-            model.train_step(batch)
-            steps += 1
-            rows += len(batch["label"])
-    train_s = time.perf_counter() - started
+    train_s, wait, steps, rows = timed_training(lambda epoch: iter(train_gen), model.train_step, epochs)
     t = time.perf_counter()
     metrics = model.evaluate(valid_gen, ["logloss", "AUC"])
     eval_s = time.perf_counter() - t

@@ -555,13 +555,10 @@ def _check_columns(frame: pl.LazyFrame, specs: list[dict], labels: list[dict], w
 # The build
 
 def _split_sources(params: dict, specs, labels, dtypes) -> dict[str, pl.LazyFrame]:
-    paths = raw_paths(params)
-    missing = [p for s, p in paths.items() if p and not _source_files(p, params.get("data_format", "csv"))]
+    paths = raw_paths(params)  # build() has checked that every named source exists
     if not paths["train"]:
         raise CTRBenchError(f"dataset '{params['dataset_id']}' ({params.get('_dataset_config_file')}) "
                             f"has no train_data")
-    if missing:
-        raise CTRBenchError(missing_data_message(params, missing))
     frames = {s: _scan(p, params, dtypes) for s, p in paths.items() if p}
     if ("valid" not in frames and params.get("valid_size")) or ("test" not in frames and params.get("test_size")):
         carved = _split_frames(frames["train"], params)
@@ -690,11 +687,13 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         if not quiet:
             log.info("Using h5 directory %s", target)
         return target
-    if not params.get("synthetic"):
-        fmt = params.get("data_format", "csv")
-        missing = [p for p in raw_paths(params).values() if p and not _source_files(p, fmt)]
-        if missing:
-            raise CTRBenchError(missing_data_message(params, missing))
+    if params.get("synthetic") and not os.path.exists(params["train_data"]):
+        from .synth import write_from_params
+        write_from_params(params)
+    fmt = params.get("data_format", "csv")
+    missing = [p for p in raw_paths(params).values() if p and not _source_files(p, fmt)]
+    if missing:  # named before anything else is said about the paths
+        raise CTRBenchError(missing_data_message(params, missing))
     for split, path in raw_paths(params).items():
         if path and os.path.abspath(path).startswith(os.path.abspath(target) + os.sep):
             raise CTRBenchError(f"{split}_data {path} lies inside the build directory {target}, which a "
@@ -705,10 +704,6 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         if not quiet:
             log.info("Reusing built data in %s (config unchanged)", target)
         return target
-    if params.get("synthetic") and not os.path.exists(params["train_data"]):
-        from .synth import write_from_params
-        write_from_params(params)
-        key = build_key(params)
     started = time.time()
     specs, labels = feature_specs(params), label_specs(params)
     dtypes = {}
