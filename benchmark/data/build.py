@@ -30,10 +30,10 @@ from typing import Iterator
 
 import numpy as np
 import polars as pl
-from fuxictr.datasets import avazu, criteo, kkbox
-
 from ..errors import CTRBenchError
 from . import h5io
+from .encode import Encoder
+from .processor import Processor
 
 BUILD_FORMAT = 1
 INFO_FILE = "build_info.json"
@@ -42,127 +42,6 @@ IN_MEMORY_BYTES = 2 * 1024 ** 3
 STREAM_CHUNK_ROWS = 200_000
 
 log = logging.getLogger("ctrbench")
-
-
-class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProcessor,
-                kkbox.CustomizedFeatureProcessor):
-    """fuxictr's FeatureProcessor with every ``preprocess`` function fuxictr ships (Criteo, Avazu,
-    KKBox), whose statistics pass also rejects a column whose vocabulary would be empty."""
-
-    min_count = 1
-    where = "the dataset config"
-    streaming = False   # the builder sets it when the raw files are read in batches, not in memory
-
-    def dlrm_log1p(self, col_name):
-        """DLRM's dense transform: negative values -> 0, then log(x + 1)."""
-        return pl.col(col_name).cast(pl.Float64).clip(lower_bound=0).log1p()
-
-    def _collect_statistics(self, train_ddf, meta_ddf=None):
-        # hashed columns are not counted: remap=False keeps them out of fuxictr's count queries
-        saved = self.feature_cols
-        self.feature_cols = [dict(c, remap=False) if c.get("hash_buckets") else c for c in saved]
-        try:
-            if self.streaming:
-                stats = self._batched_statistics(train_ddf, meta_ddf)
-            else:
-                stats = super()._collect_statistics(train_ddf, meta_ddf)
-        finally:
-            self.feature_cols = saved
-        for col in self.feature_cols:
-            if not col.get("active", True) or col["type"] not in ("categorical", "sequence"):
-                continue
-            if col.get("remap", True) is False or "category_processor" in col or col.get("hash_buckets"):
-                continue
-            counts = stats.get(col["name"], {}).get("value_counts", {})
-            threshold = col.get("min_categr_count", self.min_count)
-            na = col.get("fill_na", "")
-            if not any(c >= threshold and k != na for k, c in counts.items()):
-                raise CTRBenchError(
-                    f"categorical column '{col['name']}' in {self.where}: no value occurs "
-                    f"min_categr_count={threshold} times in train; lower min_categr_count for it "
-                    f"(in its feature_cols entry) or drop the column")
-        return stats
-
-    def _batched_statistics(self, train_ddf, meta_ddf=None):
-        """fuxictr's statistics in one pass over batches of the data instead of one streaming query
-        per column (each of which parses the whole input again). Counts are exact and equal
-        fuxictr's; numeric moments use fuxictr's own expressions in a single streaming query."""
-        active = [c for c in self.feature_cols if c.get("active", True)]
-        remapped = [c for c in active if c.get("remap", True)
-                    and c.get("category_processor") not in ("quantile_bucket", "hash_bucket")]
-        cat = [c["name"] for c in remapped if c["type"] == "categorical"]
-        meta = [c["name"] for c in remapped if c["type"] == "meta"]
-        seq = {c["name"]: c for c in remapped if c["type"] == "sequence"}
-        num = [c["name"] for c in active if c["type"] == "numeric" and "normalizer" in c]
-        counts: dict[str, pl.DataFrame] = {}
-        max_len: dict[str, int] = {}
-
-        def add(name: str, values: pl.DataFrame) -> None:
-            part = values.drop_nulls().group_by("value").agg(pl.len().cast(pl.Int64).alias("len"))
-            prev = counts.get(name)
-            counts[name] = part if prev is None else \
-                pl.concat([prev, part]).group_by("value").agg(pl.col("len").sum())
-
-        def batches(frame, columns):
-            if not columns:
-                return
-            yield from frame.select(columns).collect_batches(chunk_size=STREAM_CHUNK_ROWS, maintain_order=False)
-
-        for batch in batches(train_ddf, list(dict.fromkeys(cat + list(seq)))):
-            for name in cat:
-                add(name, batch.select(pl.col(name).alias("value")))
-            for name, spec in seq.items():
-                lists = batch.select(pl.col(name).str.split(spec.get("splitter", "^")).alias("value"))
-                if spec.get("max_len", 0) == 0:
-                    max_len[name] = max(max_len.get(name, 0), int(lists["value"].list.len().max() or 0))
-                add(name, lists.explode("value"))
-        for batch in batches(meta_ddf if meta_ddf is not None else train_ddf, meta):
-            for name in meta:
-                add(name, batch.select(pl.col(name).alias("value")))
-        stats: dict[str, dict] = {}
-        for name in cat + meta + list(seq):
-            frame = counts.get(name)
-            stats[name] = {"value_counts": {} if frame is None else
-                           dict(zip(frame["value"].to_list(), frame["len"].to_list()))}
-            if name in seq:
-                stats[name]["max_len"] = max_len.get(name, 0)
-        if num:
-            exprs = []
-            for name in num:
-                col = pl.col(name).drop_nulls()
-                exprs += [col.min().alias(f"{name}::min"), col.max().alias(f"{name}::max"),
-                          col.mean().alias(f"{name}::mean"), col.std(ddof=0).alias(f"{name}::std"),
-                          col.count().alias(f"{name}::count")]
-            row = train_ddf.select(exprs).collect(engine="streaming").row(0, named=True)
-            for name in num:
-                stats[name] = {k: row[f"{name}::{k}"] for k in ("min", "max", "mean", "std", "count")}
-        return stats
-
-    def fit_categorical_col(self, col, col_series=None, min_categr_count=1, num_buckets=10):
-        buckets = int(col.get("hash_buckets") or 0)
-        if not buckets:
-            return super().fit_categorical_col(col, col_series, min_categr_count, num_buckets)
-        spec = {"source": col.get("source", ""), "type": col["type"]}
-        for key in ("feature_encoder", "embedding_dim", "emb_output_dim"):
-            if key in col:
-                spec[key] = col[key]
-        spec.update({"padding_idx": 0, "oov_idx": buckets + 1, "vocab_size": buckets + 2,
-                     "hash_buckets": buckets, "hash_function": col.get("hash_function", "fnv1a")})
-        self.feature_map.features[col["name"]] = spec
-
-    def save_vocab(self, vocab_file):
-        """fuxictr's feature_vocab.json; a hashed column has no vocabulary, only PAD and OOV."""
-        vocab = {}
-        for name, spec in self.feature_map.features.items():
-            if spec["type"] not in ("categorical", "sequence"):
-                continue
-            if spec.get("hash_buckets"):
-                vocab[name] = {"__PAD__": 0, "__OOV__": spec["hash_buckets"] + 1}
-            else:
-                tok = self.processor_dict[name + "::tokenizer"]
-                vocab[name] = dict(sorted(tok.vocab.items(), key=lambda x: x[1]))
-        with open(vocab_file, "w") as fd:
-            fd.write(json.dumps(vocab, indent=4))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,7 +124,9 @@ def missing_data_message(params: dict, missing: list[str]) -> str:
     source = params.get("download") or params.get("source")
     hint = f"get it from {source}" if source else "download it (see 'ctrbench data list')"
     return (f"dataset '{params['dataset_id']}' is missing {', '.join(missing)}; {hint} "
-            f"and place it there, or point --data-root at the folder holding it")
+            f"and place it there, or point --data-root at the folder holding it (relative paths resolve "
+            f"against {params.get('_paths_base', 'the folder above the dataset config file')}, the folder "
+            f"above the dataset config's; a split path that starts with data_root is not joined onto it again)")
 
 
 def build_key(params: dict) -> str:
@@ -368,159 +249,6 @@ def _nan_to_null(frame: pl.LazyFrame, specs: list[dict]) -> pl.LazyFrame:
     exprs = [pl.col(s["name"]).fill_nan(None) for s in specs
              if s["name"] in schema and schema[s["name"]] in (pl.Float32, pl.Float64)]
     return frame.with_columns(exprs) if exprs else frame
-
-
-# --------------------------------------------------------------------------------------------------
-# Encoding
-
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def fnv1a64(text: pl.Series) -> np.ndarray:
-    """FNV-1a 64 of each string's UTF-8 bytes, then murmur3's fmix64 finaliser (stable, vectorised)."""
-    import pyarrow as pa
-
-    arr = text.cast(pl.String).to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    n = len(arr)
-    _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset:arr.offset + n + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    starts, lengths = offsets[:-1], np.diff(offsets)
-    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(int(lengths.max()) if n else 0):
-            rows = np.flatnonzero(lengths > j)
-            h[rows] = (h[rows] ^ data[starts[rows] + j].astype(np.uint64)) * _FNV_PRIME
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
-    return h
-
-
-class Encoder:
-    """Vectorised replacement of ``FeatureProcessor.transform`` for one fitted processor."""
-
-    def __init__(self, processor, specs: list[dict], labels: list[dict]):
-        self.processor = processor
-        self.labels = [lb["name"] for lb in labels]
-        self.specs = {s["name"]: s for s in specs if s.get("active", True)}
-        self.features = processor.feature_map.features
-        self.hashed = {name: spec for name, spec in self.features.items() if spec.get("hash_buckets")}
-        self._maps: dict[str, tuple[pl.Series, pl.Series, int]] = {}
-        for name, spec in self.features.items():
-            tok = processor.processor_dict.get(name + "::tokenizer")
-            if tok is None:
-                continue
-            vocab = {k: v for k, v in tok.vocab.items() if k not in ("__PAD__", "__OOV__")}
-            keys = list(vocab.keys())
-            try:
-                key_series = pl.Series("k", keys)
-            except (TypeError, pl.exceptions.PolarsError):
-                key_series = pl.Series("k", [str(k) for k in keys])
-            self._maps[name] = (key_series, pl.Series("v", list(vocab.values()), dtype=pl.Int64),
-                                tok.vocab["__OOV__"])
-
-    def _map_expr(self, name: str, expr: pl.Expr, dtype) -> pl.Expr:
-        keys, values, oov = self._maps[name]
-        if dtype is not None and dtype != keys.dtype:
-            if keys.dtype == pl.String:
-                expr = expr.cast(pl.String)
-            elif keys.dtype.is_numeric() and dtype.is_numeric():
-                expr = expr.cast(keys.dtype)
-            else:
-                keys = keys.cast(dtype, strict=False)
-        return expr.replace_strict(keys, values, default=oov, return_dtype=pl.Int64)
-
-    def expressions(self, schema) -> list[pl.Expr]:
-        exprs = [pl.col(lb).cast(pl.Float32) for lb in self.labels]
-        for name, spec in self.features.items():
-            kind = spec["type"]
-            if name not in schema:
-                continue
-            if name in self.hashed:
-                exprs.append(pl.col(name))
-            elif kind in ("categorical", "meta"):
-                if name in self._maps:
-                    out_type = pl.Int64 if kind == "meta" else pl.Int32
-                    exprs.append(self._map_expr(name, pl.col(name), schema[name]).cast(out_type).alias(name))
-                else:
-                    exprs.append(pl.col(name).cast(pl.Int64).alias(name))
-            elif kind == "numeric":
-                norm = self.processor.processor_dict.get(name + "::normalizer")
-                expr = pl.col(name).cast(pl.Float64)
-                if norm is not None:
-                    scaler = norm.normalizer.__self__
-                    if hasattr(scaler, "mean_"):
-                        expr = (expr - float(scaler.mean_[0])) / float(scaler.scale_[0])
-                    else:
-                        expr = expr * float(scaler.scale_[0]) + float(scaler.min_[0])
-                exprs.append(expr.cast(pl.Float32).alias(name))
-            elif kind == "sequence":
-                exprs.append(pl.col(name))
-        return exprs
-
-    def sequence_array(self, name: str, column: pl.Series) -> np.ndarray:
-        """``Tokenizer.encode_sequence`` + ``pad_sequences`` without a per-row Python loop."""
-        tok = self.processor.processor_dict[name + "::tokenizer"]
-        max_len = int(tok.max_len)
-        n = len(column)
-        lists = column.cast(pl.String).fill_null(tok._na_value).str.split(tok._splitter)
-        lengths = lists.list.len().to_numpy().astype(np.int64)
-        flat = lists.explode(empty_as_null=True)
-        keys, values, oov = self._maps[name]
-        ids = flat.replace_strict(keys, values, default=oov, return_dtype=pl.Int64)
-        ids = pl.select(pl.when(flat == tok._na_value).then(0).otherwise(ids)).to_series().to_numpy()
-        rows = np.repeat(np.arange(n), lengths)
-        starts = np.cumsum(lengths) - lengths
-        pos = np.arange(len(ids)) - np.repeat(starts, lengths)
-        ln = np.repeat(lengths, lengths)
-        out = np.zeros((n, max_len), dtype=np.int32)
-        if tok.padding == "post":
-            keep = pos < max_len
-            out[rows[keep], pos[keep]] = ids[keep]
-        else:
-            keep = pos >= ln - max_len
-            out[rows[keep], (max_len - ln + pos)[keep]] = ids[keep]
-        return out
-
-    def hashed_ids(self, name: str, column: pl.Series) -> np.ndarray:
-        """``1 + h(value) mod N``; null and the column's fill_na value map to OOV (N + 1)."""
-        spec = self.hashed[name]
-        buckets = int(spec["hash_buckets"])
-        na = self.specs.get(name, {}).get("fill_na", "")
-        text = column.cast(pl.String)
-        missing = text.is_null()
-        if isinstance(na, str):
-            missing = missing | (text == na).fill_null(False)
-        if spec.get("hash_function") == "hex":
-            ints = text.str.strip_chars().str.to_integer(base=16, strict=False).cast(pl.UInt64)
-            missing = missing | ints.is_null()
-            values = ints.fill_null(0).to_numpy().astype(np.uint64)
-        else:
-            values = fnv1a64(text.fill_null(""))
-        ids = (values % np.uint64(buckets)).astype(np.int64) + 1
-        ids[missing.to_numpy()] = buckets + 1
-        return ids.astype(np.int32 if buckets + 2 < 2 ** 31 else np.int64)
-
-    def encode(self, frame: pl.DataFrame) -> dict[str, np.ndarray]:
-        encoded = frame.select(self.expressions(frame.schema))
-        out = {}
-        for name in encoded.columns:
-            spec = self.features.get(name)
-            if spec is not None and spec["type"] == "sequence":
-                out[name] = self.sequence_array(name, encoded[name])
-            elif name in self.hashed:
-                out[name] = self.hashed_ids(name, encoded[name])
-            else:
-                out[name] = encoded[name].to_numpy()
-        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -763,6 +491,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, 
     if in_memory is None:
         in_memory = _raw_bytes(params) <= IN_MEMORY_BYTES
     processor.streaming = not in_memory
+    processor.chunk_rows = STREAM_CHUNK_ROWS
     prepared = {s: processor.preprocess(_nan_to_null(f, specs)) for s, f in frames.items()}
     if in_memory:
         prepared = {s: f.collect().lazy() for s, f in prepared.items()}

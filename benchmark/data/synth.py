@@ -149,3 +149,86 @@ def write_from_params(params: dict) -> None:
     """Generate the raw files a dataset config with a ``synthetic:`` block points at."""
     out_dir = os.path.dirname(params["train_data"])
     write_splits(out_dir, params.get("synthetic") or {})
+
+
+# --------------------------------------------------------------------------------------------------
+# Criteo-shaped data at scale (benchmarks): the real per-column cardinalities, skew and missing rates
+
+CRITEO_ROWS = 45_840_617
+# Kaggle Criteo's distinct values per categorical column over its 45,840,617 rows
+CRITEO_CARDINALITY = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
+                      27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+# share of empty fields per categorical column (Kaggle Criteo, rounded)
+CRITEO_CAT_MISSING = [0.0, 0.0, 0.034, 0.034, 0.0, 0.121, 0.0, 0.0, 0.0, 0.0, 0.0, 0.034, 0.0, 0.0, 0.0,
+                      0.034, 0.0, 0.0, 0.44, 0.44, 0.034, 0.763, 0.0, 0.034, 0.44, 0.44]
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex8(values: np.ndarray) -> pl.Series:
+    """uint32 values as 8-character lower-case hex tokens, vectorised (no per-value Python)."""
+    v = values.astype(np.uint32)
+    nibbles = np.stack([(v >> np.uint32(shift)) & np.uint32(15) for shift in range(28, -4, -4)], axis=1)
+    chars = np.ascontiguousarray(_HEX[nibbles])
+    return pl.Series(chars.view("S8").ravel()).cast(pl.String)
+
+
+def _mix32(x: np.ndarray, seed: int) -> np.ndarray:
+    """A bijective 32-bit mixer: rank -> a random-looking token id, distinct per column seed."""
+    x = (x.astype(np.uint64) + np.uint64(seed * 0x9E3779B9)) & np.uint64(0xFFFFFFFF)
+    for mult in (0x85EBCA6B, 0xC2B2AE35):
+        x ^= x >> np.uint64(16)
+        x = (x * np.uint64(mult)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    return x
+
+
+def criteo_profile_column(index: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Token ids (uint32) of categorical column ``C<index+1>`` for ``rows`` rows.
+
+    A column with K distinct values over Criteo's 45.8M rows draws from a Zipf-like head (P(rank r)
+    ~ 1/r over 0.4*K values, or over K values when K is small) plus, for large K, a tail of fresh
+    one-off values in 0.6*K/45.8M of the rows: distinct values then grow with the row count as in
+    the real data (about K at 45.8M rows), and most of them occur fewer than ten times.
+    """
+    card = CRITEO_CARDINALITY[index]
+    tail_share = 0.6 * card / CRITEO_ROWS if card > 100_000 else 0.0
+    head = max(int(card * (0.4 if tail_share else 1.0)), 1)
+    ranks = np.floor(np.exp(rng.random(rows) * np.log(head + 1))).astype(np.int64) - 1
+    ids = _mix32(np.clip(ranks, 0, head - 1), seed=2 * index + 1)
+    if tail_share:
+        fresh = rng.random(rows) < tail_share
+        ids[fresh] = _mix32(rng.integers(head, 2 ** 32 - 1, int(fresh.sum()), dtype=np.uint64), 2 * index + 1)
+    return ids
+
+
+def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8, 0.1, 0.1),
+                         chunk_rows: int = 1_000_000) -> dict[str, str]:
+    """``train/valid/test.csv`` in the Criteo_x4 layout (``Label, I1..I13, C1..C26``) with Kaggle
+    Criteo's cardinality profile scaled to ``rows`` rows: integers log-normal with ~20% missing,
+    categoricals 8-hex tokens with the real per-column distinct counts and empty-field rates.
+    Written in chunks (memory independent of ``rows``); the same seed gives identical files."""
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    counts = [int(rows * s) for s in splits]
+    counts[0] += rows - sum(counts)
+    paths = {}
+    for split, n_split in zip(("train", "valid", "test"), counts):
+        path = os.path.join(out_dir, f"{split}.csv")
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as fd:
+            done = 0
+            while done < n_split:
+                n = min(chunk_rows, n_split - done)
+                cols = {"Label": pl.Series((rng.random(n) < 0.256).astype(np.int8))}
+                for i in range(13):
+                    values = np.floor(rng.lognormal(1.5, 1.6, n)).astype(np.int64) - (2 if i == 1 else 0)
+                    cols[f"I{i + 1}"] = pl.Series(values).scatter(np.flatnonzero(rng.random(n) < 0.2), None)
+                for i in range(26):
+                    tokens = hex8(criteo_profile_column(i, n, rng))
+                    empty = np.flatnonzero(rng.random(n) < CRITEO_CAT_MISSING[i])
+                    cols[f"C{i + 1}"] = tokens.scatter(empty, None) if len(empty) else tokens
+                pl.DataFrame(cols).write_csv(fd, include_header=done == 0)
+                done += n
+        os.replace(tmp, path)
+        paths[split] = path
+    return paths
