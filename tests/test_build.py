@@ -11,6 +11,7 @@ from fuxictr.datasets import avazu, criteo
 
 from benchmark.config import load_config
 from benchmark.data import build as build_mod
+from benchmark.data import vocab as vocab_mod
 from benchmark.data import h5io
 from benchmark.errors import CTRBenchError
 
@@ -229,9 +230,78 @@ def test_no_value_reaches_min_count(tmp_path, raw):
         build_mod.build(params, quiet=True)
 
 
-def test_block_size_larger_than_split(tmp_path, raw):
-    with pytest.raises(CTRBenchError, match="data_block_size=300 is larger than the valid split"):
-        build_mod.build(params_for(tmp_path, "data_block_size=300"), quiet=True)
+def test_block_size_larger_than_split_writes_one_block(tmp_path, raw):
+    directory = build_mod.build(params_for(tmp_path, "data_block_size=300"), quiet=True)
+    assert [h5io.block_rows(f) for f in h5io.split_files(directory, "train")] == [300, 300]
+    assert [h5io.block_rows(f) for f in h5io.split_files(directory, "valid")] == [ROWS // 3]
+
+
+def test_vocab_and_feature_map_files_byte_identical_to_fuxictr(tmp_path, raw):
+    params = params_for(tmp_path)
+    directory = build_mod.build(params, quiet=True)
+    fp, _ = fuxictr_reference(params, tmp_path)
+    for name in ("feature_vocab.json", "feature_map.json"):
+        with open(os.path.join(directory, name), "rb") as ours, open(os.path.join(fp.data_dir, name), "rb") as ref:
+            assert ours.read() == ref.read(), name
+
+
+def test_streamed_counts_merge_exactly(tmp_path, raw, monkeypatch):
+    """Many batches whose counts are merged several times give the in-memory build's files and ids."""
+    in_memory = build_mod.build(params_for(tmp_path), quiet=True)
+    monkeypatch.setattr(build_mod, "STREAM_CHUNK_ROWS", 37)
+    monkeypatch.setattr(vocab_mod, "MERGE_ROWS", 10)
+    streamed = build_mod.build(params_for(tmp_path, "build_in_memory=false",
+                                          "build_root=" + str(tmp_path / "streamed")), quiet=True)
+    for name in ("feature_vocab.json", "feature_map.json"):
+        with open(os.path.join(in_memory, name)) as a, open(os.path.join(streamed, name)) as b:
+            assert a.read() == b.read()
+    for split in h5io.SPLITS:
+        a = h5io.read_block(h5io.split_files(in_memory, split)[0])
+        b = h5io.read_block(h5io.split_files(streamed, split)[0])
+        for col in a:
+            np.testing.assert_array_equal(a[col], b[col])
+
+
+@pytest.mark.parametrize("values, min_count, na, expected", [
+    (["b", "a", "b", "c", "a", "b", ""], 1, "", {"b": 1, "a": 2, "c": 3}),   # (-count, value); '' is no token
+    (["b", "a", "b", "c", "a", "b"], 2, "", {"b": 1, "a": 2}),
+    ([5, 3, 3, 9, 0, 0, 0], 1, 0, {3: 1, 5: 2, 9: 3}),                        # integers by value; fill 0 dropped
+    (["é", 'q"', "x\\y", "é"], 1, "", {"é": 1, 'q"': 2, "x\\y": 3}),
+])
+def test_vocabulary_rule_equals_fuxictr_tokenizer(values, min_count, na, expected):
+    from fuxictr.preprocess.tokenizer import Tokenizer
+    counts = vocab_mod.count_values(pl.DataFrame({"value": values})).collect()
+    frame = vocab_mod.vocabulary(counts, min_count, na)
+    tok = Tokenizer(min_freq=min_count, na_value=na)
+    tok.build_vocab(dict(zip(counts["value"].to_list(), counts["count"].to_list())))
+    ours = dict(zip(frame["value"].to_list(), frame["id"].to_list()))
+    assert ours == expected == {k: v for k, v in tok.vocab.items() if k not in ("__PAD__", "__OOV__")}
+    frame_tok = vocab_mod.FrameTokenizer(frame, min_freq=min_count, na_value=na)
+    assert frame_tok.vocab == tok.vocab and frame_tok.vocab_size() == tok.vocab_size()
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"vocab-{os.getpid()}.json")
+    vocab_mod.write_vocab_file(path, {"c": frame_tok})
+    with open(path) as fd:
+        assert fd.read() == json.dumps({"c": dict(sorted(tok.vocab.items(), key=lambda x: x[1]))}, indent=4)
+    os.remove(path)
+
+
+def test_build_key_ignores_spelled_out_defaults(tmp_path, raw):
+    base = params_for(tmp_path)
+    spelled = dict(base, data_block_size=0, min_categr_count=base.get("min_categr_count", 1))
+    unset = {k: v for k, v in base.items() if k != "data_block_size"}
+    assert build_mod.build_key(spelled) == build_mod.build_key(unset) == build_mod.build_key(
+        dict(base, data_block_size=None))
+    assert build_mod.build_key(dict(base, data_block_size=100)) != build_mod.build_key(base)
+
+
+def test_in_memory_choice_follows_estimated_memory(tmp_path, raw, monkeypatch):
+    params = params_for(tmp_path)
+    monkeypatch.setattr(build_mod, "available_memory", lambda: 10 ** 12)
+    assert build_mod.choose_in_memory(params)[0] is True
+    monkeypatch.setattr(build_mod, "available_memory", lambda: 1000)
+    fits, why = build_mod.choose_in_memory(params)
+    assert fits is False and "does not fit" in why
+    assert build_mod.choose_in_memory(dict(params, build_in_memory=True)) == (True, "build_in_memory: True")
 
 
 def test_missing_file_names_path(tmp_path):

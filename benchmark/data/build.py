@@ -1,10 +1,11 @@
 """Ray-free dataset build: raw csv/parquet splits -> ``feature_map.json`` + h5 blocks.
 
-Fitting reuses fuxictr's ``FeatureProcessor`` (its polars read/preprocess expressions, its one-pass
-streaming statistics and its ``Tokenizer`` vocabularies), so ``feature_map.json``,
-``feature_vocab.json`` and every id equal what fuxictr assigns. Encoding replaces fuxictr's per-value
-Python ``transform`` with polars expressions (``replace_strict`` against the fitted vocabularies,
-scaler arithmetic) and a vectorised numpy placement for ``^``-split sequences.
+Fitting uses fuxictr's ``FeatureProcessor`` (its polars read/preprocess expressions, normalisers and
+feature-map assembly) with the vocabularies as polars frames (``processor``, ``vocab``): value counts
+are group-bys, fuxictr's ordering a sort, encoding a join (``encode``), so ``feature_map.json``,
+``feature_vocab.json`` and every id equal what fuxictr assigns while no Python object is made per
+distinct value. Inputs whose estimated in-memory peak does not fit in the free memory are read twice
+in batches (counts, then encoding) with memory bounded by the vocabularies and one batch.
 
 Huge vocabularies can be hashed instead of counted (``hash_buckets: N`` on a categorical feature, or
 at the dataset level for every categorical feature): such a column gets no vocabulary pass, its ids
@@ -38,7 +39,7 @@ from .processor import Processor
 BUILD_FORMAT = 1
 INFO_FILE = "build_info.json"
 # Raw inputs up to this many bytes are read once into memory; larger ones stream in two passes.
-IN_MEMORY_BYTES = 2 * 1024 ** 3
+IN_MEMORY_BYTES = 2 * 1024 ** 3   # input held in memory when the free memory cannot be read
 STREAM_CHUNK_ROWS = 200_000
 
 log = logging.getLogger("ctrbench")
@@ -129,14 +130,21 @@ def missing_data_message(params: dict, missing: list[str]) -> str:
             f"above the dataset config's; a split path that starts with data_root is not joined onto it again)")
 
 
+# the values a missing key stands for, so that a config that spells a default out and one that leaves
+# it out (``data build`` and ``run`` resolve them differently) share one build
+KEY_DEFAULTS = {"min_categr_count": 1, "data_format": "csv", "sep": ",", "n_rows": None, "valid_size": 0,
+                "test_size": 0, "split_type": "sequential", "split_seed": None, "data_block_size": 0,
+                "group_id": None, "synthetic": None}
+
+
 def build_key(params: dict) -> str:
-    keys = ("dataset_id", "feature_cols", "label_col", "min_categr_count", "data_format", "sep",
-            "n_rows", "valid_size", "test_size", "split_type", "split_seed", "data_block_size",
-            "group_id", "synthetic")
-    payload = {k: params.get(k) for k in keys}
-    for key in ("hash_buckets", "hash_function"):  # only when set, so older build keys stay valid
-        if params.get(key):
-            payload[key] = params[key]
+    """md5 of everything that changes the built files: the effective feature specs, the build settings
+    (defaults filled in) and the raw files' sizes and mtimes."""
+    payload = {k: params.get(k) if params.get(k) is not None else default for k, default in KEY_DEFAULTS.items()}
+    payload["data_block_size"] = int(payload["data_block_size"] or 0)
+    payload["dataset_id"] = params.get("dataset_id")
+    payload["feature_cols"] = feature_specs(params)
+    payload["label_col"] = label_specs(params)
     files = {}
     for split, path in raw_paths(params).items():
         if path:
@@ -476,6 +484,40 @@ def _raw_bytes(params: dict) -> int:
     return total
 
 
+# peak memory of an in-memory build per byte of raw input (csv: the parsed splits, their encoded copy
+# and the value counts; measured 4-5x on Criteo-shaped csv), and the share of free memory it may take
+MEMORY_PER_RAW_BYTE = {"csv": 5.0, "parquet": 12.0}
+MEMORY_SHARE = 0.6
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (bytes), or None where there is none."""
+    try:
+        with open("/proc/meminfo") as fd:
+            for line in fd:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def choose_in_memory(params: dict) -> tuple[bool, str]:
+    """In memory when the build's estimated peak fits in a share of the free memory, else streamed;
+    ``build_in_memory`` forces either. Returns the choice and the reason (logged)."""
+    forced = params.get("build_in_memory")
+    if forced is not None:
+        return bool(forced), f"build_in_memory: {forced}"
+    raw = _raw_bytes(params)
+    estimate = raw * MEMORY_PER_RAW_BYTE.get(params.get("data_format", "csv"), 5.0)
+    free = available_memory()
+    budget = free * MEMORY_SHARE if free else IN_MEMORY_BYTES * MEMORY_PER_RAW_BYTE["csv"]
+    fits = estimate <= budget
+    return fits, (f"estimated peak {estimate / 2 ** 30:.1f} GiB for {raw / 2 ** 30:.2f} GiB of input "
+                  f"{'fits' if fits else 'does not fit'} in {budget / 2 ** 30:.1f} GiB "
+                  f"({MEMORY_SHARE:.0%} of the free memory)")
+
+
 def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, int]:
     where = params.get("_dataset_config_file", "the dataset config")
     processor = Processor(feature_cols=specs, label_col=labels, dataset_id=params["dataset_id"],
@@ -487,9 +529,8 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, 
     processor.json_file = os.path.join(out_dir, "feature_map.json")
     processor.pickle_file = os.path.join(out_dir, "feature_processor.pkl")
     processor.vocab_file = os.path.join(out_dir, "feature_vocab.json")
-    in_memory = params.get("build_in_memory")
-    if in_memory is None:
-        in_memory = _raw_bytes(params) <= IN_MEMORY_BYTES
+    in_memory, why = choose_in_memory(params)
+    log.info("Building %s %s: %s", params["dataset_id"], "in memory" if in_memory else "streamed", why)
     processor.streaming = not in_memory
     processor.chunk_rows = STREAM_CHUNK_ROWS
     prepared = {s: processor.preprocess(_nan_to_null(f, specs)) for s, f in frames.items()}
@@ -511,10 +552,5 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, 
                 _check_labels(arrays, encoder.labels, source, params.get("task", "binary_classification"))
                 yield arrays
 
-        if block > 0 and in_memory:
-            n = frame.select(pl.len()).collect().item()
-            if block > n:
-                raise CTRBenchError(f"data_block_size={block} is larger than the {split} split "
-                                    f"({n:,} rows, {source}); lower data_block_size in {where} or set 0")
         rows[split] = _write_split(out_dir, split, encoded(), block, source, streaming=not in_memory)
     return rows
