@@ -7,8 +7,10 @@ merged on top (FuxiCTR's order); ``--set key=value`` overrides apply last, with 
 
 Fixes over ``fuxictr.utils.load_config``: numeric strings such as ``1e-3`` (a string for PyYAML) become
 numbers, an unknown expid or dataset_id is a clear error with the closest match, malformed YAML names
-the file and line, and relative data paths resolve against the config directory (or ``--data-root``)
-instead of the current directory.
+the file and line, relative data paths resolve against a fixed folder instead of the current
+directory (``resolve_dataset_paths``: a FuxiCTR experiment folder runs unchanged, ctrbench's own
+config from anywhere), and every hyperparameter is checked against one table of rules (``RULES``)
+plus the model's own ``check_params``, naming key, value, expid and where the value came from.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import difflib
 import glob
 import hashlib
 import json
+import math
 import os
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import yaml
 
@@ -38,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "model_root": "./checkpoints/",
     "verbose": 1,
     "metrics": ["logloss", "AUC"],
+    "logloss_eps": None,        # no clipping, as fuxictr 2.3.10 (ctrbench's Base sets the papers' 1e-7)
     "task": "binary_classification",
     "optimizer": "adam",
     "loss": "binary_crossentropy",
@@ -195,37 +200,52 @@ def apply_overrides(params: dict, overrides: dict[str, Any]) -> dict:
     return params
 
 
-def resolve_dataset_paths(dataset: dict, config_dir: str, data_root: str | None) -> dict:
-    """Resolve ``data_root``, ``build_root`` and the split paths.
+def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -> dict:
+    """Resolve ``data_root``, ``build_root`` and the split paths of one dataset section.
 
-    Relative ``data_root`` resolves against the config directory; ``--data-root`` replaces it.
-    Relative split paths resolve against ``data_root``; a FuxiCTR-style path that repeats the
-    configured data_root prefix (``../data/Criteo/Criteo_x1/train.csv``) is rebased the same way.
-    Built data goes to ``<build_root>/<dataset_id>/`` where build_root defaults to data_root.
+    ``yaml_dir`` is the folder holding the YAML file that defines the section. The rule (README,
+    "Configs"):
+
+    - A relative ``data_root`` or ``build_root`` resolves against the folder above ``yaml_dir``: the
+      experiment folder for FuxiCTR's ``X/config/dataset_config.yaml`` (where FuxiCTR's run_expid.py
+      runs), ``config/`` for ctrbench's ``config/dataset_config/<name>.yaml``, the folder above a tuner
+      file for its inline ``dataset_config``; never the working directory. ``--data-root`` replaces
+      ``data_root`` (a relative one resolves against the working directory).
+    - A relative split path (``train_data`` ...) that starts with the configured ``data_root``
+      (FuxiCTR's ``../../../data/Frappe_x1_h5/train.h5``) is that path: it is not joined onto data_root
+      again, and moves with ``--data-root``. Any other relative split path is joined onto data_root,
+      unless only the same path taken from the folder above ``yaml_dir`` exists.
+    - Built data goes to ``<build_root>/<dataset_id>/``; build_root defaults to data_root.
     """
     dataset = dict(dataset)
+    base = os.path.dirname(os.path.abspath(yaml_dir))
     configured_root = str(dataset.get("data_root", "../data/"))
     root = data_root if data_root else configured_root
     if not os.path.isabs(root):
-        root = os.path.join(config_dir if not data_root else os.getcwd(), root)
+        root = os.path.join(base if not data_root else os.getcwd(), root)
     root = os.path.normpath(root)
+    prefix = os.path.normpath(configured_root)
     for key in PATH_KEYS:
         path = dataset.get(key)
         if not path or os.path.isabs(str(path)):
             continue
-        path = str(path)
-        prefix = os.path.normpath(configured_root)
-        norm = os.path.normpath(path)
+        norm = os.path.normpath(str(path))
         if norm.startswith(prefix + os.sep):
-            norm = norm[len(prefix) + 1:]
-        dataset[key] = os.path.normpath(os.path.join(root, norm))
+            resolved = os.path.join(root, norm[len(prefix) + 1:])
+        else:
+            resolved = os.path.join(root, norm)
+            beside = os.path.join(base, norm)
+            if not os.path.exists(resolved) and os.path.exists(beside):
+                resolved = beside
+        dataset[key] = os.path.normpath(resolved)
     build_root = dataset.get("build_root")
     if build_root is None:
         build_root = root
     elif not os.path.isabs(str(build_root)):
-        build_root = os.path.normpath(os.path.join(config_dir, str(build_root)))
+        build_root = os.path.normpath(os.path.join(base, str(build_root)))
     dataset["data_root"] = root
     dataset["build_root"] = build_root
+    dataset["_paths_base"] = base
     return dataset
 
 
@@ -239,7 +259,7 @@ def load_dataset_config(config_dir: str, dataset_id: str, data_root: str | None 
     dataset = coerce_numbers(copy.deepcopy(body))
     dataset["dataset_id"] = dataset_id
     dataset["_dataset_config_file"] = path
-    return resolve_dataset_paths(dataset, os.path.abspath(config_dir), data_root)
+    return resolve_dataset_paths(dataset, os.path.dirname(os.path.abspath(path)), data_root)
 
 
 def load_config(config_dir: str, expid: str, overrides: list[str] | None = None,
@@ -274,11 +294,223 @@ def load_config(config_dir: str, expid: str, overrides: list[str] | None = None,
     model_root = str(params["model_root"])
     if not os.path.isabs(model_root):
         params["model_root"] = os.path.normpath(os.path.join(os.getcwd(), model_root))
-    for key in ("learning_rate", "batch_size", "epochs"):
-        if not isinstance(params.get(key), (int, float)) or isinstance(params.get(key), bool):
-            raise CTRBenchError(f"{key}={params.get(key)!r} in expid '{expid}' ({model_file}) "
-                                f"must be a number")
+    origin = {key: "ctrbench's defaults" for key in DEFAULTS}
+    origin.update({key: sections["Base"][1] for key in sections.get("Base", ({}, ""))[0]})
+    origin.update({key: model_file for key in body})
+    origin.update({key: dataset["_dataset_config_file"] for key in dataset})
+    origin.update({key.split(".")[0]: "--set" for key in set_values})
+    validate_params(params, origin)
     return params
+
+
+# ---- hyper-parameter checks -----------------------------------------------------------------------
+# One table: each rule names the key (``*suffix`` matches every key ending so, at any depth of the
+# settings outside the data specs), what the value must be, an example, and whether null/absent is
+# allowed. ``validate_params`` applies them all, then the model class's own ``check_params`` hook.
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int(v, params) -> str | None:
+    return None if _int(v) and v >= 1 else "must be an integer >= 1"
+
+
+def _non_negative_int(v, params) -> str | None:
+    return None if _int(v) and v >= 0 else "must be an integer >= 0"
+
+
+def _positive_number(v, params) -> str | None:
+    return None if _number(v) and v > 0 else "must be a number > 0"
+
+
+def _dropout(v, params) -> str | None:
+    values = v if isinstance(v, list) else [v]
+    ok = values and all(_number(x) and 0 <= x < 1 for x in values)
+    return None if ok else "must be a dropout rate in [0, 1) (or a list of them, one per layer)"
+
+
+def _units(v, params) -> str | None:
+    ok = isinstance(v, list) and all(_int(x) and x >= 1 for x in v)
+    return None if ok else "must be a list of positive integers (layer widths; [] for no layer)"
+
+
+def _metric_problem(names: list, params: dict, what: str) -> str | None:
+    from .metrics import METRICS, is_metric, needs_group
+
+    known = ", ".join(METRICS) + ", NDCG(k=N)"
+    for name in names:
+        if not is_metric(name):
+            return f"names {what} '{name}'{closest(str(name), METRICS)} that ctrbench does not compute; " \
+                   f"choose among {known}"
+        if needs_group(name) and not params.get("group_id"):
+            return f"asks for {name}, which averages over groups: set group_id to the column that groups rows"
+    return None
+
+
+def _metrics(v, params) -> str | None:
+    if not isinstance(v, list) or not v:
+        return "must be a non-empty list of metric names"
+    return _metric_problem(v, params, "metric")
+
+
+def _monitor(v, params) -> str | None:
+    if isinstance(v, str):
+        return _metric_problem([v], params, "metric")
+    if isinstance(v, dict) and v and all(_number(w) for w in v.values()):
+        return _metric_problem(list(v), params, "metric")
+    return "must be a metric name or a mapping of metric names to weights (e.g. {AUC: 1, logloss: -1})"
+
+
+def _choice(*choices):
+    def check(v, params) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(map(str, choices))}"
+    return check
+
+
+def optimizer_names() -> dict[str, str]:
+    """torch.optim optimisers by lower-case name (the zoo's ``optimizer:`` key is case-insensitive)."""
+    import torch
+
+    return {name.lower(): name for name in dir(torch.optim)
+            if isinstance(getattr(torch.optim, name), type)
+            and issubclass(getattr(torch.optim, name), torch.optim.Optimizer)
+            and name != "Optimizer"}
+
+
+def _optimizer(v, params) -> str | None:
+    names = optimizer_names()
+    if isinstance(v, str) and v.lower() in names:
+        return None
+    return f"is not a torch.optim optimiser{closest(str(v).lower(), names)}"
+
+
+def _loss(v, params) -> str | None:
+    from model_zoo.layers.losses import LOSSES
+
+    if isinstance(v, str) and v.lower() in LOSSES:
+        return None
+    return f"is not a loss of the model zoo{closest(str(v).lower(), LOSSES)}; choose among {', '.join(LOSSES)}"
+
+
+def _logloss_eps(v, params) -> str | None:
+    return None if _number(v) and 0 <= v < 0.5 else "must be a number in [0, 0.5) (0 or null: no clipping)"
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str                                   # a key, or "*suffix" for every key ending in suffix
+    check: Callable[[Any, dict], "str | None"]   # the problem with a value, None when it is fine
+    example: str
+    required: bool = False                     # null/absent is an error (else it means "not used")
+
+    def matches(self, key: str) -> bool:
+        return key.endswith(self.key[1:]) if self.key.startswith("*") else key == self.key
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("learning_rate", _positive_number, "1.0e-3", required=True),
+    Rule("batch_size", _positive_int, "4096", required=True),
+    Rule("eval_batch_size", _positive_int, "10000"),
+    Rule("epochs", _positive_int, "100", required=True),
+    Rule("seed", lambda v, p: None if _int(v) else "must be an integer", "2023", required=True),
+    Rule("gpu", lambda v, p: None if _int(v) and v >= -1 else "must be a device index, or -1 for CPU", "-1"),
+    Rule("*embedding_dim", _positive_int, "16"),
+    Rule("*_dropout", _dropout, "0.1"),
+    Rule("dropout", _dropout, "0.1"),
+    Rule("*_units", _units, "[400, 400, 400]"),
+    Rule("early_stop_patience", _positive_int, "2"),
+    Rule("eval_steps", _positive_int, "1000"),
+    Rule("max_gradient_norm", _positive_number, "10.0"),
+    Rule("data_block_size", _non_negative_int, "0"),
+    Rule("metrics", _metrics, "[logloss, AUC]", required=True),
+    Rule("monitor", _monitor, "AUC", required=True),
+    Rule("monitor_mode", _choice("max", "min"), "max", required=True),
+    Rule("optimizer", _optimizer, "adam", required=True),
+    Rule("loss", _loss, "binary_crossentropy", required=True),
+    Rule("logloss_eps", _logloss_eps, "1.0e-7"),
+)
+
+
+def _settings(params: dict, prefix: str = ""):
+    """(dotted key, last key, value) of every setting, nested mappings included, data specs excluded."""
+    for key, value in params.items():
+        key = str(key)
+        if key.startswith("_") or key in _NO_COERCE:
+            continue
+        yield prefix + key, key, value
+        if isinstance(value, dict) and key != "monitor":
+            yield from _settings(value, f"{prefix}{key}.")
+
+
+def validate_params(params: dict, origin: dict[str, str] | None = None) -> None:
+    """Check the resolved settings against ``RULES`` and the model's ``check_params`` hook.
+
+    ``origin`` maps a top-level key to where its value came from (a file, ``--set``); the error
+    names the key, the value, the expid and that place, and says what the value must be.
+    """
+    expid = params.get("expid", "?")
+    origin = origin or {}
+
+    def fail(key: str, value, problem: str, example: str | None = None) -> None:
+        fix = f", e.g. {key.split('.')[-1]}: {example}" if example else ""
+        raise CTRBenchError(f"{key}={value!r} (expid '{expid}', {_where(origin, key)}) {problem}{fix}")
+
+    seen = set()
+    for dotted, key, value in _settings(params):
+        for rule in RULES:
+            if not rule.matches(key):
+                continue
+            seen.add(rule.key)
+            if value is None:
+                if rule.required:
+                    fail(dotted, value, "must be set", rule.example)
+                continue
+            problem = rule.check(value, params)
+            if problem:
+                fail(dotted, value, problem, rule.example)
+    for rule in RULES:
+        if rule.required and rule.key not in seen:
+            fail(rule.key, None, "must be set", rule.example)
+    _check_model_params(params, origin, fail)
+
+
+def _check_model_params(params: dict, origin: dict, fail) -> None:
+    """The model class (``model_zoo.get_model_class``) may check its own settings: a classmethod
+    ``check_params(params)`` raising a ``ValueError`` (model_zoo's ``ModelConfigError``)."""
+    import model_zoo
+
+    expid, name = params.get("expid", "?"), str(params.get("model"))
+    try:
+        cls = model_zoo.get_model_class(name)
+    except (CTRBenchError, ValueError, LookupError) as exc:
+        raise CTRBenchError(f"model={name!r} (expid '{expid}', {_where(origin, 'model')}): {exc}")
+    hook = getattr(cls, "check_params", None)
+    if not callable(hook):
+        return
+    try:
+        hook(params)
+    except ValueError as exc:
+        key = getattr(exc, "key", None)
+        if key:
+            fail(str(key), _get(params, str(key)), f"is not valid for {name}: {exc}")
+        raise CTRBenchError(f"expid '{expid}' ({name}): {exc}")
+
+
+def _where(origin: dict, key: str) -> str:
+    where = origin.get(key.split(".")[0])
+    return "set by --set" if where == "--set" else (f"from {where}" if where else "resolved")
+
+
+def _get(params: dict, dotted: str):
+    value = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def list_expids(config_dir: str) -> list[str]:

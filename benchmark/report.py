@@ -16,7 +16,8 @@ Optionally (``build_table`` keywords, ``ctrbench report`` flags):
 - ``mark_best``: best value per dataset in bold, second best underlined (md and LaTeX).
 - ``efficiency``: s/epoch, train samples/s, inference ms per 100 samples and peak memory (MB).
 
-Rendered as markdown, csv or LaTeX. Reads only the records file.
+Rendered as markdown, csv or LaTeX. Reads only the records file; ``write_table`` writes the rendered
+table and refuses a path that is the records file or any other file of JSON records.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections import OrderedDict, defaultdict
 
 import numpy as np
 
 from .errors import CTRBenchError
+from .records import looks_like_records
 
 SIGNIFICANCE_METHODS = ("auto", "paired", "welch", "welch_levene")
 EFFICIENCY = (("seconds_per_epoch", "s/epoch"), ("samples_per_second", "samples/s"),
@@ -342,3 +345,32 @@ def render(table: dict, fmt: str = "md") -> str:
     if notes:
         lines += ["", "; ".join(notes).replace("* p", "\\* p", 1)]
     return "\n".join(lines) + "\n"
+
+
+def write_table(path: str, text: str, results: str | None = None) -> None:
+    """Write a rendered table to ``path`` (via a temporary file and a rename, so an interrupted write
+    never leaves half a table). Refused when ``path`` is the ``results`` file it was built from or any
+    existing file of JSON records (run records, a sweep ledger): the table would replace them."""
+    if results and os.path.exists(path) and os.path.exists(results) and os.path.samefile(path, results):
+        raise CTRBenchError(f"--out {path} is the run records file given as --results; writing the table "
+                            f"there would replace the records: choose another file, e.g. "
+                            f"{os.path.splitext(path)[0]}_table.md")
+    if os.path.isdir(path):
+        raise CTRBenchError(f"--out {path} is a directory; give a file name, e.g. {os.path.join(path, 'table.md')}")
+    if looks_like_records(path):
+        raise CTRBenchError(f"--out {path} holds JSON records (a run records file or a ledger); writing the "
+                            f"table there would replace them: choose another file, e.g. "
+                            f"{os.path.splitext(path)[0]}_table.md")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fd:
+            fd.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CTRBenchError(f"cannot write the table to {path}: {exc.strerror}")

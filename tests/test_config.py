@@ -101,3 +101,70 @@ def test_coerce_numbers_and_parse_set():
     assert parse_set(["a.b=3"]) == {"a.b": 3}
     with pytest.raises(CTRBenchError):
         parse_set(["novalue"])
+
+
+def test_paths_resolve_against_the_folder_above_the_yaml_file(tmp_path, monkeypatch):
+    """ctrbench's layout (config/dataset_config/<name>.yaml): the config directory, from any cwd."""
+    cfg = write_config(tmp_path, "E1: {model: DNN, dataset_id: ds}\n", DATASET)
+    monkeypatch.chdir("/")
+    p = load_config(cfg, "E1")
+    root = os.path.normpath(os.path.join(cfg, "../raw"))
+    assert p["data_root"] == root and p["build_root"] == root
+    assert p["train_data"] == os.path.join(root, "ds", "train.csv")   # starts with data_root: not joined again
+
+
+def test_fuxictr_experiment_folder_paths(tmp_path, monkeypatch):
+    """FuxiCTR's layout (X/config/dataset_config.yaml): the experiment folder X; split paths repeat
+    data_root and are not joined onto it; --data-root moves them along."""
+    x = tmp_path / "zoo" / "IBNet" / "IBNet_torch"
+    (x / "config").mkdir(parents=True)
+    (x / "config" / "model_config.yaml").write_text("E1: {model: DNN, dataset_id: ds}\n")
+    (x / "config" / "dataset_config.yaml").write_text(textwrap.dedent("""
+        ds:
+          data_root: ../../../data/
+          train_data: ../../../data/ds_x1/train.csv
+          valid_data: ../../../data/ds_x1/valid.csv
+          test_data: ../other/test.csv
+          feature_cols: [{name: a, type: categorical, dtype: str}]
+          label_col: {name: label, dtype: float}
+    """))
+    (x / ".." / "other").mkdir()
+    (x / ".." / "other" / "test.csv").write_text("a,label\n")
+    monkeypatch.chdir("/")
+    p = load_config(str(x / "config"), "E1")
+    data = str(tmp_path / "data")
+    assert p["data_root"] == data and p["build_root"] == data
+    assert p["train_data"] == os.path.join(data, "ds_x1", "train.csv")
+    assert p["test_data"] == str(tmp_path / "zoo" / "IBNet" / "other" / "test.csv")  # exists beside X
+    moved = load_config(str(x / "config"), "E1", data_root=str(tmp_path / "moved"))
+    assert moved["valid_data"] == str(tmp_path / "moved" / "ds_x1" / "valid.csv")
+
+
+def test_every_shipped_expid_passes_the_hyperparameter_rules():
+    from benchmark.config import list_expids
+
+    for expid in list_expids(CONFIG):
+        load_config(CONFIG, expid)
+
+
+def test_model_check_params_hook(tmp_path, monkeypatch):
+    import model_zoo
+
+    cls = model_zoo.get_model_class("DNN")
+
+    def check_params(params):
+        if params.get("dnn_activations") == "nope":
+            err = ValueError("dnn_activations 'nope' is not an activation; use relu")
+            err.key = "dnn_activations"
+            raise err
+        if params.get("batch_norm") == "maybe":
+            raise ValueError("batch_norm must be true or false")
+
+    monkeypatch.setattr(cls, "check_params", staticmethod(check_params), raising=False)
+    cfg = write_config(tmp_path, "E1: {model: DNN, dataset_id: ds}\n", DATASET)
+    load_config(cfg, "E1")
+    with pytest.raises(CTRBenchError) as err:
+        load_config(cfg, "E1", ["dnn_activations=nope"])
+    assert err.value.message.startswith("dnn_activations='nope' (expid 'E1', set by --set) is not valid for DNN")
+    with pytest.raises(CTRBenchError, match=r"expid 'E1' \(DNN\): batch_norm must be true or false"):
+        load_config(cfg, "E1", ["batch_norm=maybe"])

@@ -129,3 +129,30 @@ def test_a_rerun_of_the_same_seed_replaces_the_earlier_record():
     from benchmark.report import render
     md = render(table)
     assert "\\*" not in md and "±" not in md and "| DNN | 0.280000 | 72.0000 |" in md
+
+
+def test_write_table_never_replaces_records(tmp_path):
+    import json
+    import os
+
+    from benchmark.records import append_record
+    from benchmark.report import write_table
+
+    results = tmp_path / "runs.jsonl"
+    append_record(str(results), rec("LR", "a", 1, 0.7, 0.5))
+    before = results.read_bytes()
+    with pytest.raises(CTRBenchError, match="is the run records file given as --results"):
+        write_table(str(results), "| table |\n", str(results))
+    link = tmp_path / "same.jsonl"
+    os.symlink(results, link)
+    with pytest.raises(CTRBenchError, match="run records file"):
+        write_table(str(link), "| table |\n", str(results))
+    ledger = tmp_path / "ledger.jsonl"                         # any other file of JSON records
+    ledger.write_text(json.dumps({"run": "x", "status": "done"}) + "\n")
+    with pytest.raises(CTRBenchError, match="holds JSON records"):
+        write_table(str(ledger), "| table |\n", str(results))
+    assert results.read_bytes() == before and "done" in ledger.read_text()
+    out = tmp_path / "tables" / "t.md"
+    write_table(str(out), "| table |\n", str(results))
+    write_table(str(out), "| table 2 |\n", str(results))      # an earlier table may be replaced
+    assert out.read_text() == "| table 2 |\n" and os.listdir(out.parent) == ["t.md"]
