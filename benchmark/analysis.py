@@ -68,22 +68,14 @@ def analysis_params(params: dict) -> dict:
 
 
 def train_and_analyse(params: dict, samples: int, console=None) -> dict:
-    from fuxictr.pytorch.torch_utils import seed_everything
-
-    import model_zoo
-
-    from .data.loader import make_loaders
-    from .runner import prepare_data
-    from .train import Trainer
+    """Train the run (the ordinary run path: its own files, lock and best weights; no record) and
+    analyse the embeddings of its best weights."""
+    from .runner import train_run
 
     params = analysis_params(params)
-    seed_everything(int(params.get("seed", 2023)))
-    directory, feature_map = prepare_data(params, quiet=True)
-    loaders = make_loaders(feature_map, directory, params)
-    model = model_zoo.create_model(params, feature_map)
-    trainer = Trainer(model, params, console)
-    trainer.fit(loaders["train"], loaders["valid"], int(params.get("epochs", 1)))
-    test = trainer.evaluate(loaders["test"]) if "test" in loaders else {}
+    trained = train_run(params, None, console, quiet=True)
+    model, loaders, feature_map = trained.setup.model, trained.setup.loaders, trained.setup.feature_map
+    test = trained.result.test or {}
     model.eval()
     parts: dict[str, list] = {"embedding": [], "left": [], "right": []}
     seen = 0

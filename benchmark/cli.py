@@ -1,80 +1,36 @@
 """The ``ctrbench`` command line (Typer).
 
-Core commands live here (run, models, expids, report, data synth/build); further command groups are
-modules in ``benchmark/commands/`` exposing ``register(app, data_app)``, discovered at start-up.
-Every user error is a ``CTRBenchError``: printed as one ``error: ...`` line, exit code 2, no
-traceback unless ``--debug``.
+Every command is a plain function: the core ones (run, models, expids, report, data synth/build) here, the
+others in ``benchmark/commands/`` (one module per group, sharing ``commands/common.py``). All of them are
+registered in this file: the decorators below and the list at its end. Every user error is a
+``CTRBenchError``: printed as one ``error: ...`` line, exit code 2, no traceback unless ``--debug``.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
-import pkgutil
 import sys
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
-from .errors import CTRBenchError
+from .commands import analyze as analyze_cmds
+from .commands import bench_infer as bench_infer_cmds
+from .commands import datasets as dataset_cmds
+from .commands import experiments as experiment_cmds
+from .commands import reproduce as reproduce_cmds
+from .commands import tune as tune_cmds
+from .commands.common import (REPO, ConfigOpt, DataRootOpt, DebugOpt, SetOpt, console,  # noqa: F401
+                              default_config_dir, default_results, out, setup_logging)
+from .errors import USER_ERRORS, CTRBenchError
+from .util import split_list
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ctrbench: run, compare and reproduce CTR prediction models (built on FuxiCTR).")
 data_app = typer.Typer(no_args_is_help=True, help="Build, generate and check datasets.")
 app.add_typer(data_app, name="data")
-
-class _OutConsole(Console):
-    """Standard-output console: tables never wrap when the output is piped or captured.
-
-    Rich falls back to 80 columns off a terminal, which folds the wide tables (``data list``,
-    ``report``) mid-row; ``COLUMNS`` (read at print time) wins, else piped output is 200 wide.
-    """
-
-    @property
-    def size(self):
-        size = super().size
-        columns = os.environ.get("COLUMNS", "")
-        if columns.isdigit():
-            return size._replace(width=int(columns))
-        if not self.is_terminal:
-            return size._replace(width=max(size.width, 200))
-        return size
-
-    @size.setter
-    def size(self, new_size):
-        Console.size.fset(self, new_size)
-
-
-console = Console(stderr=True)
-out = _OutConsole()
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def default_config_dir() -> str:
-    return "config" if os.path.isdir("config") else os.path.join(REPO, "config")
-
-
-def default_results() -> str:
-    return os.path.join("results", "runs.jsonl")
-
-
-def setup_logging(verbose: bool = True) -> None:
-    logger = logging.getLogger("ctrbench")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-        handler.addFilter(lambda record: not record.name.startswith("ctrbench.train"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="Config directory (FuxiCTR layout). Default: ./config")
-DataRootOpt = typer.Option(None, "--data-root", help="Folder holding the raw datasets (replaces data_root).")
-SetOpt = typer.Option(None, "--set", help="Override any config key: --set key=value (YAML typed).")
-DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 @app.command()
@@ -87,6 +43,10 @@ def run(expid: str = typer.Option(..., "--expid", "-e", help="Experiment id in m
         results: str = typer.Option(None, "--results", help="Run records file. Default: results/runs.jsonl"),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same config "
                                     "from its saved state (model, optimisers, counters, RNG, epoch position)."),
+        tensorboard: Optional[str] = typer.Option(None, "--tensorboard", help="Write TensorBoard event files "
+                                                  "under DIR (one folder per run); needs ctrbench[track]."),
+        mlflow: Optional[str] = typer.Option(None, "--mlflow", help="Log params, metrics and artifacts to this "
+                                             "MLflow tracking URI (e.g. file:./mlruns); needs ctrbench[track]."),
         debug: bool = DebugOpt):
     """Build the data if needed, train EXPID, evaluate on valid/test and append a run record."""
     from .config import load_config
@@ -99,6 +59,10 @@ def run(expid: str = typer.Option(..., "--expid", "-e", help="Experiment id in m
     if seed is not None:
         overrides.append(f"seed={seed}")
     params = load_config(config or default_config_dir(), expid, overrides, data_root)
+    if tensorboard:
+        params["_tensorboard"] = tensorboard     # private keys: the config hash and record stay the same
+    if mlflow:
+        params["_mlflow"] = mlflow
     record = run_experiment(params, results or default_results(), console, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 prints
         return
@@ -154,9 +118,7 @@ def report(results: str = typer.Option(None, "--results", help="Run records file
     path = results or default_results()
     if not os.path.isfile(path):
         raise CTRBenchError(f"no run records at {path}; run 'ctrbench run --expid ...' first or pass --results")
-    table = build_table(read_records(path), baseline,
-                        [d for d in datasets.split(",") if d] if datasets else None,
-                        [m for m in models_.split(",") if m] if models_ else None, split,
+    table = build_table(read_records(path), baseline, split_list(datasets), split_list(models_), split,
                         significance=None if significance == "none" else significance, alpha=alpha,
                         efficiency=efficiency, mark_best=mark)
     text = render(table, fmt)
@@ -212,26 +174,27 @@ def data_synth(out_dir: str = typer.Option("data/raw/synth_criteo", "--out", hel
     out.print(f"dataset config: {cfg_path}", highlight=False)
 
 
-def _load_command_modules() -> None:
-    from . import commands
-
-    for info in pkgutil.iter_modules(commands.__path__):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        if hasattr(module, "register"):
-            module.register(app, data_app)
-
-
-_load_command_modules()
+# ---- the commands of benchmark/commands/ -------------------------------------------------------------
+app.command("sweep")(experiment_cmds.sweep)
+app.command("plot")(experiment_cmds.plot)
+app.command("reproduce")(reproduce_cmds.reproduce)
+app.command("analyze")(analyze_cmds.analyze)
+app.command("bench-infer")(bench_infer_cmds.bench_infer_cmd)
+app.command("tune")(tune_cmds.tune)
+data_app.command("list")(dataset_cmds.data_list)
+data_app.command("verify")(dataset_cmds.data_verify)
+data_app.command("prepare")(dataset_cmds.data_prepare)
 
 
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
         app()
-    except CTRBenchError as exc:
+    except USER_ERRORS as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        # escaped: a message such as "pip install 'ctrbench[tune]'" is text, not rich markup
+        console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -29,7 +29,8 @@ from .errors import CTRBenchError
 
 @dataclass
 class DistContext:
-    """Where this process stands in a data-parallel group (world_size 1 = a plain run)."""
+    """Where this process stands in a data-parallel group (world_size 1 = a plain run), and the few
+    collective operations the trainer needs; every one is a no-op in a plain run."""
 
     rank: int = 0
     world_size: int = 1
@@ -43,6 +44,83 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    # ---- the loader side: what one rank sees of a batch ----------------------------------------
+    def shard(self, batch: dict, train: bool = True) -> tuple[dict, float, int]:
+        """(this rank's rows, loss weight, global rows). A rank left without rows in a tiny last batch
+        trains on one row with weight 0, so every rank still joins the gradient all-reduce."""
+        n = len(next(iter(batch.values())))
+        if not self.enabled:
+            return batch, 1.0, n
+        lo, hi = shard_bounds(n, self.rank, self.world_size)
+        if hi == lo and train:
+            return {k: v[:1] for k, v in batch.items()}, 0.0, n
+        return {k: v[lo:hi] for k, v in batch.items()}, self.world_size * (hi - lo) / n, n
+
+    def train_batches(self, batches):
+        """``(shard, loss weight, global rows)`` of each batch of an iterable of training batches."""
+        for batch in batches:
+            yield self.shard(batch, train=True)
+
+    def eval_batches(self, batches):
+        """This rank's rows of each evaluation batch (ranks with no rows skip it)."""
+        for batch in batches:
+            shard, _, _ = self.shard(batch, train=False)
+            if len(next(iter(shard.values()))):
+                yield shard
+
+    # ---- the step side: the model and the collectives -----------------------------------------
+    def wrap(self, model, find_unused_parameters: bool = True):
+        """The module the training step calls: ``DistributedDataParallel`` around the model (SyncBatchNorm
+        on CUDA) under torchrun, the model itself otherwise."""
+        if not self.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        if model.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            return DistributedDataParallel(model, device_ids=[model.device.index],
+                                           find_unused_parameters=find_unused_parameters)
+        return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def any(self, flag: bool, device) -> bool:
+        """True on every rank when the flag is true on any rank (keeps time-based decisions in step)."""
+        if not self.enabled:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=device if self.backend == "nccl" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def all_gather(self, obj) -> list:
+        """``obj`` of every rank, in rank order."""
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def gather(self, *arrays):
+        """Concatenate each array over ranks (rank order); None entries stay None."""
+        if not self.enabled:
+            return arrays
+        import numpy as np
+
+        parts = self.all_gather(arrays)
+        out = []
+        for i in range(len(arrays)):
+            pieces = [p[i] for p in parts if p[i] is not None]
+            out.append(np.concatenate(pieces) if pieces else None)
+        return tuple(out)
 
 
 def env_world_size() -> int:
@@ -87,71 +165,6 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
     """Rows [lo, hi) of a batch of n rows that rank trains on (contiguous, sizes differ by <= 1)."""
     return n * rank // world, n * (rank + 1) // world
-
-
-def shard_batch(batch: dict, ctx: DistContext, train: bool = True) -> tuple[dict, float, int]:
-    """(this rank's rows, loss weight, global rows). A rank left without rows in a tiny last batch
-    trains on one row with weight 0, so every rank still joins the gradient all-reduce."""
-    n = len(next(iter(batch.values())))
-    if not ctx.enabled:
-        return batch, 1.0, n
-    lo, hi = shard_bounds(n, ctx.rank, ctx.world_size)
-    if hi == lo and train:
-        return {k: v[:1] for k, v in batch.items()}, 0.0, n
-    return {k: v[lo:hi] for k, v in batch.items()}, ctx.world_size * (hi - lo) / n, n
-
-
-def wrap_model(model, ctx: DistContext, find_unused_parameters: bool = True):
-    """``DistributedDataParallel`` around the model (SyncBatchNorm on CUDA)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if model.device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return DistributedDataParallel(model, device_ids=[model.device.index],
-                                       find_unused_parameters=find_unused_parameters)
-    return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
-
-
-def any_rank(flag: bool, ctx: DistContext, device) -> bool:
-    """True on every rank when the flag is true on any rank (keeps time-based decisions in step)."""
-    if not ctx.enabled:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([1.0 if flag else 0.0], device=device if ctx.backend == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def all_gather_object(obj, ctx: DistContext) -> list:
-    if not ctx.enabled:
-        return [obj]
-    import torch.distributed as dist
-
-    out = [None] * ctx.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def gather_predictions(ctx: DistContext, *arrays):
-    """Concatenate each array over ranks (rank order); None entries stay None."""
-    if not ctx.enabled:
-        return arrays
-    import numpy as np
-
-    parts = all_gather_object(arrays, ctx)
-    out = []
-    for i in range(len(arrays)):
-        pieces = [p[i] for p in parts if p[i] is not None]
-        out.append(np.concatenate(pieces) if pieces else None)
-    return tuple(out)

@@ -36,6 +36,7 @@ def feature_map_from_vocab(vocab_sizes: dict, embedding_dim: int | None = None, 
 
 
 def count_parameters(model) -> int:
+    """Trainable parameters (fuxictr 2.3.10's ``BaseModel.count_parameters`` logs the count but returns None)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

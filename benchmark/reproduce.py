@@ -129,11 +129,8 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
         except CTRBenchError as exc:
             status[key] = f"config error: {exc.message}"
             continue
-        chash = config_mod.config_hash(params)
-        if (chash, cell.seed) in done:
+        if (config_mod.config_hash(params), cell.seed) in done:
             continue
-        # rows sharing an expid (a table's variants) and parallel tables keep their own checkpoints
-        params["_run_id"] = f"{cell.expid}_{chash}"
         if params["dataset_id"] in missing_data:
             status[key] = missing_data[params["dataset_id"]]
             continue
@@ -160,10 +157,7 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
     are checked once. Returns {(row, column): error} for the cells that fail."""
     import torch
 
-    import model_zoo
-
-    from .data import loader as loader_mod
-    from .runner import prepare_data
+    from .runner import prepare_run
     from .train import Trainer
 
     errors: dict = {}
@@ -179,13 +173,9 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
             if fingerprint in checked:
                 continue
             checked.add(fingerprint)
-            directory, feature_map = prepare_data(params, quiet=True)  # reused while the build key holds
-            loaders = loader_mod.make_loaders(feature_map, directory,
-                                              dict(params, shuffle=False, batch_size=batch_rows),
-                                              splits=("train",))
-            batch = next(iter(loaders["train"]))
-            torch.manual_seed(int(params.get("seed", 2023)))
-            model = model_zoo.create_model(params, feature_map)
+            setup = prepare_run(params, splits=("train",), require=("train",),  # data reused by build key
+                                loader_params={"shuffle": False, "batch_size": batch_rows})
+            batch, model = next(iter(setup.loaders["train"])), setup.model
             Trainer(model, dict(params, verbose=0, resume_state=False)).train_step(batch)
             model.eval()
             with torch.no_grad():

@@ -1,41 +1,52 @@
 """One run, end to end: config -> built data -> feature map -> model -> fit -> metrics -> record.
 
     params = config.load_config(config_dir, expid, overrides)
-    directory = build.build(params)                  # reuse when the build key matches
-    feature_map = loader.load_feature_map(directory, params)
-    loaders = loader.make_loaders(feature_map, directory, params)
-    model = model_zoo.create_model(params, feature_map)
-    Trainer(model, params).fit(train, valid, epochs)   # early stopping, best checkpoint, resume state
-    valid/test metrics -> records.append_record(results, record) -> rich table
+    run_experiment(params, results)
+      paths = run_paths(params)                        # <expid>_s<seed>_<config hash>: the run's own files
+      preflight(params, results, paths)                # results file and model_root writable, before any step
+      with RunLock(paths):                             # a second identical run at once is refused
+        setup = prepare_run(params)                    # seed, build/reuse data, feature map, loaders, model
+        result = Trainer(setup.model, params).train(setup.loaders, epochs)   # early stopping, resume state
+        record = make_record(params, setup, result)    # from what the trainer returned
+        records.append_record(results, record)
 
-A run's files live in ``<model_root>/<dataset_id>/``: ``<run_id>.model`` (best weights),
-``<run_id>.resume.pt`` (full training state while the run is unfinished; removed once its record
-is written) and ``<run_id>.log``, where run_id is the expid (or ``_run_id``, set by sweeps so that
-parallel runs of one expid never share files). ``resume=True`` continues from the resume state.
-Under torchrun (``WORLD_SIZE`` > 1) the run trains data-parallel (``benchmark/distributed.py``).
-The record carries the config hash (computed before anything else touches the params), timings
-(s/epoch, samples/s, loader wait, test-set inference ms per 100 samples), peak memory and the
-``amp``/``compile``/``fused_optimizer``/``world_size``/``resumed`` switches.
+``prepare_run`` is the one place a run is set up; ``run``, ``sweep``, ``reproduce``, ``analyze`` and
+``bench-infer`` all go through it. A run's files live in ``<model_root>/<dataset_id>/`` and are named by
+its run id ``<expid>_s<seed>_<config hash>``, so two runs of one expid (other seeds, other ``--set``s,
+parallel sweeps and tables) never share a file: ``<run_id>.model`` (best weights), ``<run_id>.resume.pt``
+(full training state while the run is unfinished; removed once its record is written), ``<run_id>.log``
+(appended to when the run resumes) and ``<run_id>.lock`` (held while the run trains). ``resume=True``
+continues from the run's own resume state (its config hash is checked). Under torchrun (``WORLD_SIZE`` > 1)
+the run trains data-parallel (``benchmark/distributed.py``). The record carries the run id, the config
+hash (computed before anything else touches the params), timings (s/epoch, samples/s, loader wait,
+test-set inference ms per 100 samples), peak memory and the ``amp``/``compile``/``fused_optimizer``/
+``world_size``/``resumed`` switches.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import resource
-import time
+import tempfile
+from dataclasses import dataclass
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from . import config as config_mod
+from . import distributed
+from . import tracking
 from .data import build as build_mod
 from .data import loader as loader_mod
-from . import distributed
+from .distributed import DistContext
 from .errors import CTRBenchError
+from .featuremaps import count_parameters
 from .records import append_record, environment, now
-from .train import Trainer, amp_name
+from .train import Trainer, TrainResult, amp_name
 
 log = logging.getLogger("ctrbench")
 
@@ -51,22 +62,137 @@ def select_device(gpu) -> str:
     return f"cuda:{gpu}"
 
 
-def count_parameters(model, trainable_only: bool = True) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+# ---- the run's files --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run, all under ``<model_root>/<dataset_id>/`` and named by the run id."""
+
+    run_id: str
+    directory: str
+
+    def _file(self, suffix: str) -> str:
+        return os.path.join(self.directory, self.run_id + suffix)
+
+    @property
+    def checkpoint(self) -> str:
+        return self._file(".model")
+
+    @property
+    def state(self) -> str:
+        return self._file(".resume.pt")
+
+    @property
+    def log(self) -> str:
+        return self._file(".log")
+
+    @property
+    def lock(self) -> str:
+        return self._file(".lock")
 
 
-def _file_logger(params: dict, run_id: str | None = None, rank: int = 0) -> logging.Handler:
-    directory = os.path.join(params["model_root"], params["dataset_id"])
-    os.makedirs(directory, exist_ok=True)
-    name = run_id or params["model_id"]
-    if rank:
-        name = f"{name}.rank{rank}"
-    handler = logging.FileHandler(os.path.join(directory, f"{name}.log"), mode="w")
+def run_id(params: dict, chash: str | None = None) -> str:
+    """``<expid>_s<seed>_<config hash>``: equal only for runs of the same settings (the seed is part of the
+    hash, and shown so that a run's files can be found by eye)."""
+    chash = chash or config_mod.config_hash(params)
+    return f"{params['expid']}_s{params.get('seed', 2023)}_{chash}"
+
+
+def run_paths(params: dict, chash: str | None = None) -> RunPaths:
+    directory = os.path.abspath(os.path.join(params["model_root"], params["dataset_id"]))
+    return RunPaths(run_id(params, chash), directory)
+
+
+def _writable_dir(path: str, what: str, fix: str) -> None:
+    """Create ``path`` if needed and prove a file can be written in it (a probe file, removed again:
+    permission bits alone say nothing for root or on read-only mounts)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CTRBenchError(f"{what} {path} is a file, not a directory; {fix}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".ctrbench-probe-"):
+            pass
+    except OSError as exc:
+        raise CTRBenchError(f"{what} {path} is not writable ({exc.strerror or exc.__class__.__name__}); {fix}")
+
+
+def preflight(params: dict, results_path: str | None, paths: RunPaths) -> None:
+    """What would otherwise fail after training, checked before the first step: the records file can be
+    appended to and the run's directory under ``model_root`` written. Nothing existing is modified."""
+    if results_path:
+        results_path = os.path.abspath(results_path)
+        if os.path.isdir(results_path):
+            raise CTRBenchError(f"--results {results_path} is a directory; give the records file, "
+                                f"e.g. --results {os.path.join(results_path, 'runs.jsonl')}")
+        _writable_dir(os.path.dirname(results_path), "the folder of --results",
+                      "pass --results a path in a writable folder")
+        if os.path.exists(results_path):
+            try:
+                with open(results_path, "a"):
+                    pass
+            except OSError as exc:
+                raise CTRBenchError(f"--results {results_path} cannot be appended to ({exc.strerror}); "
+                                    f"fix its permissions or pass another --results file")
+    _writable_dir(paths.directory, "model_root folder",
+                  "set model_root (--set model_root=DIR) to a writable folder")
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run_id>.lock`` while the run trains: a second process starting the same
+    run (same expid, seed and settings, same model_root) is refused instead of sharing its files. The
+    kernel drops the lock when the holder dies, so a killed run never blocks its ``--resume``."""
+
+    def __init__(self, paths: RunPaths, enabled: bool = True):
+        self.paths, self.enabled, self.fd = paths, enabled, None
+
+    def __enter__(self) -> "RunLock":
+        if not self.enabled:
+            return self
+        path = self.paths.lock
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise CTRBenchError(f"run {self.paths.run_id} is already running (pid {holder}, lock {path}): "
+                                    f"it would share its checkpoint and state files; wait for it to finish, "
+                                    f"or start this one with another --seed or --set model_root=DIR")
+            try:   # the holder may have removed the file between our open and flock: lock the current one
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.remove(self.paths.lock)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _file_logger(paths: RunPaths, rank: int = 0, append: bool = False) -> logging.Handler:
+    os.makedirs(paths.directory, exist_ok=True)
+    name = paths.log if not rank else paths.log.replace(".log", f".rank{rank}.log")
+    handler = logging.FileHandler(name, mode="a" if append else "w")
     handler.setFormatter(logging.Formatter("%(asctime)s P%(process)d %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
     return handler
 
+
+# ---- setting a run up -------------------------------------------------------------------------------
 
 def prepare_data(params: dict, quiet: bool = False):
     """Build/reuse the dataset and load its feature map."""
@@ -75,105 +201,155 @@ def prepare_data(params: dict, quiet: bool = False):
     return directory, feature_map
 
 
-def run_paths(params: dict) -> dict[str, str]:
-    """Files of one run under ``<model_root>/<dataset_id>/``, named by ``_run_id`` (sweeps give each
-    run its own) or the expid: best checkpoint, resume state and log."""
-    run_id = str(params.get("_run_id") or params["model_id"])
-    directory = os.path.join(params["model_root"], params["dataset_id"])
-    return {"run_id": run_id, "checkpoint": os.path.abspath(os.path.join(directory, f"{run_id}.model")),
-            "state": os.path.abspath(os.path.join(directory, f"{run_id}.resume.pt"))}
+@dataclass
+class RunSetup:
+    """A run ready to train or predict: its data, loaders, model (on its device) and files."""
+
+    params: dict
+    paths: RunPaths
+    dist: DistContext
+    device: str
+    directory: str
+    feature_map: object
+    loaders: dict
+    model: object
+
+    @property
+    def n_params(self) -> int:
+        return count_parameters(self.model)
 
 
-def run_experiment(params: dict, results_path: str | None, console: Console | None = None,
-                   quiet: bool = False, resume: bool = False) -> dict:
-    """Train and evaluate one resolved config; returns (and appends) its run record.
-
-    ``resume``: continue from the run's resume state when one exists (saved by an interrupted run
-    of the same config), else start afresh. Under torchrun the run is data-parallel over the ranks.
-    """
+def prepare_run(params: dict, dist: DistContext | None = None, splits=("train", "valid", "test"),
+                require=("train", "valid"), loader_params: dict | None = None, quiet: bool = True,
+                paths: RunPaths | None = None) -> RunSetup:
+    """Seed, build (or reuse) the data, load the feature map, make the loaders of ``splits`` (with
+    ``loader_params`` overriding e.g. the batch size) and create the model on the run's device, with
+    its best-checkpoint path set to the run's own. Under torchrun rank 0 builds first. A split of
+    ``require`` that the dataset lacks is a one-line error."""
     from fuxictr.pytorch.torch_utils import seed_everything
 
     import model_zoo
 
+    dist = dist or DistContext()
+    gpu = distributed.device_index(dist, params.get("gpu", -1))
+    device = select_device(gpu)
+    paths = paths or run_paths(params)
+    seed_everything(int(params.get("seed", 2023)))
+    if dist.is_main:
+        directory, feature_map = prepare_data(params, quiet=quiet)
+    dist.barrier()
+    if not dist.is_main:
+        directory, feature_map = prepare_data(params, quiet=True)
+    loaders = loader_mod.make_loaders(feature_map, directory, {**params, **(loader_params or {})}, splits=splits,
+                                      pin_memory=device != "cpu")
+    missing = [s for s in require if s not in loaders]
+    if missing:
+        hint = " (set valid_data or valid_size)" if "valid" in missing else ""
+        raise CTRBenchError(f"dataset '{params['dataset_id']}' has no {' or '.join(missing)} split{hint}")
+    model = model_zoo.create_model({**params, "gpu": gpu}, feature_map)
+    model.checkpoint = paths.checkpoint
+    return RunSetup(params, paths, dist, device, directory, feature_map, loaders, model)
+
+
+# ---- one run ----------------------------------------------------------------------------------------
+
+@dataclass
+class RunOutput:
+    record: dict
+    setup: RunSetup
+    result: TrainResult
+
+
+def make_record(params: dict, setup: RunSetup, result: TrainResult, chash: str) -> dict:
+    """The run record: what the trainer returned, the run's identity and where it ran."""
+    return {
+        "time": now(), "expid": params["expid"], "model": params["model"],
+        "report_name": params.get("report_name") or params["model"],
+        "dataset_id": params["dataset_id"], "seed": int(params.get("seed", 2023)),
+        **result.as_record(), "params": setup.n_params,
+        "peak_memory_mb": round(_peak_memory_mb(setup.device), 1), "device": setup.device,
+        "amp": amp_name(params.get("amp")), "compile": params.get("compile") or False,
+        "run_id": setup.paths.run_id, "config_hash": chash,
+        "config": {k: v for k, v in params.items() if not k.startswith("_")},
+        "env": environment(),
+    }
+
+
+def train_run(params: dict, results_path: str | None, console: Console | None = None, quiet: bool = False,
+              resume: bool = False, callbacks=None) -> RunOutput:
+    """Train and evaluate one resolved config; appends its record to ``results_path`` (when given) and
+    returns it with the trained setup (model, loaders) and the trainer's result.
+
+    ``resume``: continue from the run's resume state when one exists (saved by an interrupted run of the
+    same config), else start afresh. Under torchrun the run is data-parallel over the ranks.
+    ``callbacks``: trainer callbacks (``on_step``/``on_eval``/``on_end(record)``/``close``, see ``Trainer``);
+    the config's ``tensorboard``/``mlflow`` tracking callbacks (``benchmark/tracking.py``) are added on
+    rank 0. An exception a callback raises (``optuna.TrialPruned``) propagates and no record is written.
+    """
     console = console or Console(stderr=True)
     chash = config_mod.config_hash(params)
+    paths = run_paths(params, chash)
     ctx = distributed.init(params.get("gpu", -1))
-    gpu = distributed.device_index(ctx, params.get("gpu", -1))
-    device = select_device(gpu)
-    quiet = quiet or not ctx.is_main
-    paths = run_paths(params)
-    handler = _file_logger(params, paths["run_id"], ctx.rank)
+    callbacks = list(callbacks or [])
     try:
-        seed = int(params.get("seed", 2023))
-        seed_everything(seed)
+        quiet = quiet or not ctx.is_main
         if ctx.is_main:
-            directory, feature_map = prepare_data(params, quiet=quiet)
-        distributed.barrier(ctx)
-        if not ctx.is_main:
-            directory, feature_map = prepare_data(params, quiet=True)
-        loaders = loader_mod.make_loaders(feature_map, directory, params, pin_memory=device != "cpu")
-        if "train" not in loaders or "valid" not in loaders:
-            raise CTRBenchError(f"dataset '{params['dataset_id']}' needs train and valid splits "
-                                f"(set valid_data or valid_size)")
-        model = model_zoo.create_model({**params, "gpu": gpu}, feature_map)
-        model.checkpoint = paths["checkpoint"]
-        n_params = count_parameters(model)
-        if not quiet:
-            where = f"{device}, {ctx.world_size} processes" if ctx.enabled else device
-            console.print(f"[bold]{params['expid']}[/]: {params['model']} on {params['dataset_id']} "
-                          f"({n_params:,} parameters, {loaders['train'].num_samples:,} train rows, {where})",
-                          highlight=False)
-        if device != "cpu":
-            torch.cuda.reset_peak_memory_stats(device)
-        trainer = Trainer(model, params, console, dist=ctx, state_file=paths["state"],
-                          progress_file=params.get("_progress_file"), config_hash=chash)
-        if resume and os.path.isfile(paths["state"]):
-            state = trainer.load_state(paths["state"])
-            if not quiet:
-                console.print(f"resuming {paths['run_id']} at epoch {state.epoch + 1}, batch {state.batch} "
-                              f"({paths['state']})", highlight=False)
-        elif resume:
-            log.info("No resume state at %s; starting from scratch", paths["state"])
-        started = time.time()
-        state = trainer.fit(loaders["train"], loaders["valid"], int(params.get("epochs", 1)))
-        train_seconds = time.time() - started
-        metrics = {"valid": trainer.evaluate(loaders["valid"])}
-        infer = None
-        if "test" in loaders:
-            metrics["test"] = trainer.evaluate(loaders["test"])
-            if trainer.last_predict_rows:
-                infer = trainer.last_predict_seconds * 1000.0 / trainer.last_predict_rows * 100.0
-        epochs_run = max(1, state.epoch)
-        record = {
-            "time": now(), "expid": params["expid"], "model": params["model"],
-            "report_name": params.get("report_name") or params["model"],
-            "dataset_id": params["dataset_id"], "seed": seed,
-            "valid": metrics["valid"], "test": metrics.get("test"),
-            "best_epoch": state.best_epoch, "epochs_run": state.epoch, "params": n_params,
-            "train_seconds": round(train_seconds, 3),
-            "seconds_per_epoch": round(state.train_seconds / epochs_run, 3),
-            "samples_per_second": round(state.train_samples / max(state.train_seconds, 1e-9), 1),
-            "infer_ms_per_100": round(infer, 4) if infer is not None else None,
-            "loader_wait_pct": round(100.0 * state.loader_seconds / max(state.train_seconds, 1e-9), 3),
-            "peak_memory_mb": round(_peak_memory_mb(device), 1), "device": device,
-            "amp": amp_name(params.get("amp")), "compile": params.get("compile") or False,
-            "fused_optimizer": trainer.fused_optimizer,
-            "world_size": ctx.world_size, "resumed": state.resumed,
-            "history": state.history, "config_hash": chash,
-            "config": {k: v for k, v in params.items() if not k.startswith("_")},
-            "env": environment(),
-        }
-        if results_path and ctx.is_main:
-            append_record(results_path, record)
-        trainer.remove_state()
-        trainer.write_progress("done", force=True)
-        if not quiet:
-            console.print(metrics_table(record))
-        return record
+            preflight(params, results_path, paths)
+        with RunLock(paths, enabled=ctx.is_main):
+            resuming = resume and os.path.isfile(paths.state)
+            handler = _file_logger(paths, ctx.rank, append=resuming)
+            try:
+                if ctx.is_main:
+                    callbacks += tracking.callbacks_for(params, paths.run_id, handler.baseFilename)
+                output = _train(params, results_path, console, quiet, resume, resuming, callbacks, ctx, paths,
+                                chash)
+            finally:
+                for callback in callbacks:
+                    if hasattr(callback, "close"):
+                        callback.close()
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+        return output
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
         distributed.shutdown(ctx)
+
+
+def _train(params, results_path, console, quiet, resume, resuming, callbacks, ctx, paths, chash) -> RunOutput:
+    setup = prepare_run(params, ctx, quiet=quiet, paths=paths)
+    if not quiet:
+        where = f"{setup.device}, {ctx.world_size} processes" if ctx.enabled else setup.device
+        console.print(f"[bold]{params['expid']}[/]: {params['model']} on {params['dataset_id']} "
+                      f"({setup.n_params:,} parameters, {setup.loaders['train'].num_samples:,} train rows, "
+                      f"{where})", highlight=False)
+    if setup.device != "cpu":
+        torch.cuda.reset_peak_memory_stats(setup.device)
+    trainer = Trainer(setup.model, params, console, dist=ctx, state_file=paths.state,
+                      progress_file=params.get("_progress_file"), config_hash=chash, callbacks=callbacks)
+    if resuming:
+        state = trainer.load_state()
+        if not quiet:
+            console.print(f"resuming {paths.run_id} at epoch {state.epoch + 1}, batch {state.batch} "
+                          f"({paths.state})", highlight=False)
+    elif resume:
+        log.info("No resume state at %s; starting from scratch", paths.state)
+    result = trainer.train(setup.loaders, params.get("epochs", 1))
+    record = make_record(params, setup, result, chash)
+    if results_path and ctx.is_main:
+        append_record(results_path, record)
+    trainer.remove_state()
+    trainer.write_progress("done", force=True)
+    for callback in callbacks:
+        if hasattr(callback, "on_end"):
+            callback.on_end(record)
+    if not quiet:
+        console.print(metrics_table(record))
+    return RunOutput(record, setup, result)
+
+
+def run_experiment(params: dict, results_path: str | None, console: Console | None = None,
+                   quiet: bool = False, resume: bool = False, callbacks=None) -> dict:
+    """:func:`train_run`, returning only the run record."""
+    return train_run(params, results_path, console, quiet, resume, callbacks).record
 
 
 def _peak_memory_mb(device: str) -> float:

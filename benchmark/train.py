@@ -12,7 +12,9 @@ On top of that:
 - **Resume.** ``save_state`` writes everything needed to continue bit-identically: model, main and
   auxiliary optimisers (their learning rates carry the plateau decays), the GradScaler, the
   ``TrainState`` (epoch, position in the epoch, early-stopping counters, best metric, history) and
-  the RNG states of python, numpy, torch and CUDA (one set per rank). It is written atomically after
+  the RNG states of python, numpy, torch and CUDA (one set per rank), all as tensors and plain
+  values, so the file loads with ``torch.load(weights_only=True)`` (no pickled code). It is read
+  only from the trainer's own ``state_file`` and only when its config hash is this run's. It is written atomically after
   every evaluation and epoch, every ``checkpoint_steps`` batches and every ``checkpoint_seconds``
   (default 300, 0 = off); ``resume_state: false`` turns it off. The loader's per-epoch seeded
   permutation plus ``iter_from(batch)`` replays the rest of the interrupted epoch. Models that keep
@@ -22,8 +24,18 @@ On top of that:
   GradScaler; the loss and ``y_pred = sigmoid(logit)`` are computed in fp32); ``compile: true`` (or a
   backend name) wraps the model in ``torch.compile``; ``fused_optimizer: true`` switches Adam/AdamW
   to torch's fused kernel (a large share of a CPU step with big embedding tables). All off by default.
-- **Data parallel.** With a ``DistContext`` of several ranks each global batch is sharded and the
-  model wrapped in DDP (see ``benchmark/distributed.py``).
+- **Weights.** The best checkpoint is loaded back at the end only when this run (or the run it
+  resumes) wrote it; a run never evaluates weights it did not train. Weights files load with
+  ``weights_only=True`` (:func:`load_weights`).
+- **Data parallel.** The trainer sees torchrun only through its ``DistContext``: ``train_batches``/
+  ``eval_batches`` (this rank's rows of each batch), ``wrap`` (DDP around the model the step calls)
+  and the collectives (``barrier``, ``any``, ``all_gather``, ``gather``); see ``benchmark/distributed.py``.
+- **Callbacks.** ``callbacks=[obj, ...]``: objects with any of ``on_step(step, logs)`` (every
+  ``log_steps`` steps, default 50: mean train loss, lr, samples/s, epoch), ``on_eval(epoch, metrics)``
+  (each validation: epoch, step, every metric of ``monitor`` and ``metrics``, lr) and
+  ``on_end(record)`` (called by the runner with the run record once it is written) and ``close()``.
+  They run on rank 0's trainer only when given; an exception they raise (``optuna.TrialPruned``)
+  ends ``fit`` and no record is written.
 - Progress: a rich bar per epoch (batch, loss, samples/s, ETA) and, for sweeps, a small JSON file
   (``progress_file``) with epoch, position, last validation metrics and ETA, rewritten atomically.
 - Models' auxiliary optimisers and ``on_train_step_end`` hooks, full metrics on valid/test after
@@ -34,8 +46,8 @@ On top of that:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import pickle
 import os
 import random
 import time
@@ -43,19 +55,19 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
-from fuxictr.metrics import evaluate_metrics
 from fuxictr.utils import Monitor
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from . import distributed
 from .distributed import DistContext
 from .errors import CTRBenchError
+from .metrics import evaluate_metrics
+from .util import atomic_write, atomic_write_json, sync
 
 log = logging.getLogger("ctrbench.train")
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2   # 2: RNG states as tensors, loadable with weights_only=True
 
 
 @dataclass
@@ -95,25 +107,67 @@ def amp_name(value) -> str | None:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
 
 
-def _atomic_save(obj, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_torch(obj, path: str) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def _write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fd:
-        json.dump(payload, fd, default=float)
-    os.replace(tmp, path)
+def load_weights(model, path: str) -> None:
+    """Load a weights file (a ``state_dict``) into ``model`` with ``weights_only=True``: a file from
+    elsewhere stays data, never code. A file that is not a state dict of this model is a one-line error."""
+    if not os.path.isfile(path):
+        raise CTRBenchError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise CTRBenchError(f"{path} is not a weights file torch can load safely ({exc.__class__.__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); give the .model "
+                            f"checkpoint a ctrbench run wrote")
+    if not isinstance(state, dict):
+        raise CTRBenchError(f"{path} holds a {type(state).__name__}, not a state dict of model weights")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CTRBenchError(f"{path} does not fit {type(model).__name__} on this feature map "
+                            f"({str(exc).splitlines()[0][:200]}); was it trained with another config?")
+    model.to(model.device)
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced: the metrics of the weights it trained and how it got there.
+    The run record is built from this (``benchmark/runner.py``)."""
+
+    valid: dict
+    test: dict | None
+    best_epoch: int
+    epochs_run: int
+    history: list
+    train_seconds: float            # wall time of fit
+    seconds_per_epoch: float
+    samples_per_second: float
+    loader_wait_pct: float
+    infer_ms_per_100: float | None  # test-set prediction time per 100 samples
+    fused_optimizer: bool
+    world_size: int
+    resumed: int
+
+    def as_record(self) -> dict:
+        return asdict(self)
 
 
 class Trainer:
     """Drives a fuxictr ``BaseModel`` subclass through fit / evaluate."""
 
     def __init__(self, model, params: dict, console: Console | None = None, dist: DistContext | None = None,
-                 state_file: str | None = None, progress_file: str | None = None, config_hash: str | None = None):
+                 state_file: str | None = None, progress_file: str | None = None, config_hash: str | None = None,
+                 callbacks=None):
         self.model = model
+        # objects with optional on_step(step, logs) (every log_steps steps: mean loss, lr, samples/s),
+        # on_eval(epoch, metrics) (each validation: every metric of ``metrics`` plus epoch, step, lr and
+        # evaluation, the 1-based count of evaluations of the run, resumed ones included);
+        # an exception they raise (e.g. optuna.TrialPruned) ends fit()
+        self.callbacks = list(callbacks or [])
+        self.log_steps = max(1, int(params.get("log_steps") or 50))
         self.params = params
         self.console = console or Console(stderr=True)
         self.dist = dist or DistContext()
@@ -144,8 +198,7 @@ class Trainer:
         self.train_module = model
         self.eval_module = model
         if self.dist.enabled:
-            self.train_module = distributed.wrap_model(
-                model, self.dist, bool(params.get("ddp_find_unused_parameters", True)))
+            self.train_module = self.dist.wrap(model, bool(params.get("ddp_find_unused_parameters", True)))
         compile_opt = params.get("compile")
         if compile_opt:
             backend = "inductor" if compile_opt is True or str(compile_opt).lower() == "true" else str(compile_opt)
@@ -220,25 +273,17 @@ class Trainer:
         model.on_train_step_end(self.state.total_steps)
         return loss.detach()
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def predict(self, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Predictions, labels and group ids of a split (gathered over ranks); times the pass."""
         model = self.model
         model.eval()
         preds, labels, groups = [], [], []
         group_id = model.feature_map.group_id
-        self._sync()
+        sync(self.device)
         started = time.perf_counter()
         rows = 0
         with torch.no_grad():
-            for batch in loader:
-                if self.dist.enabled:
-                    batch, _, _ = distributed.shard_batch(batch, self.dist, train=False)
-                    if len(next(iter(batch.values()))) == 0:
-                        continue
+            for batch in self.dist.eval_batches(loader):
                 if group_id is not None:
                     groups.append(batch[group_id].reshape(-1))
                 batch = self._to_device(batch)
@@ -250,17 +295,18 @@ class Trainer:
                 rows += len(preds[-1])
         y_pred = torch.cat(preds).cpu().numpy().astype(np.float64) if preds else np.zeros(0)
         y_true = torch.cat(labels).cpu().numpy().astype(np.float64) if labels else np.zeros(0)
-        self._sync()
+        sync(self.device)
         self.last_predict_seconds = time.perf_counter() - started
         self.last_predict_rows = rows
         group = torch.cat(groups).numpy() if groups else None
-        y_true, y_pred, group = distributed.gather_predictions(self.dist, y_true, y_pred, group)
+        y_true, y_pred, group = self.dist.gather(y_true, y_pred, group)
         return y_true, y_pred, group
 
     def evaluate(self, loader, metrics=None) -> dict[str, float]:
         y_true, y_pred, group = self.predict(loader)
         metrics = list(metrics or self.params.get("metrics", ["logloss", "AUC"]))
-        return {k: float(v) for k, v in evaluate_metrics(y_true, y_pred, metrics, group).items()}
+        return {k: float(v) for k, v in evaluate_metrics(y_true, y_pred, metrics, group,
+                                                           self.params.get("logloss_eps")).items()}
 
     # ---- early stopping -------------------------------------------------------------------------
     def _improved(self, value: float) -> bool:
@@ -275,7 +321,7 @@ class Trainer:
         if self._improved(value):
             state.best_metric, state.best_epoch, state.stopping_steps = value, state.epoch + 1, 0
             if self.dist.is_main:
-                _atomic_save(self.model.state_dict(), self.model.checkpoint)
+                save_torch(self.model.state_dict(), self.model.checkpoint)
             log.info("Save best model: monitor(%s)=%.6f", self.mode, value)
         else:
             state.stopping_steps += 1
@@ -286,28 +332,61 @@ class Trainer:
         if state.stopping_steps >= self.patience:
             state.stop = True
             log.info("Early stop at epoch %d", state.epoch + 1)
-        distributed.barrier(self.dist)
+        self.dist.barrier()
 
     def validate(self, valid_loader) -> dict:
         metrics = self.monitor.get_metrics()
-        logs = self.evaluate(valid_loader, metrics)
+        wanted = list(dict.fromkeys([*metrics, *self.params.get("metrics", [])])) if self.callbacks else metrics
+        every = self.evaluate(valid_loader, wanted)
+        logs = {k: every[k] for k in metrics}          # history and early stopping see the monitored ones
+        lr = self.model.optimizer.param_groups[0]["lr"]
         self.state.history.append({"epoch": self.state.epoch + 1, "step": self.state.total_steps, **logs,
-                                   "lr": self.model.optimizer.param_groups[0]["lr"]})
+                                   "lr": lr})
         self.checkpoint_and_earlystop(logs)
+        self._notify("on_eval", self.state.epoch + 1,
+                     {"epoch": self.state.epoch + 1, "step": self.state.total_steps,
+                      "evaluation": len(self.state.history), **every, "lr": lr})
         self.model.train()
         return logs
 
+    def _notify(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            fn = getattr(callback, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def _log_step(self, loss) -> None:
+        """Accumulate the loss; every ``log_steps`` steps hand its mean to the callbacks' on_step."""
+        self._cb_loss = loss if self._cb_loss is None else self._cb_loss + loss
+        self._cb_n += 1
+        if self.state.total_steps % self.log_steps:
+            return
+        now = time.perf_counter()
+        rate = (self.state.train_samples - self._cb_samples) / max(now - self._cb_time, 1e-9) \
+            if self._cb_time is not None else None
+        logs = {"loss": float(self._cb_loss) / self._cb_n, "lr": self.model.optimizer.param_groups[0]["lr"],
+                "samples_per_second": rate, "epoch": self.state.epoch + 1}
+        self._cb_loss, self._cb_n, self._cb_time, self._cb_samples = None, 0, now, self.state.train_samples
+        self._notify("on_step", self.state.total_steps, logs)
+
     # ---- resume ---------------------------------------------------------------------------------
     def _rng_state(self) -> dict:
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        """The RNG states as tensors and plain values (what ``weights_only=True`` loads)."""
+        version, mt, gauss = random.getstate()
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        rng = {"python": [version, torch.tensor(mt, dtype=torch.int64), gauss],
+               "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+               "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return rng
 
     @staticmethod
     def _set_rng_state(rng: dict) -> None:
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        version, mt, gauss = rng["python"]
+        random.setstate((version, tuple(mt.tolist()), gauss))
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -317,7 +396,7 @@ class Trainer:
         path = path or self.state_file
         if not path:
             return
-        rngs = distributed.all_gather_object(self._rng_state(), self.dist)
+        rngs = self.dist.all_gather(self._rng_state())
         self._last_state_save = time.perf_counter()
         if not self.dist.is_main:
             return
@@ -329,16 +408,20 @@ class Trainer:
             "rng": rngs, "best_checkpoint": self.model.checkpoint, "world_size": self.dist.world_size,
         }
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        _atomic_save(payload, path)
+        save_torch(payload, path)
         self.write_progress("train", force=True)
 
-    def load_state(self, path: str) -> TrainState:
-        """Continue from ``save_state``'s file: weights, optimisers, counters, position and RNG."""
+    def load_state(self) -> TrainState:
+        """Continue from ``save_state``'s file, the trainer's own ``state_file`` (never a path from
+        elsewhere): weights, optimisers, counters, position and RNG, when its config hash is this run's."""
+        path = self.state_file
+        if not path or not os.path.isfile(path):
+            raise CTRBenchError(f"no resume state at {path}; run without --resume")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a truncated or foreign file
-            raise CTRBenchError(f"cannot read the resume state {path} ({exc.__class__.__name__}); "
-                                f"delete it and run without --resume")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # truncated, foreign, old
+            raise CTRBenchError(f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged or "
+                                f"written by an older ctrbench); delete it and run without --resume")
         if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
             raise CTRBenchError(f"{path} is not a ctrbench resume state; delete it and run without --resume")
         if self.config_hash and payload.get("config_hash") != self.config_hash:
@@ -400,7 +483,7 @@ class Trainer:
                    "resumed": st.resumed, "time": time.time()}
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.progress_file)), exist_ok=True)
-            _write_json(self.progress_file, payload)
+            atomic_write_json(self.progress_file, payload)
         except OSError:
             pass
 
@@ -408,7 +491,7 @@ class Trainer:
     def _batches(self, loader, skip: int):
         """Batches from ``skip`` on: sharded for this rank, moved to the device one batch ahead,
         with the time spent waiting for the loader accounted."""
-        it = loader.iter_from(skip)
+        it = self.dist.train_batches(loader.iter_from(skip))
         pending = None
         while True:
             t0 = time.perf_counter()
@@ -417,7 +500,7 @@ class Trainer:
             except StopIteration:
                 break
             self.state.loader_seconds += time.perf_counter() - t0
-            batch, weight, rows = distributed.shard_batch(batch, self.dist)
+            batch, weight, rows = batch
             item = (self._to_device(batch), weight, rows)
             if pending is not None:
                 yield pending
@@ -433,16 +516,20 @@ class Trainer:
         if not self.checkpoint_seconds or (self.dist.enabled and self.state.total_steps % 20):
             return False   # under DDP the clock is consulted every 20 steps, in step on all ranks
         due = time.perf_counter() - self._last_state_save >= self.checkpoint_seconds
-        return distributed.any_rank(due, self.dist, self.device)   # every rank saves at the same step
+        return self.dist.any(due, self.device)   # every rank saves at the same step
 
     def fit(self, train_loader, valid_loader, epochs: int, on_checkpoint=None) -> TrainState:
-        """Train until early stopping or ``epochs``; ``on_checkpoint(trainer)`` runs after each eval."""
+        """Train until early stopping or ``epochs``; ``on_checkpoint(trainer)`` runs after each eval.
+        Ends with the best weights this run wrote (never a file left by another run)."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise CTRBenchError(f"epochs={epochs!r}: a run trains at least one whole epoch (an integer >= 1)")
         os.makedirs(os.path.dirname(self.model.checkpoint), exist_ok=True)
         n_batches = len(train_loader)
         eval_steps = self.params.get("eval_steps") or n_batches
         state = self.state
         self._fit_started, self._fit_steps0 = time.perf_counter(), state.total_steps
         self._last_state_save = time.perf_counter()
+        self._cb_loss, self._cb_n, self._cb_time, self._cb_samples = None, 0, time.perf_counter(), state.train_samples
         self.write_progress("train", force=True, epochs=epochs, batches=n_batches)
         while state.epoch < epochs and not state.stop:
             train_loader.set_epoch(state.epoch)
@@ -459,6 +546,8 @@ class Trainer:
                     state.batch += 1
                     state.total_steps += 1
                     state.train_samples += rows
+                    if self.callbacks:
+                        self._log_step(loss)
                     if self.show_progress and (time.perf_counter() - ui_updated >= 0.2 or state.batch == n_batches):
                         ui_updated = time.perf_counter()
                         progress.update(task, completed=state.batch,
@@ -469,7 +558,7 @@ class Trainer:
                         state.epoch_loss += float(loss_sum)
                         state.epoch_batches += loss_n
                         loss_sum, loss_n = None, 0
-                        self._sync()
+                        sync(self.device)
                         state.train_seconds += time.perf_counter() - started
                         if eval_now:
                             self.validate(valid_loader)
@@ -484,7 +573,7 @@ class Trainer:
             if loss_sum is not None:
                 state.epoch_loss += float(loss_sum)
                 state.epoch_batches += loss_n
-            self._sync()
+            sync(self.device)
             state.train_seconds += time.perf_counter() - started
             if not state.stop:
                 logs = self.validate(valid_loader)
@@ -495,11 +584,33 @@ class Trainer:
             if on_checkpoint:
                 on_checkpoint(self)
             self.save_state()
-        distributed.barrier(self.dist)
-        if os.path.isfile(self.model.checkpoint):
-            self.model.load_weights(self.model.checkpoint)
+        self.dist.barrier()
+        if state.best_metric is not None:   # saved by this run (or the run it resumed, same config hash)
+            load_weights(self.model, self.model.checkpoint)
         self.write_progress("eval", force=True)
         return state
+
+    def train(self, loaders: dict, epochs: int) -> TrainResult:
+        """``fit`` on ``loaders['train']``/``['valid']``, then every metric of the best weights on valid and
+        (when there is one) test, timed: the result the run record is made of."""
+        started = time.time()
+        state = self.fit(loaders["train"], loaders["valid"], epochs)
+        train_seconds = time.time() - started
+        valid = self.evaluate(loaders["valid"])
+        test, infer = None, None
+        if "test" in loaders:
+            test = self.evaluate(loaders["test"])
+            if self.last_predict_rows:
+                infer = round(self.last_predict_seconds * 1000.0 / self.last_predict_rows * 100.0, 4)
+        busy = max(state.train_seconds, 1e-9)
+        return TrainResult(
+            valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch, history=state.history,
+            train_seconds=round(train_seconds, 3),
+            seconds_per_epoch=round(state.train_seconds / max(1, state.epoch), 3),
+            samples_per_second=round(state.train_samples / busy, 1), loader_wait_pct=round(
+                100.0 * state.loader_seconds / busy, 3),
+            infer_ms_per_100=infer, fused_optimizer=self.fused_optimizer, world_size=self.dist.world_size,
+            resumed=state.resumed)
 
     def _epoch_line(self, loss: float, logs: dict) -> None:
         metrics = " ".join(f"{k}={v:.6f}" for k, v in logs.items())
@@ -517,6 +628,3 @@ class Trainer:
                         TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
                         disable=not self.show_progress)
 
-
-def state_dict(trainer: Trainer) -> dict:
-    return asdict(trainer.state)

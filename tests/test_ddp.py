@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-from benchmark import distributed
 from benchmark.distributed import DistContext
 from tests.conftest import REPO
 
@@ -18,7 +17,7 @@ def test_shards_cover_the_batch_and_weights_restore_the_global_mean():
     batch = {"x": torch.arange(7.0), "label": torch.arange(7.0) % 2}
     losses, weights, rows = [], [], []
     for rank in range(3):
-        shard, weight, n = distributed.shard_batch(batch, DistContext(rank=rank, world_size=3))
+        shard, weight, n = DistContext(rank=rank, world_size=3).shard(batch)
         rows.append(shard["x"])
         weights.append(weight)
         losses.append(shard["x"].mean() * weight)
@@ -27,9 +26,9 @@ def test_shards_cover_the_batch_and_weights_restore_the_global_mean():
     # DDP averages over ranks: mean of weighted shard means == the global batch mean
     assert float(sum(losses) / 3) == pytest.approx(float(batch["x"].mean()))
     # a rank without rows in a tiny last batch trains on one row with weight 0
-    shard, weight, _ = distributed.shard_batch({"x": torch.ones(1)}, DistContext(rank=0, world_size=2))
+    shard, weight, _ = DistContext(rank=0, world_size=2).shard({"x": torch.ones(1)})
     assert len(shard["x"]) == 1 and weight == 0.0
-    shard, _, _ = distributed.shard_batch({"x": torch.ones(1)}, DistContext(rank=0, world_size=2), train=False)
+    shard, _, _ = DistContext(rank=0, world_size=2).shard({"x": torch.ones(1)}, train=False)
     assert len(shard["x"]) == 0
 
 

@@ -77,16 +77,19 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not results.exists()                       # killed before any record
-    state_file = model_root / "tiny" / "DCN_tiny.resume.pt"
-    saved = torch.load(state_file, map_location="cpu", weights_only=False)
+    from benchmark.runner import run_paths
+
+    params = load("DCN_tiny", *SETS)
+    params["model_root"] = str(model_root)
+    state_file = run_paths(params).state                 # <model_root>/tiny/DCN_tiny_s21_<config hash>.resume.pt
+    assert os.path.dirname(state_file) == str(model_root / "tiny") and "_s21_" in state_file
+    saved = torch.load(state_file, map_location="cpu", weights_only=True)   # tensors and plain values only
     assert saved["trainer"]["epoch"] >= 1 and saved["trainer"]["batch"] > 0   # mid-epoch
     assert saved["optimizer"]["state"] and saved["rng"]
 
     # resumed here (one thread, as the killed process had): what `ctrbench run --resume` runs
     from benchmark.runner import run_experiment
 
-    params = load("DCN_tiny", *SETS)
-    params["model_root"] = str(model_root)
     with one_thread():
         run_experiment(params, str(results), quiet=True, resume=True)
     record = json.loads(results.read_text().splitlines()[-1])
@@ -97,22 +100,17 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
     strip = lambda h: [{k: v for k, v in e.items()} for e in h]
     assert strip(record["history"]) == strip(reference["history"])
     assert any(h["lr"] < 3e-3 for h in reference["history"]) or len(reference["history"]) >= 4
-    assert not state_file.exists()                    # removed once the record is written
+    assert not os.path.exists(state_file)             # removed once the record is written
+    log = open(run_paths(params).log).read()          # the resumed run appended to the killed run's log
+    assert log.count("Resumed from") == 1 and log.index("Save best model") < log.index("Resumed from")
 
 
 def _trainer(load, *sets, state_file=None, config_hash="h"):
-    import model_zoo
-    from benchmark.data.loader import make_loaders
-    from benchmark.runner import prepare_data
+    from benchmark.runner import prepare_run
     from benchmark.train import Trainer
-    from fuxictr.pytorch.torch_utils import seed_everything
 
-    params = load("DCN_tiny", *SETS, *sets)
-    seed_everything(params["seed"])
-    directory, fmap = prepare_data(params, quiet=True)
-    loaders = make_loaders(fmap, directory, params)
-    model = model_zoo.create_model(params, fmap)
-    return Trainer(model, params, state_file=state_file, config_hash=config_hash), loaders
+    setup = prepare_run(load("DCN_tiny", *SETS, *sets))
+    return Trainer(setup.model, setup.params, state_file=state_file, config_hash=config_hash), setup.loaders
 
 
 def test_resume_state_round_trip_and_config_check(load, tmp_path):
@@ -125,16 +123,17 @@ def test_resume_state_round_trip_and_config_check(load, tmp_path):
         first, loaders = _trainer(load, state_file=state)
         first.fit(loaders["train"], loaders["valid"], 1)          # state saved at the epoch end
         second, loaders = _trainer(load, state_file=state)
-        second.load_state(state)
+        second.load_state()
         assert second.state.epoch == 1 and second.state.resumed == 1
         assert second.model.optimizer.state_dict()["state"]
         second.fit(loaders["train"], loaders["valid"], 3)
         assert second.evaluate(loaders["test"]) == ref
         assert [h["AUC"] for h in second.state.history] == [h["AUC"] for h in full.state.history]
 
-        other, _ = _trainer(load, config_hash="another")
+        other, _ = _trainer(load, state_file=state, config_hash="another")
         with pytest.raises(CTRBenchError, match="another config"):
-            other.load_state(state)
+            other.load_state()
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    junk, _ = _trainer(load, state_file=str(tmp_path / "junk.pt"))
     with pytest.raises(CTRBenchError, match="cannot read the resume state"):
-        other.load_state(str(tmp_path / "junk.pt"))
+        junk.load_state()

@@ -10,9 +10,11 @@ both alike, and the mean ± std over repeats is reported as ms per 100 samples (
 part of the forward, as in ``predict``; CUDA is synchronised around every pass). The paper's "+x%" is
 ``(t_model / t_baseline - 1) * 100``.
 
-Weights: the best checkpoint of a finished ``ctrbench run`` (``<model_root>/<dataset_id>/<expid>.model``) is
-loaded when present, otherwise the freshly initialised model is timed (the cost of a forward does not depend
-on the weights). ``--evaluate`` adds the split's AUC/logloss (meaningful with a trained checkpoint).
+Weights: ``--checkpoint FILE`` loads that weights file; otherwise the best checkpoint of the finished
+``ctrbench run`` with the same settings (``<model_root>/<dataset_id>/<run id>.model``) is loaded when present,
+else the freshly initialised model is timed (the cost of a forward does not depend on the weights;
+``--no-checkpoint`` forces that). Weights files load with ``torch.load(weights_only=True)``: a file from
+elsewhere stays data. ``--evaluate`` adds the split's AUC/logloss (meaningful with trained weights).
 """
 
 from __future__ import annotations
@@ -25,38 +27,31 @@ from typing import List, Optional
 
 import typer
 
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
+from ..errors import CTRBenchError
+from ..util import sync
 
 
 class _Subject:
     """One model prepared for timing: params, model, the batches it predicts, device."""
 
     def __init__(self, params: dict, batches_wanted: int, split: str, batch_size: int | None,
-                 load_checkpoint: bool = True, quiet: bool = True):
-        import model_zoo
-        from fuxictr.pytorch.torch_utils import seed_everything
-
-        from ..data import loader as loader_mod
-        from ..errors import CTRBenchError
-        from ..runner import count_parameters, prepare_data, select_device
+                 load_checkpoint: bool | str = True, quiet: bool = True):
+        from ..runner import prepare_run
+        from ..train import load_weights
 
         self.params = params
-        self.device = select_device(params.get("gpu", -1))
-        seed_everything(int(params.get("seed", 2023)))
-        directory, feature_map = prepare_data(params, quiet=quiet)
         bs = int(batch_size or params.get("eval_batch_size") or params["batch_size"])
-        params = dict(params, batch_size=bs, eval_batch_size=bs)
-        loaders = loader_mod.make_loaders(feature_map, directory, params, splits=(split,),
-                                          pin_memory=self.device != "cpu")
-        if split not in loaders:
-            raise CTRBenchError(f"dataset '{params['dataset_id']}' has no {split} split; "
-                                f"pass --split valid or --split train")
-        self.loader = loaders[split]
+        if split not in ("train", "valid", "test"):
+            raise CTRBenchError(f"--split {split}: use test, valid or train")
+        try:
+            setup = prepare_run(params, splits=(split,), require=(split,), quiet=quiet,
+                                loader_params={"batch_size": bs, "eval_batch_size": bs})
+        except CTRBenchError as exc:
+            if f"no {split} split" not in exc.message:
+                raise
+            raise CTRBenchError(f"{exc.message}; pass --split valid or --split train")
+        self.device = setup.device
+        self.loader = setup.loaders[split]
         self.batches = []
         for i, batch in enumerate(self.loader):
             if i >= batches_wanted:
@@ -64,25 +59,28 @@ class _Subject:
             self.batches.append(batch)
         self.samples = sum(len(next(iter(b.values()))) for b in self.batches)
         self.batch_size = bs
-        self.model = model_zoo.create_model(params, feature_map)
+        self.model = setup.model
         self.checkpoint = None
-        if load_checkpoint and os.path.isfile(self.model.checkpoint):
-            self.model.load_weights(self.model.checkpoint)
-            self.checkpoint = self.model.checkpoint
+        if isinstance(load_checkpoint, str):                      # --checkpoint FILE
+            self.checkpoint = os.path.abspath(load_checkpoint)
+        elif load_checkpoint and os.path.isfile(setup.paths.checkpoint):   # the same run's best weights
+            self.checkpoint = setup.paths.checkpoint
+        if self.checkpoint:
+            load_weights(self.model, self.checkpoint)
         self.model.eval()
-        self.n_params = count_parameters(self.model)
+        self.n_params = setup.n_params
         self.times: list[float] = []   # seconds per pass over self.batches
 
     def run_pass(self, batches=None) -> float:
         import torch
 
         batches = self.batches if batches is None else batches
-        _sync(self.device)
+        sync(self.device)
         started = time.perf_counter()
         with torch.no_grad():
             for batch in batches:
                 self.model.forward(batch)["y_pred"]
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter() - started
 
     def ms_per_100(self) -> list[float]:
@@ -97,17 +95,15 @@ class _Subject:
 
 def bench_infer(params: dict, baseline: dict | None = None, batches: int = 10, repeats: int = 5,
                 warmup: int = 2, split: str = "test", batch_size: int | None = None,
-                load_checkpoint: bool = True, evaluate: bool = False) -> list[dict]:
+                load_checkpoint: bool | str = True, evaluate: bool = False) -> list[dict]:
     """Time ``params`` (and ``baseline``) on the same rows; one result dict per model."""
     import torch
-
-    from ..errors import CTRBenchError
 
     if batches < 1 or repeats < 1 or warmup < 0:
         raise CTRBenchError("--batches and --repeats must be >= 1 and --warmup >= 0")
     subjects = [_Subject(params, batches, split, batch_size, load_checkpoint)]
-    if baseline is not None:
-        subjects.append(_Subject(baseline, batches, split, batch_size, load_checkpoint))
+    if baseline is not None:   # --checkpoint FILE is the timed model's; the baseline takes its own run's
+        subjects.append(_Subject(baseline, batches, split, batch_size, bool(load_checkpoint)))
         if subjects[1].samples != subjects[0].samples:
             raise CTRBenchError("the baseline sees a different number of rows; give both expids the same "
                                 "dataset and batch size")
@@ -164,53 +160,59 @@ def render(results: list[dict]):
     return table
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    @app.command("bench-infer")
-    def bench_infer_cmd(
-            expid: str = typer.Option(..., "--expid", "-e", help="Experiment id to time."),
-            baseline_expid: Optional[str] = typer.Option(None, "--baseline-expid",
-                                                         help="Expid to compare with (e.g. a DCN expid); run on "
-                                                              "the same dataset."),
-            batches: int = typer.Option(10, "--batches", help="Batches of the split to predict per pass."),
-            repeats: int = typer.Option(5, "--repeats", help="Timed passes per model (mean ± std)."),
-            warmup: int = typer.Option(2, "--warmup", help="Untimed batches before timing."),
-            split: str = typer.Option("test", "--split", help="test, valid or train."),
-            batch_size: Optional[int] = typer.Option(None, "--batch-size",
-                                                     help="Rows per batch (default: the expid's eval batch size)."),
-            gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device index; -1 for CPU."),
-            config: Optional[str] = typer.Option(None, "--config", "-c", help="Config directory."),
-            set_: Optional[List[str]] = typer.Option(None, "--set", help="Overrides for --expid: key=value."),
-            baseline_set: Optional[List[str]] = typer.Option(None, "--baseline-set",
-                                                             help="Overrides for --baseline-expid."),
-            data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the raw datasets."),
-            checkpoint: bool = typer.Option(True, "--checkpoint/--no-checkpoint",
-                                            help="Load the expid's best checkpoint when one exists."),
-            evaluate: bool = typer.Option(False, "--evaluate", help="Also report the split's metrics."),
-            out_file: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON."),
-            debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
-        """Time inference (ms per 100 samples) of EXPID, and its ratio to --baseline-expid on the same data."""
-        from ..cli import console, default_config_dir, out, setup_logging
-        from ..config import load_config
+def bench_infer_cmd(
+        expid: str = typer.Option(..., "--expid", "-e", help="Experiment id to time."),
+        baseline_expid: Optional[str] = typer.Option(None, "--baseline-expid",
+                                                     help="Expid to compare with (e.g. a DCN expid); run on "
+                                                          "the same dataset."),
+        batches: int = typer.Option(10, "--batches", help="Batches of the split to predict per pass."),
+        repeats: int = typer.Option(5, "--repeats", help="Timed passes per model (mean ± std)."),
+        warmup: int = typer.Option(2, "--warmup", help="Untimed batches before timing."),
+        split: str = typer.Option("test", "--split", help="test, valid or train."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                                 help="Rows per batch (default: the expid's eval batch size)."),
+        gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device index; -1 for CPU."),
+        config: Optional[str] = typer.Option(None, "--config", "-c", help="Config directory."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="Overrides for --expid: key=value."),
+        baseline_set: Optional[List[str]] = typer.Option(None, "--baseline-set",
+                                                         help="Overrides for --baseline-expid."),
+        data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the raw datasets."),
+        checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Weights file to load (loaded with "
+                                                 "weights_only=True). Default: the same run's best checkpoint "
+                                                 "when one exists."),
+        no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="Time the initial weights."),
+        evaluate: bool = typer.Option(False, "--evaluate", help="Also report the split's metrics."),
+        out_file: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+    """Time inference (ms per 100 samples) of EXPID, and its ratio to --baseline-expid on the same data."""
+    from .common import console, default_config_dir, out, setup_logging
+    from ..config import load_config
 
-        setup_logging(verbose=False)
-        config_dir = config or default_config_dir()
-        common = ["verbose=0"] + ([f"gpu={gpu}"] if gpu is not None else [])
-        params = load_config(config_dir, expid, common + list(set_ or []), data_root)
-        baseline = None
-        if baseline_expid:
-            baseline = load_config(config_dir, baseline_expid,
-                                   common + [f"dataset_id={params['dataset_id']}"] + list(baseline_set or []),
-                                   data_root)
-        if batch_size is None:
-            batch_size = int(params.get("eval_batch_size") or params["batch_size"])
-        results = bench_infer(params, baseline, batches, repeats, warmup, split, batch_size, checkpoint, evaluate)
-        out.print(render(results))
-        for r in results:
-            out.print(f"{r['expid']}: {r['ms_per_100']:.4f} ms/100 samples"
-                      + (f", {r['ratio']:.2f}x baseline" if "ratio" in r and r["role"] != "baseline" else ""),
-                      highlight=False)
-        if out_file:
-            os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-            with open(out_file, "w") as fd:
-                json.dump(results, fd, indent=2)
-            console.print(f"wrote {out_file}")
+    setup_logging(verbose=False)
+    config_dir = config or default_config_dir()
+    common = ["verbose=0"] + ([f"gpu={gpu}"] if gpu is not None else [])
+    params = load_config(config_dir, expid, common + list(set_ or []), data_root)
+    baseline = None
+    if baseline_expid:
+        baseline = load_config(config_dir, baseline_expid,
+                               common + [f"dataset_id={params['dataset_id']}"] + list(baseline_set or []),
+                               data_root)
+    if batch_size is None:
+        batch_size = int(params.get("eval_batch_size") or params["batch_size"])
+    if checkpoint and no_checkpoint:
+        raise CTRBenchError("--checkpoint FILE and --no-checkpoint contradict each other; give one")
+    if checkpoint and not os.path.isfile(checkpoint):
+        raise CTRBenchError(f"--checkpoint {checkpoint} is not a file; give the .model weights of a run "
+                            f"(<model_root>/<dataset_id>/<run id>.model)")
+    weights = checkpoint if checkpoint else not no_checkpoint
+    results = bench_infer(params, baseline, batches, repeats, warmup, split, batch_size, weights, evaluate)
+    out.print(render(results))
+    for r in results:
+        out.print(f"{r['expid']}: {r['ms_per_100']:.4f} ms/100 samples"
+                  + (f", {r['ratio']:.2f}x baseline" if "ratio" in r and r["role"] != "baseline" else ""),
+                  highlight=False)
+    if out_file:
+        os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
+        with open(out_file, "w") as fd:
+            json.dump(results, fd, indent=2)
+        console.print(f"wrote {out_file}")

@@ -1,0 +1,60 @@
+"""What every command shares: the two consoles, default paths, logging set-up and the common options."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+
+class _OutConsole(Console):
+    """Standard-output console: tables never wrap when the output is piped or captured.
+
+    Rich falls back to 80 columns off a terminal, which folds the wide tables (``data list``,
+    ``report``) mid-row; ``COLUMNS`` (read at print time) wins, else piped output is 200 wide.
+    """
+
+    @property
+    def size(self):
+        size = super().size
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit():
+            return size._replace(width=int(columns))
+        if not self.is_terminal:
+            return size._replace(width=max(size.width, 200))
+        return size
+
+    @size.setter
+    def size(self, new_size):
+        Console.size.fset(self, new_size)
+
+
+console = Console(stderr=True)
+out = _OutConsole()
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def default_config_dir() -> str:
+    return "config" if os.path.isdir("config") else os.path.join(REPO, "config")
+
+
+def default_results() -> str:
+    return os.path.join("results", "runs.jsonl")
+
+
+def setup_logging(verbose: bool = True) -> None:
+    logger = logging.getLogger("ctrbench")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        handler.addFilter(lambda record: not record.name.startswith("ctrbench.train"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config directory (FuxiCTR layout). Default: ./config")
+DataRootOpt = typer.Option(None, "--data-root", help="Folder holding the raw datasets (replaces data_root).")
+SetOpt = typer.Option(None, "--set", help="Override any config key: --set key=value (YAML typed).")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
