@@ -216,6 +216,8 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
       again, and moves with ``--data-root``. Any other relative split path is joined onto data_root,
       unless only the same path taken from the folder above ``yaml_dir`` exists.
     - Built data goes to ``<build_root>/<dataset_id>/``; build_root defaults to data_root.
+    - A path given with ``--set`` (``train_data=...``) is typed on the command line: it resolves
+      against the working directory (``load_config``).
     """
     dataset = dict(dataset)
     base = os.path.dirname(os.path.abspath(yaml_dir))
@@ -287,6 +289,9 @@ def load_config(config_dir: str, expid: str, overrides: list[str] | None = None,
     dataset = load_dataset_config(config_dir, str(params["dataset_id"]), data_root)
     params.update(dataset)
     apply_overrides(params, set_values)  # second pass: --set wins over dataset keys too
+    for key in (*PATH_KEYS, "data_root", "build_root"):  # typed on the command line: from the working dir
+        if key in set_values and isinstance(params.get(key), str) and not os.path.isabs(params[key]):
+            params[key] = os.path.abspath(params[key])
     params["model_id"] = expid
     params["expid"] = expid
     params["config_dir"] = config_dir
