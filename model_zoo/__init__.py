@@ -1,14 +1,23 @@
 """The ctrbench model zoo: a registry of fuxictr ``BaseModel`` subclasses.
 
-Each model family lives in one module of this package and registers its classes with
-``@register_model``; ``create_model(params, feature_map)`` instantiates by the config's ``model`` key.
-Modules are imported on first use of the registry, so adding a file is all it takes to add a model.
+Layout: ``baselines/`` holds one module per baseline family; each paper family is a package of its
+own (``ibnet``, ``tf4ctr``, ``dlf``, ``sfg``, ``maskfusion``: the model and the layers only it uses);
+``layers/`` holds the blocks that more than one family uses; ``base.CTRModel`` is the base class and
+``errors.ModelConfigError`` the one error type. Models register with ``@register_model``;
+``create_model(params, feature_map)`` instantiates by the config's ``model`` key. The families are
+imported on first use of the registry, so adding a file to ``baselines/`` is all it takes to add a
+baseline (a new paper package is added to ``FAMILY_PACKAGES``).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
+
+from .errors import ModelConfigError
+
+FAMILY_PACKAGES = ("ibnet", "tf4ctr", "dlf", "sfg", "maskfusion")
 
 _REGISTRY: dict[str, type] = {}
 _LOADED = False
@@ -33,11 +42,14 @@ def _load_all():
     if _LOADED:
         return
     _LOADED = True
-    for info in pkgutil.iter_modules(__path__):
-        # model families are plain modules; packages here (layers, and fuxictr's stray model_zoo
-        # folders when installed into site-packages) are not model families
-        if not info.ispkg and info.name != "base" and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    # Only the named packages are imported: installed into site-packages, this folder also holds
+    # fuxictr's own model_zoo sub-folders (LongCTR, multitask, ...), which are not ours to import.
+    baselines = importlib.import_module(f"{__name__}.baselines")
+    for info in pkgutil.iter_modules(baselines.__path__):
+        if not info.ispkg and not info.name.startswith("_"):
+            importlib.import_module(f"{baselines.__name__}.{info.name}")
+    for package in FAMILY_PACKAGES:
+        importlib.import_module(f"{__name__}.{package}")
 
 
 def registry() -> dict[str, type]:
@@ -46,13 +58,11 @@ def registry() -> dict[str, type]:
 
 
 def get_model_class(name: str):
-    from benchmark.config import closest
-    from benchmark.errors import CTRBenchError
-
     models = registry()
     if name not in models:
-        raise CTRBenchError(f"unknown model '{name}'{closest(name, models)}; registered models: "
-                            f"{', '.join(models)}")
+        match = difflib.get_close_matches(name, list(models), n=1, cutoff=0.5)
+        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        raise ModelConfigError(f"unknown model '{name}'{hint}; registered models: {', '.join(models)}")
     return models[name]
 
 

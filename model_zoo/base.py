@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from fuxictr.pytorch.models import BaseModel
 
+from .errors import ModelConfigError
 from .layers.losses import get_loss_fn
 from .layers.mlp import MLP
 
@@ -20,14 +21,12 @@ _OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "sgd": "S
 
 
 def make_optimizer(name, params, lr: float):
-    from benchmark.errors import CTRBenchError
-
     if not isinstance(lr, (int, float)):
-        raise CTRBenchError(f"learning_rate={lr!r} must be a number")
+        raise ModelConfigError(f"learning_rate={lr!r} must be a number")
     cls_name = _OPTIMIZERS.get(str(name).lower(), str(name))
     cls = getattr(torch.optim, cls_name, None)
     if cls is None:
-        raise CTRBenchError(f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, sgd")
+        raise ModelConfigError(f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, sgd")
     return cls(params, lr=float(lr))
 
 
@@ -73,23 +72,62 @@ class CTRModel(BaseModel):
         self.model_to_device()
 
     def dnn_tower(self, hidden_units, activations="relu", dropout=0, batch_norm=False, options=None,
-                  optional: bool = True):
-        """The deep tower of two-stream models: an MLP on the flattened field embeddings with a 1-unit
-        output (``options``: activation settings such as Mice's). ``None`` when ``hidden_units`` is empty
+                  optional: bool = True, output_dim: int | None = 1):
+        """The deep tower of two-stream models: an MLP on the flattened field embeddings, with a 1-unit
+        output (``output_dim=None``: none, for the models that read the tower's last hidden layer through
+        ``fc``; ``options``: activation settings such as Mice's). ``None`` when ``hidden_units`` is empty
         and ``optional``; otherwise an empty list gives the plain linear map."""
         units = list(hidden_units or [])
         if not units and optional:
             return None
         return MLP(self.feature_map.sum_emb_out_dim(), hidden_units=units, hidden_activations=activations,
-                   output_dim=1, dropout_rates=dropout, batch_norm=batch_norm, activation_options=options or {})
+                   output_dim=output_dim, dropout_rates=dropout, batch_norm=batch_norm,
+                   activation_options=options or {})
+
+    def tower_width(self, hidden_units) -> int:
+        """Width of ``dnn_tower(hidden_units, output_dim=None)``'s output (0 without a tower)."""
+        units = list(hidden_units or [])
+        return int(units[-1]) if units else 0
+
+    def cross_and_deep_logit(self, cross_out, x0):
+        """``fc([cross_out ; dnn(x0)])``, the head of the parallel cross + DNN models (DCN, GDCN-P,
+        IBNet); ``fc(cross_out)`` when the model has no DNN."""
+        if self.dnn is None:
+            return self.fc(cross_out)
+        return self.fc(torch.cat([cross_out, self.dnn(x0)], dim=-1))
 
     # ---- forward helpers --------------------------------------------------------------------
-    def embed(self, X):
-        """Field embeddings, (B, F, d), of the model's ``embedding_layer``."""
-        return self.embedding_layer(X)
+    def embed(self, X, flatten: bool = False):
+        """Field embeddings of the model's ``embedding_layer``: (B, F, d), or (B, sum of widths) with
+        ``flatten``. Models read their embeddings through this one method (MaskFusion taps it)."""
+        return self.embedding_layer(X, flatten_emb=flatten)
 
     def output(self, logit, **extra):
         return {"y_pred": self.output_activation(logit), "logit": logit, **extra}
 
+    def count_parameters(self, count_embedding: bool = True) -> int:
+        """Trainable parameters; fuxictr's own method logs the same total but returns None."""
+        return sum(p.numel() for name, p in self.named_parameters()
+                   if p.requires_grad and (count_embedding or "embedding" not in name))
+
     def on_train_step_end(self, step: int) -> None:
         """Hook called by the training loop after each optimiser step (schedules, gates)."""
+
+
+class ShallowDeepModel(CTRModel):
+    """Models whose logit is ``shallow_logit(X, E) + deep_logit(E)`` over one field embedding E (DeepFM,
+    xDeepFM, AutoInt): subclasses define ``shallow_logit`` and an optional ``dnn`` (``dnn_tower``)."""
+
+    def shallow_logit(self, X, feature_emb):
+        raise NotImplementedError
+
+    def deep_logit(self, feature_emb):
+        """The DNN on the flattened embeddings, (B, 1); zero when the model has no DNN."""
+        if self.dnn is None:
+            return feature_emb.new_zeros(feature_emb.shape[0], 1)
+        return self.dnn(feature_emb.flatten(start_dim=1))
+
+    def forward(self, inputs):
+        X = self.get_inputs(inputs)
+        feature_emb = self.embed(X)
+        return self.output(self.shallow_logit(X, feature_emb) + self.deep_logit(feature_emb))

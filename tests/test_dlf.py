@@ -7,11 +7,11 @@ import pytest
 import torch
 import yaml
 
-from benchmark.errors import CTRBenchError
+from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import feature_map_from_vocab, model_kwargs
 from benchmark.reproduce import load_targets, plan
 from model_zoo.dlf import DLF, GatedResidual
-from model_zoo.layers.block_fusion import BlockAttentionFusion
+from model_zoo.dlf.block_fusion import BlockAttentionFusion
 from tests.conftest import REPO
 
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
@@ -203,7 +203,7 @@ def test_naf_needs_equal_block_shapes():
     ({"num_layers": 0}, "num_layers=0"),
 ])
 def test_bad_settings_are_user_errors(settings, message):
-    with pytest.raises(CTRBenchError, match=message):
+    with pytest.raises(ModelConfigError, match=message):
         build(cat_map(4, 8), embedding_dim=8, **settings)
 
 

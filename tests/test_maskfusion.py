@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.errors import CTRBenchError
+from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import create_model, get_model_class, registry
 from model_zoo.base import CTRModel
-from model_zoo.layers import mlp_param_count
-from model_zoo.layers.mask_fusion import (CrossFusionController, FusedLinear, MaskFusionLayer,
-                                          controller_param_count, fused_mlp_param_count,
-                                          generator_param_count, instance_norm, smooth_l0_steps_to_floor)
+from tests.oracles import mlp_param_count
+from model_zoo.maskfusion.layers import CrossFusionController, FusedLinear, MaskFusionLayer, instance_norm
+from tests.oracles import (controller_param_count, fused_mlp_param_count, mask_generator_param_count,
+                           smooth_l0_steps_to_floor)
 from model_zoo.maskfusion import DENSE_FIELD, HOSTS, VARIANTS
 
 # specs/maskfusion.md section 6: DLRM's Criteo-Kaggle vocabulary (33,762,577 rows in all).
@@ -140,8 +140,8 @@ def test_parameter_count_oracles_from_the_spec():
     n, d, nd = 27, 16, 27 * 16
     assert fused_mlp_param_count(367, [512, 256, 1], 0) == 320_001
     assert fused_mlp_param_count(367, [512, 256, 1], nd) == 652_209
-    assert generator_param_count(n, d, "feature") == 359_963
-    assert generator_param_count(n, d, "dimension") == 464_048
+    assert mask_generator_param_count(n, d, "feature") == 359_963
+    assert mask_generator_param_count(n, d, "dimension") == 464_048
     assert controller_param_count(n, d, 3, "adaptive", "feature") == 1_079_889
     assert controller_param_count(n, d, 3, "adaptive", "dimension") == 1_392_144
     assert controller_param_count(n, d, 3, "static", "feature") == 81
@@ -290,13 +290,13 @@ def test_fuse_first_layer_off_and_head_handling():
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(CTRBenchError, match="maskfusion.mask_type"):
+    with pytest.raises(ModelConfigError, match="maskfusion.mask_type"):
         build("DNN", "adaptive_dwmf", maskfusion={"mask_type": "soft"})
-    with pytest.raises(CTRBenchError, match="unknown key"):
+    with pytest.raises(ModelConfigError, match="unknown key"):
         build("DNN", "adaptive_dwmf", maskfusion={"granularty": "feature"})
-    with pytest.raises(CTRBenchError, match="bottom_mlp_units"):
+    with pytest.raises(ModelConfigError, match="bottom_mlp_units"):
         build("DNN", "baseline", bottom_mlp_units=[16, 4])
-    with pytest.raises(CTRBenchError, match="DNN"):
+    with pytest.raises(ModelConfigError, match="DNN"):
         build("xDeepFM", "adaptive_dwmf", dnn_hidden_units=[])
 
 

@@ -5,7 +5,8 @@ import torch
 
 import model_zoo
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
-from model_zoo.layers.sfg import FeatureGenerator, generator_param_count
+from model_zoo.sfg.generator import FeatureGenerator
+from tests.oracles import generator_param_count
 
 VOCAB = {f"f{i}": 50 + 7 * i for i in range(6)}
 N, D = len(VOCAB), 8

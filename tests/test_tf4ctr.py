@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from benchmark.errors import CTRBenchError
+from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
-from model_zoo.layers import mlp_param_count
-from model_zoo.layers.twin_focus import TwinFocusLoss, twin_focus_weights
+from tests.oracles import mlp_param_count
+from model_zoo.tf4ctr.twin_focus import TwinFocusLoss, twin_focus_weights
 from model_zoo.tf4ctr import TF4CTR
 
 SSEMS = ["share", "SER", "GM", "MoE"]
@@ -92,9 +92,9 @@ def test_ser_easy_dim_switch_and_aliases():
     none = tf4ctr(vocab(10, 5383), SSM="none", DFM="none", easy_hidden_units=[400])
     share = tf4ctr(vocab(10, 5383), SSM="share", DFM="sum", easy_hidden_units=[400])
     assert count_parameters(none) == count_parameters(share)
-    with pytest.raises(CTRBenchError, match="SSM"):
+    with pytest.raises(ModelConfigError, match="SSM"):
         tf4ctr(vocab(10, 5383), SSM="attention")
-    with pytest.raises(CTRBenchError, match="DFM"):
+    with pytest.raises(ModelConfigError, match="DFM"):
         tf4ctr(vocab(10, 5383), DFM="max")
 
 
@@ -131,12 +131,12 @@ def test_twin_focus_factor_is_not_detached():
 
 
 def test_twin_focus_c_range_checked():
-    with pytest.raises(CTRBenchError, match="tf_allow_any_c"):
+    with pytest.raises(ModelConfigError, match="tf_allow_any_c"):
         TwinFocusLoss(0.25, 1.2, 1)
     loss = TwinFocusLoss(0.25, 1.2, 1.5, allow_any_c=True)   # base 0.8 - p_t < 0 is clamped, no NaN
     y = torch.ones(4, 1)
     assert math.isfinite(float(loss(torch.full((4, 1), 5.0), torch.full((4, 1), 5.0), y)))
-    with pytest.raises(CTRBenchError, match="alpha"):
+    with pytest.raises(ModelConfigError, match="alpha"):
         TwinFocusLoss(1.5, 0.8, 1)
 
 
@@ -305,15 +305,15 @@ def test_wrapper_forward_backward(base, kw):
 
 
 def test_wrapper_config_errors():
-    with pytest.raises(CTRBenchError, match="base_model"):
+    with pytest.raises(ModelConfigError, match="base_model"):
         wrapper(None)
-    with pytest.raises(CTRBenchError, match="simple_parts"):
+    with pytest.raises(ModelConfigError, match="simple_parts"):
         wrapper("DeepFM", simple_parts=["nope"])
-    with pytest.raises(CTRBenchError, match="outside_parts"):
+    with pytest.raises(ModelConfigError, match="outside_parts"):
         wrapper("xDeepFM", simple_parts=["cin", "lr_layer"], cin_output_dim=8, cin_hidden_units=[4])
-    with pytest.raises(CTRBenchError, match="SSM: share"):
+    with pytest.raises(ModelConfigError, match="SSM: share"):
         wrapper("WideDeep", SSM="SER")
-    with pytest.raises(CTRBenchError, match="simple_head"):
+    with pytest.raises(ModelConfigError, match="simple_head"):
         wrapper("xDeepFM", simple_parts=["cin"], cin_output_dim=8, cin_hidden_units=[4], simple_head="identity")
 
 

@@ -16,11 +16,12 @@ import os
 import pytest
 import torch
 
-from benchmark.errors import CTRBenchError
+from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import get_model_class
-from model_zoo.layers import mlp_param_count
-from model_zoo.layers.attention import MultiHeadSelfAttention, self_attention_param_count
+from tests.oracles import mlp_param_count
+from model_zoo.layers.attention import MultiHeadSelfAttention
+from tests.oracles import self_attention_param_count
 from tests.conftest import CONFIG
 
 MODELS = ["WideDeep", "DeepFM", "xDeepFM", "DCNv2", "AutoInt", "AutoIntPlus", "AFN", "AFNPlus",
@@ -285,7 +286,7 @@ def test_forward_backward_outputs_probabilities(name):
 
 # ---- semantics ----------------------------------------------------------------------------------
 def test_deepfm_pairwise_term_with_explicit_operands():
-    from model_zoo.deepfm import pairwise_product_sum
+    from model_zoo.baselines.deepfm import pairwise_product_sum
 
     torch.manual_seed(1)
     model = build("DeepFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, dnn_hidden_units=[8])
@@ -326,7 +327,7 @@ def test_self_attention_is_permutation_equivariant_over_fields():
     perm = torch.tensor([3, 0, 4, 1, 2])
     assert torch.allclose(layer(x)[:, perm], layer(x[:, perm]), atol=1e-6)
     assert layer(x).min() >= 0  # ReLU output
-    with pytest.raises(CTRBenchError):
+    with pytest.raises(ModelConfigError):
         MultiHeadSelfAttention(4, 10, num_heads=3)
 
 
@@ -348,7 +349,7 @@ def test_graphfm_keeps_exactly_m_neighbours_per_node():
         assert torch.all(keep.sum(-1) == m)
         assert not keep.diagonal(dim1=1, dim2=2).any()
         assert torch.all((weights > 0) == keep)
-    with pytest.raises(CTRBenchError):
+    with pytest.raises(ModelConfigError):
         build("GraphFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, num_layers=2, num_neighbors=[6, 2])
 
 
@@ -404,15 +405,15 @@ def test_edcn_regulation_gates_and_cross_residual():
 
 def test_user_errors_are_ctrbench_errors():
     fmap = feature_map_from_vocab(SMALL, 4)
-    with pytest.raises(CTRBenchError, match="model_structure"):
+    with pytest.raises(ModelConfigError, match="model_structure"):
         build("DCNv2", fmap, embedding_dim=4, model_structure="serial")
-    with pytest.raises(CTRBenchError, match="stacked_dnn_hidden_units"):
+    with pytest.raises(ModelConfigError, match="stacked_dnn_hidden_units"):
         build("DCNv2", fmap, embedding_dim=4, model_structure="stacked", dnn_hidden_units=[])
-    with pytest.raises(CTRBenchError, match="dnn_hidden_units"):
+    with pytest.raises(ModelConfigError, match="dnn_hidden_units"):
         build("AutoIntPlus", fmap, embedding_dim=4, dnn_hidden_units=[])
-    with pytest.raises(CTRBenchError, match="bridge_type"):
+    with pytest.raises(ModelConfigError, match="bridge_type"):
         build("EDCN", fmap, embedding_dim=4, bridge_type="sum")
-    with pytest.raises(CTRBenchError, match="cin_hidden_units"):
+    with pytest.raises(ModelConfigError, match="cin_hidden_units"):
         build("xDeepFM", fmap, embedding_dim=4, cin_hidden_units=[])
 
 

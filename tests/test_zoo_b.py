@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import model_zoo
-from benchmark.errors import CTRBenchError
+from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
-from model_zoo.layers import mlp_param_count
-from model_zoo.layers.bilinear import bilinear_fusion_param_count
+from tests.oracles import mlp_param_count
+from tests.oracles import bilinear_fusion_param_count
 
 VOCAB = {"f0": 7, "f1": 11, "f2": 5, "f3": 13, "f4": 3}      # n = 5 fields, V = 39 rows
 V, N = sum(VOCAB.values()), len(VOCAB)
@@ -382,7 +382,7 @@ def test_dlrm_dense_vector_is_first_token():
 
 
 def test_gated_cross_layer_equation():
-    from model_zoo.gdcn import GatedCrossNet
+    from model_zoo.baselines.gdcn import GatedCrossNet
 
     torch.manual_seed(4)
     net = GatedCrossNet(6, 2)
@@ -396,7 +396,7 @@ def test_gated_cross_layer_equation():
 
 def test_euler_layer_explicit_part_is_eulers_formula():
     """With identity orders and zero biases the explicit part returns its complex inputs."""
-    from model_zoo.eulernet import EulerInteractionLayer
+    from model_zoo.baselines.eulernet import EulerInteractionLayer
 
     torch.manual_seed(5)
     layer = EulerInteractionLayer(3, 3, 4)
@@ -447,7 +447,7 @@ def test_embedding_initializer_option():
 
 
 def test_wukong_fm_block_is_low_rank_fm():
-    from model_zoo.wukong import FactorizationMachineBlock, LinearCompressionBlock
+    from model_zoo.baselines.wukong import FactorizationMachineBlock, LinearCompressionBlock
 
     torch.manual_seed(7)
     fmb = FactorizationMachineBlock(N, 2, D, rank=3)
@@ -488,7 +488,7 @@ def test_finalmlp_gates_and_fusion():
 
 
 def test_finalnet_layers_and_gate():
-    from model_zoo.finalnet import FactorizedInteraction
+    from model_zoo.baselines.finalnet import FactorizedInteraction
     from model_zoo.layers.gates import FieldGate
 
     torch.manual_seed(8)
@@ -523,7 +523,7 @@ def test_afm_without_attention_is_weighted_sum():
 # auxiliary losses come from tensors of the same forward pass
 
 def test_cl4ctr_losses():
-    from model_zoo.cl4ctr import alignment_loss, uniformity_loss
+    from model_zoo.baselines.cl4ctr import alignment_loss, uniformity_loss
 
     torch.manual_seed(9)
     e = torch.randn(6, 3, 4)
@@ -590,7 +590,7 @@ def test_regularizer_sets_both_terms():
     ("FwFM", {"linear_type": "LV"}, "linear_type"),
 ])
 def test_config_errors(name, over, key):
-    with pytest.raises(CTRBenchError, match=key):
+    with pytest.raises(ModelConfigError, match=key):
         build(name, fmap(numeric=True), **over)
 
 

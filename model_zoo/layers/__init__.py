@@ -1,8 +1,7 @@
-"""Building blocks written once and shared by every model family."""
+"""Building blocks that more than one model family uses (a family's own layers live in its package)."""
 
 from .activations import Mice, make_activation, make_activations
-from .mlp import MLP, mlp_param_count
 from .losses import LOSSES, get_loss_fn
+from .mlp import MLP
 
-__all__ = ["Mice", "make_activation", "make_activations", "MLP", "mlp_param_count", "LOSSES",
-           "get_loss_fn"]
+__all__ = ["Mice", "make_activation", "make_activations", "MLP", "LOSSES", "get_loss_fn"]

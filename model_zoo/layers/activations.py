@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fuxictr.pytorch.layers import Dice
 
+from ..errors import ModelConfigError
+
 
 class Mice(nn.Module):
     """Mice (IBNet eq. 23; the authors' ``PBMish``), channel-wise over a (B, H) input.
@@ -89,8 +91,7 @@ def make_activation(name, dim: int, /, **options) -> nn.Module:
         return nn.Identity()
     key = str(name).lower()
     if key not in _FACTORIES:
-        from benchmark.errors import CTRBenchError
-        raise CTRBenchError(f"unknown activation '{name}'; choose one of {', '.join(ACTIVATIONS)}")
+        raise ModelConfigError(f"unknown activation '{name}'; choose one of {', '.join(ACTIVATIONS)}")
     return _FACTORIES[key](dim, **options)
 
 
@@ -99,14 +100,3 @@ def make_activations(names, hidden_units, /, **options) -> list[nn.Module]:
     if not isinstance(names, (list, tuple)):
         names = [names] * len(hidden_units)
     return [make_activation(n, d, **options) for n, d in zip(names, hidden_units)]
-
-
-def activation_param_count(name, dim: int) -> int:
-    key = str(name).lower()
-    if key.startswith("mice") or key.startswith("pbmish"):
-        return 2 * dim
-    if key == "dice":
-        return dim
-    if key == "prelu":
-        return dim
-    return 0

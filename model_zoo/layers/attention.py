@@ -22,8 +22,10 @@ when the input and output widths differ (``residual_projection: auto``) and the 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from fuxictr.pytorch.layers import ScaledDotProductAttention
+from torch import nn
+
+from ..errors import ModelConfigError
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -36,15 +38,13 @@ class MultiHeadSelfAttention(nn.Module):
                  dropout_rate: float = 0.0, use_residual: bool = True, use_scale: bool = False,
                  layer_norm: bool = False, residual_projection: str = "auto", use_relu: bool = True):
         super().__init__()
-        from benchmark.errors import CTRBenchError
-
         attention_dim = int(attention_dim or input_dim)
         num_heads = int(num_heads)
         if num_heads < 1 or attention_dim % num_heads:
-            raise CTRBenchError(f"attention_dim={attention_dim} must be a positive multiple of "
-                                f"num_heads={num_heads}; change attention_dim or num_heads")
+            raise ModelConfigError(f"attention_dim={attention_dim} must be a positive multiple of "
+                                   f"num_heads={num_heads}; change attention_dim or num_heads")
         if residual_projection not in ("auto", "always"):
-            raise CTRBenchError(f"residual_projection='{residual_projection}' must be 'auto' or 'always'")
+            raise ModelConfigError(f"residual_projection='{residual_projection}' must be 'auto' or 'always'")
         self.input_dim, self.attention_dim, self.num_heads = int(input_dim), attention_dim, num_heads
         self.head_dim = attention_dim // num_heads
         self.scale = self.head_dim ** 0.5 if use_scale else None
@@ -75,15 +75,3 @@ class MultiHeadSelfAttention(nn.Module):
         if self.layer_norm is not None:
             out = self.layer_norm(out)
         return torch.relu(out) if self.use_relu else out
-
-
-def self_attention_param_count(input_dim: int, attention_dim: int | None = None, use_residual: bool = True,
-                               layer_norm: bool = False, residual_projection: str = "auto") -> int:
-    """Closed-form parameter count of one ``MultiHeadSelfAttention`` layer."""
-    attention_dim = attention_dim or input_dim
-    total = 3 * input_dim * attention_dim
-    if use_residual and (residual_projection == "always" or input_dim != attention_dim):
-        total += input_dim * attention_dim
-    if layer_norm:
-        total += 2 * attention_dim
-    return total

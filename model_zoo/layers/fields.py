@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import ModelConfigError
+
 
 def embedded_fields(feature_map, exclude=()) -> list[str]:
     """Names of the fields ``FeatureEmbedding`` stacks (every non-meta feature, in feature-map order)."""
@@ -15,13 +17,11 @@ def fields_of_type(feature_map, *types) -> list[str]:
 
 def field_positions(feature_map, names, key: str) -> list[int]:
     """Positions of ``names`` among the stacked fields; an unknown name is a config error naming ``key``."""
-    from benchmark.errors import CTRBenchError
-
     fields = embedded_fields(feature_map)
     positions = []
     for name in names or []:
         if name not in fields:
-            raise CTRBenchError(f"{key}: '{name}' is not a feature of dataset '{feature_map.dataset_id}'; "
-                                f"use some of {', '.join(fields)}")
+            raise ModelConfigError(f"{key}: '{name}' is not a feature of dataset '{feature_map.dataset_id}'; "
+                                   f"use some of {', '.join(fields)}")
         positions.append(fields.index(name))
     return positions

@@ -13,6 +13,8 @@ import functools
 
 import torch.nn.functional as F
 
+from ..errors import ModelConfigError
+
 EPS = 1e-7
 
 
@@ -53,8 +55,7 @@ def get_loss_fn(name: str, **params):
     """The loss function for ``loss: name``; ``focal_gamma``/``rce_beta`` come from the config."""
     key = str(name).lower()
     if key not in LOSSES:
-        from benchmark.errors import CTRBenchError
-        raise CTRBenchError(f"unknown loss '{name}'; choose one of {', '.join(sorted(LOSSES))}")
+        raise ModelConfigError(f"unknown loss '{name}'; choose one of {', '.join(sorted(LOSSES))}")
     fn = LOSSES[key]
     if fn is focal_loss:
         return functools.partial(fn, gamma=float(params.get("focal_gamma", 2.0)))

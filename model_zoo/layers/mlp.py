@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fuxictr.pytorch.layers import MLP_Block
 
-from .activations import activation_param_count, make_activations
+from .activations import make_activations
 
 
 class MLP(MLP_Block):
@@ -22,18 +22,3 @@ class MLP(MLP_Block):
                          output_dim=output_dim, output_activation=output_activation,
                          dropout_rates=dropout_rates, batch_norm=batch_norm, bn_only_once=bn_only_once,
                          use_bias=use_bias)
-
-
-def mlp_param_count(input_dim, hidden_units, output_dim=None, batch_norm=False, activation="relu",
-                    use_bias=True) -> int:
-    """Closed-form parameter count of ``MLP`` (for the zoo's parameter-count tests)."""
-    dims = [input_dim] + list(hidden_units)
-    total = 0
-    for i in range(len(hidden_units)):
-        total += dims[i] * dims[i + 1] + (dims[i + 1] if use_bias else 0)
-        total += 2 * dims[i + 1] if batch_norm else 0
-        act = activation[i] if isinstance(activation, (list, tuple)) else activation
-        total += activation_param_count(act, dims[i + 1])
-    if output_dim is not None:
-        total += dims[-1] * output_dim + (output_dim if use_bias else 0)
-    return total
