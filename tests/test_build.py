@@ -347,3 +347,44 @@ def test_legacy_fuxictr20_h5_directory_loads(tmp_path, raw):
     batch = next(iter(loaders["train"]))
     assert batch["cat_str"].dtype.is_floating_point is False
     assert loaders["train"].num_samples == ROWS
+
+
+def _split_into_files(raw, folder, n_files=3):
+    """The train csv as a folder of ``n_files`` csv files (like Criteo Terabyte's days)."""
+    frame = pl.read_csv(raw["train"], infer_schema=False)
+    os.makedirs(folder, exist_ok=True)
+    step = -(-frame.height // n_files)
+    for i in range(n_files):
+        frame.slice(i * step, step).write_csv(os.path.join(folder, f"day_{i}.csv"))
+    return folder
+
+
+def _columns(directory, split):
+    blocks = [h5io.read_block(f) for f in h5io.split_files(directory, split)]
+    return {c: np.concatenate([b[c] for b in blocks]) for c in blocks[0]}
+
+
+@pytest.mark.parametrize("block", [0, 70])
+@pytest.mark.parametrize("hashed", [False, True])
+def test_multi_file_split_builds_files_in_parallel_identically(tmp_path, raw, block, hashed):
+    folder = _split_into_files(raw, str(tmp_path / "raw" / "allkinds" / "train"))
+    sets = [f"train_data={folder}", f"data_block_size={block}"] + (["hash_buckets=1000"] if hashed else [])
+    reference = build_mod.build(params_for(tmp_path, *sets, "build_root=" + str(tmp_path / "mem")), quiet=True)
+    built = {}
+    for jobs in (1, 2):
+        built[jobs] = build_mod.build(params_for(tmp_path, *sets, "build_in_memory=false", f"build_jobs={jobs}",
+                                                 "build_root=" + str(tmp_path / f"jobs{jobs}")), quiet=True)
+    if block:
+        assert len(h5io.split_files(built[2], "train")) == 3 * -(-(ROWS // 3) // block)
+    for split in h5io.SPLITS:
+        ref, one, two = (_columns(d, split) for d in (reference, built[1], built[2]))
+        for col in ref:
+            np.testing.assert_array_equal(one[col], two[col], err_msg=f"{split}/{col}")
+            np.testing.assert_array_equal(ref[col], one[col], err_msg=f"{split}/{col}")
+    with open(os.path.join(reference, "feature_vocab.json")) as a, open(os.path.join(built[2], "feature_vocab.json")) as b:
+        assert a.read() == b.read()
+
+
+def test_build_jobs_must_be_a_positive_integer(tmp_path, raw):
+    with pytest.raises(CTRBenchError, match="build_jobs=0.5 .* must be a positive integer"):
+        build_mod.build(params_for(tmp_path, "build_jobs=0.5"), quiet=True)

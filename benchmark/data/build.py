@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -308,6 +309,29 @@ def _split_sources(params: dict, specs, labels, dtypes) -> dict[str, pl.LazyFram
     return frames
 
 
+def _file_units(params: dict, dtypes: dict) -> dict[str, list[pl.LazyFrame]]:
+    """Per-file frames of the splits given as a folder of several files (Criteo Terabyte's days):
+    their files are counted and encoded in parallel, each into its own blocks."""
+    fmt = params.get("data_format", "csv")
+    units = {}
+    for split, path in raw_paths(params).items():
+        files = _source_files(path, fmt) if path else []
+        if len(files) > 1:
+            units[split] = [_scan(f, params, dtypes) for f in files]
+    return units
+
+
+def build_jobs(params: dict) -> int:
+    """``build_jobs`` (``data build --jobs``): files encoded at once; default the machine's cores."""
+    jobs = params.get("build_jobs")
+    if jobs in (None, 0):
+        return max(1, os.cpu_count() or 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise CTRBenchError(f"build_jobs={jobs!r} in {params.get('_dataset_config_file', 'the dataset config')} "
+                            f"must be a positive integer (files built at once)")
+    return jobs
+
+
 def _chunks(frame: pl.LazyFrame, in_memory: bool) -> Iterator[pl.DataFrame]:
     if in_memory:
         yield frame.collect()
@@ -382,7 +406,8 @@ def _write_split(out_dir: str, split: str, chunks: Iterator[dict[str, np.ndarray
         parts = list(chunks)
         if not parts:
             raise CTRBenchError(f"{where} has no rows")
-        columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        columns = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        del parts
         h5io.write_block(os.path.join(out_dir, f"{split}.h5"), columns)
         return len(next(iter(columns.values())))
     os.makedirs(os.path.join(out_dir, split), exist_ok=True)
@@ -455,7 +480,7 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        rows = _build_into(tmp, params, specs, labels, frames)
+        rows = _build_into(tmp, params, specs, labels, frames, dtypes)
         with open(os.path.join(tmp, INFO_FILE), "w") as fd:
             json.dump({"key": key, "dataset_id": params["dataset_id"], "rows": rows,
                        "data_block_size": params.get("data_block_size", 0),
@@ -518,7 +543,7 @@ def choose_in_memory(params: dict) -> tuple[bool, str]:
                   f"({MEMORY_SHARE:.0%} of the free memory)")
 
 
-def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, int]:
+def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> dict[str, int]:
     where = params.get("_dataset_config_file", "the dataset config")
     processor = Processor(feature_cols=specs, label_col=labels, dataset_id=params["dataset_id"],
                     data_root=params["build_root"], group_id=params.get("group_id"))
@@ -534,23 +559,70 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames) -> dict[str, 
     processor.streaming = not in_memory
     processor.chunk_rows = STREAM_CHUNK_ROWS
     prepared = {s: processor.preprocess(_nan_to_null(f, specs)) for s, f in frames.items()}
+    units = {}
     if in_memory:
         prepared = {s: f.collect().lazy() for s, f in prepared.items()}
+    else:
+        units = {s: [processor.preprocess(_nan_to_null(f, specs)) for f in frames_]
+                 for s, frames_ in _file_units(params, dtypes).items() if s in prepared}
+    jobs = build_jobs(params)
+    processor.count_units, processor.jobs = units.get("train"), jobs
     meta_cols = [s["name"] for s in specs if s["type"] == "meta" and s.get("active", True)]
     meta = pl.concat([f.select(meta_cols) for f in prepared.values()]) if meta_cols else None
     processor.fit(prepared["train"], meta_ddf=meta, min_categr_count=params.get("min_categr_count", 1),
                   rebuild_dataset=True)
     encoder = Encoder(processor, specs, labels)
     block = int(params.get("data_block_size", 0) or 0)
-    rows = {}
+    task = params.get("task", "binary_classification")
+    work = []   # (split, unit index, frame, source)
     for split, frame in prepared.items():
         source = raw_paths(params).get(split) or f"{raw_paths(params)['train']} ({split} part)"
+        parts = units.get(split) or [frame]
+        files = _source_files(source, params.get("data_format", "csv")) if split in units else [source]
+        work += [(split, i, part, f) for i, (part, f) in enumerate(zip(parts, files))]
 
-        def encoded(frame=frame, source=source):
+    def encode_unit(item):
+        split, index, frame, source = item
+
+        def encoded():
             for chunk in _chunks(frame, in_memory):
                 arrays = encoder.encode(chunk)
-                _check_labels(arrays, encoder.labels, source, params.get("task", "binary_classification"))
+                _check_labels(arrays, encoder.labels, source, task)
                 yield arrays
 
-        rows[split] = _write_split(out_dir, split, encoded(), block, source, streaming=not in_memory)
+        if split not in units:
+            return _write_split(out_dir, split, encoded(), block, source, streaming=not in_memory)
+        units_dir = os.path.join(out_dir, f".{split}.units")
+        os.makedirs(units_dir, exist_ok=True)
+        return _write_split(units_dir, f"{index:05d}", encoded(), block, source, streaming=True)
+
+    if jobs > 1 and len(work) > 1:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            counts = list(pool.map(encode_unit, work))
+    else:
+        counts = [encode_unit(item) for item in work]
+    rows: dict[str, int] = {}
+    for (split, _, _, _), n in zip(work, counts):
+        rows[split] = rows.get(split, 0) + n
+    for split, parts in units.items():
+        _gather_units(out_dir, split, len(parts), block)
     return rows
+
+
+def _gather_units(out_dir: str, split: str, n_units: int, block: int) -> None:
+    """Move the blocks that each file of a split wrote into the split's own layout, in file order:
+    ``split/part_NNNNN.h5`` renamed (block_size > 0), or appended into one ``split.h5`` (block_size 0)."""
+    units_dir = os.path.join(out_dir, f".{split}.units")
+    files = [f for i in range(n_units) for f in h5io.split_files(units_dir, f"{i:05d}")]
+    if block > 0:
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        for index, path in enumerate(files):
+            os.rename(path, os.path.join(out_dir, split, f"part_{index:05d}.h5"))
+    else:
+        writer = _H5Appender(os.path.join(out_dir, f"{split}.h5"))
+        try:
+            for path in files:
+                writer.append(h5io.read_block(path))
+        finally:
+            writer.close()
+    shutil.rmtree(units_dir)

@@ -13,6 +13,7 @@ fuxictr's own dict tokenizer, fed from the same counts.
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 from fuxictr.datasets import avazu, criteo, kkbox
@@ -30,6 +31,9 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
     where = "the dataset config"
     streaming = False   # the builder sets it when the raw files are read in batches, not in memory
     chunk_rows = 200_000
+    count_units = None  # per-file frames of a multi-file train split (counted in parallel)
+    jobs = 1
+    _train = None
 
     def dlrm_log1p(self, col_name):
         """DLRM's dense transform: negative values -> 0, then log(x + 1)."""
@@ -50,6 +54,7 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
     # ---- statistics
 
     def _collect_statistics(self, train_ddf, meta_ddf=None):
+        self._train = train_ddf
         active = [c for c in self.feature_cols if c.get("active", True)]
         counted = [c for c in active if c["type"] in ("categorical", "sequence", "meta")
                    and c.get("remap", True) and not c.get("hash_buckets")
@@ -76,11 +81,25 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
         return stats
 
     def _count(self, frame: pl.LazyFrame, cols: list[dict]) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
-        """Value counts (and the longest sequence) of ``cols``: one query over an in-memory frame, or one
-        pass over the batches of a streamed one."""
-        max_len: dict[str, int] = {}
+        """Value counts (and the longest sequence) of ``cols``: one query over an in-memory frame, one
+        pass over the batches of a streamed one, or, for a split of several files (``count_units``),
+        one pass per file, ``jobs`` files at a time, merged."""
         if not cols:
-            return {}, max_len
+            return {}, {}
+        units = self.count_units if self.streaming and self.count_units and frame is self._train else None
+        if not units:
+            return self._count_frame(frame, cols)
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            results = list(pool.map(lambda unit: self._count_frame(unit, cols, merged=False), units))
+        merger, max_len = vc.CountMerger(), {}
+        for part, lengths in results:
+            merger.absorb(part)
+            for name, n in lengths.items():
+                max_len[name] = max(max_len.get(name, 0), n)
+        return merger.result(), max_len
+
+    def _count_frame(self, frame: pl.LazyFrame, cols: list[dict], merged: bool = True):
+        max_len: dict[str, int] = {}
         names = list(dict.fromkeys(c["name"] for c in cols))
         batches = ([frame.select(names)] if not self.streaming else
                    frame.select(names).collect_batches(chunk_size=self.chunk_rows, maintain_order=False))
@@ -98,7 +117,7 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
                 else:
                     parts[name] = vc.count_values(batch.lazy().select(pl.col(name).alias(vc.VALUE)))
             merger.add_batch(parts)
-        return merger.result(), max_len
+        return (merger.result() if merged else merger), max_len
 
     def _numeric_statistics(self, train_ddf: pl.LazyFrame, active: list[dict]) -> dict[str, dict]:
         """fuxictr's normaliser statistics with its own expressions, in one (streaming) query."""

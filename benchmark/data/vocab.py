@@ -62,6 +62,11 @@ class CountMerger:
         for name, frame in zip(names, pl.collect_all(queries)):
             self.merged[name], self.pending[name] = frame, []
 
+    def absorb(self, other: "CountMerger") -> None:
+        """Take another merger's counts (e.g. of another file) as pending parts of this one."""
+        for name, frame in other.result().items():
+            self.pending.setdefault(name, []).append(frame)
+
     def result(self) -> dict[str, pl.DataFrame]:
         self._merge(lambda name: True)
         return dict(self.merged)
