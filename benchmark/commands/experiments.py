@@ -158,7 +158,8 @@ def sweep(config: Optional[str] = ConfigOpt,
           isolate: bool = typer.Option(False, "--isolate", help="Run every run in its own process, even "
                                        "with --jobs 1."),
           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Dispatch runs as Ray tasks "
-                                                    "to this cluster ('auto' = the local one)."),
+                                                    "to this cluster ('auto' = the running local one; 'local' "
+                                                    "starts one for this sweep)."),
           ray_gpus: float = typer.Option(1.0, "--ray-gpus", help="GPUs per Ray task (0 for CPU clusters)."),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether they are done."),
           debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
@@ -185,9 +186,9 @@ def sweep(config: Optional[str] = ConfigOpt,
             out.print(f"{status:8s} {spec.label:40s} {spec.model:12s} {spec.dataset_id:20s} {spec.config_hash}",
                       highlight=False)
         return
+    executor = sweep_mod.make_executor(results_path, jobs, gpu_list, ray_address, ray_gpus, isolate)  # Ray first
     pending = [s for s in specs if s.config_hash not in sweep_mod.finished_hashes(results_path)]
     sweep_mod.prebuild(pending)
-    executor = sweep_mod.make_executor(results_path, jobs, gpu_list, ray_address, ray_gpus, isolate)
     runner = sweep_mod.Sweep(specs, results_path, executor, retries, console)
     try:
         result = runner.run()
