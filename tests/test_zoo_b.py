@@ -334,11 +334,14 @@ def test_pairwise_operands_are_explicit():
     assert not torch.allclose(fwfm.interact(left, right), fwfm.interact(right, left))
 
 
-def test_fmfm_starts_as_fm_and_matrices_act_on_left():
+def test_fmfm_with_identity_transforms_is_fm_and_matrices_act_on_left():
     torch.manual_seed(2)
     left, right = torch.randn(4, N, D), torch.randn(4, N, D)
     for kind in ("matrixed", "vectorized"):
         model = build("FmFM", field_interaction_type=kind)
+        with torch.no_grad():   # M_ij = I (or 1): FmFM reduces to FM
+            ones = torch.eye(D).expand_as(model.field_transform) if kind == "matrixed" else 1.0
+            model.field_transform.copy_(torch.ones_like(model.field_transform) * ones)
         fm = 0.5 * (left.sum(1).pow(2) - left.pow(2).sum(1)).sum(-1)
         assert torch.allclose(model.interact(left, left).sum(-1), fm, atol=1e-5)
     model = build("FmFM")

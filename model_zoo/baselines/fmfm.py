@@ -2,7 +2,9 @@
 
 - FmFM: ``y = LR(x) + sum_{i<j} <v_i M_ij, v_j>`` with one matrix per field pair
   (``field_interaction_type: matrixed``, d x d) or a diagonal one (``vectorized``, the FvFM form).
-  Pair matrices start at the identity, i.e. the model starts as FM (FM is FmFM with M_ij = I).
+  The pair transforms (P x d x d, or P x d) start as FuxiCTR's and the SFG authors' code start them:
+  ``xavier_normal_`` over the whole tensor (std = sqrt(2 / (d*d + P*d)) for the matrices, about 0.016
+  on Criteo with d = 10).
   All fields share one embedding size (the paper's field-specific sizes are not implemented).
 - FwFM: ``y = b + linear + sum_{i<j} r_ij <v_i, v_j>`` with one scalar weight per field pair
   (a Linear(P -> 1) whose bias is the global bias). ``linear_type``: ``LW`` (one weight per feature,
@@ -60,13 +62,8 @@ class FmFM(CTRModel):
         self.field_transform = nn.Parameter(torch.empty(*shape))
         self.finish()
 
-    def init_weights(self):
-        with torch.no_grad():
-            if self.matrixed:
-                eye = torch.eye(self.embedding_dim, device=self.field_transform.device)
-                self.field_transform.copy_(eye.expand_as(self.field_transform))
-            else:
-                self.field_transform.fill_(1.0)
+    def init_weights(self):   # also called by BaseModel.reset_parameters
+        nn.init.xavier_normal_(self.field_transform)
 
     def interact(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """``<left_i M_ij, right_j>`` for every pair i < j: (B, P)."""

@@ -36,12 +36,11 @@ class TokenMix(nn.Module):
         self.init_weights()
 
     def init_weights(self):  # also called by BaseModel.reset_parameters
-        # the default init of a Linear(n_in -> n_out): kaiming-uniform with a=sqrt(5) over fan_in = n_in
-        bound = 1.0 / math.sqrt(self.n_in)
-        with torch.no_grad():
-            self.weight.uniform_(-bound, bound)
-            if self.bias is not None:
-                self.bias.zero_()
+        # the authors' init of their (n_in, n_out) token matrices: torch's kaiming_uniform_ with its
+        # defaults (a = 0, fan_in = the tensor's size(1) = n_out), i.e. U(+-sqrt(6 / n_out))
+        nn.init.kaiming_uniform_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
     def forward(self, x):
         y = torch.einsum("bnd,nm->bmd", x, self.weight)

@@ -1,6 +1,6 @@
 """TF4CTR (Li et al., "TF4CTR: Twin Focus Framework for CTR Prediction via Adaptive Sample
 Differentiation", arXiv 2405.03167): SSEM -> simple / complex encoders -> DFM, trained with BCE plus
-the Twin Focus loss (model_zoo/layers/twin_focus.py).
+the Twin Focus loss (``twin_focus.py`` of this package).
 
 Building blocks (spec tf4ctr.md §2-§4), all in this file:
 
