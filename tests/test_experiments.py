@@ -288,6 +288,24 @@ def test_ray_executor_dispatches_one_gpu_per_run_and_collects_records(data_root,
     assert rec["config_hash"] == one[0].config_hash and 0 <= rec["test"]["AUC"] <= 1
 
 
+def test_ray_address_local_starts_a_ray_instance_and_a_missing_cluster_says_how_to_start_one():
+    local = FakeRay()
+    sweep_mod.RayExecutor("local", 1, 0.0, 1.0, None, ray_module=local)
+    assert local.inits[0]["address"] is None                       # ray.init() starts one in this process
+
+    class NoCluster(FakeRay):
+        def init(self, **kw):
+            raise ConnectionError("Could not find any running Ray instance.")
+
+    with pytest.raises(CTRBenchError, match=r"start one with 'ray start --head'.*--ray-address local"):
+        sweep_mod.RayExecutor("auto", 1, 0.0, 1.0, None, ray_module=NoCluster())
+
+
+def test_every_expid_glob_must_match(data_root):
+    with pytest.raises(CTRBenchError, match=r"NoSuchNet_\* matches no expid"):
+        sweep_mod.expand_expids(CONFIG, "DCN_tiny,NoSuchNet_*", None, ["verbose=0"], data_root)
+
+
 # ---- GPU-path switches (exercised on CPU) ---------------------------------------------------------------
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..data import prepare as prep
 from ..data import registry
+from ..data import verify as verify_mod
 from ..errors import CTRBenchError
 from .common import ConfigOpt, DataRootOpt, console, default_config_dir, out, setup_logging
 
@@ -49,17 +50,17 @@ def data_list(config: Optional[str] = ConfigOpt, data_root: Optional[str] = Data
     for dataset_id in known + (others if all_ else []):
         params, paths = _dataset_paths(config_dir, dataset_id, data_root)
         info = registry.dataset(dataset_id)
-        split_set, located = prep.locate(dataset_id, paths, params["data_root"])
+        split_set, located = verify_mod.locate(dataset_id, paths, params["data_root"])
         if split_set is not None:
-            presence, verified = prep.status_from_cache(split_set, located)
-            rows = prep.describe_rows(split_set, tuple(located))
-            files = prep.describe_files(list(located.values()), params["data_root"])
+            presence, verified = verify_mod.status_from_cache(split_set, located)
+            rows = verify_mod.describe_rows(split_set, tuple(located))
+            files = verify_mod.describe_files(list(located.values()), params["data_root"])
         else:
             present = [p for p in paths.values() if p and os.path.exists(p)]
             presence = "yes" if len(present) == len([p for p in paths.values() if p]) else \
                 ("partial" if present else "no")
             verified, rows = "-", "-"
-            files = prep.describe_files([p for p in paths.values() if p], params["data_root"])
+            files = verify_mod.describe_files([p for p in paths.values() if p], params["data_root"])
         if info is not None:
             processing = info.processing
         elif params.get("synthetic"):
@@ -98,8 +99,8 @@ def data_verify(dataset_id: str = typer.Argument(..., help="dataset_id (or split
         return
     config_id = info.dataset_id if info is not None else dataset_id
     params, paths = _dataset_paths(config_dir, config_id, data_root)
-    _, located = prep.locate(dataset_id, paths, params["data_root"])
-    checks = prep.verify(split_set, located, use_cache=not no_cache)
+    _, located = verify_mod.locate(dataset_id, paths, params["data_root"])
+    checks = verify_mod.verify(split_set, located, use_cache=not no_cache)
     table = Table()
     for col in ("split", "file", "status", "rows", "expected rows", "detail"):
         table.add_column(col, overflow="fold")
