@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
+from torch import nn
 from fuxictr.pytorch.models import BaseModel
 
 from .errors import ModelConfigError
@@ -110,8 +113,38 @@ class CTRModel(BaseModel):
         return sum(p.numel() for name, p in self.named_parameters()
                    if p.requires_grad and (count_embedding or "embedding" not in name))
 
+    # ---- the training step: fuxictr's own fit and ctrbench's trainer step through these ----------
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every optimiser one training step steps: the main one, then ``aux_optimizers``."""
+        return [self.optimizer, *self.aux_optimizers]
+
+    def train_step(self, batch_data):
+        """fuxictr's ``fit`` step, stepping every optimiser and calling ``on_train_step_end``.
+
+        fuxictr's own ``train_step`` steps ``self.optimizer`` only, so under ``model.fit(...)`` a model's
+        auxiliary optimisers (MaskFusion's SmoothL0 gate) would never train; this one keeps fuxictr's
+        order (zero, forward, loss, backward, clip, step) for all of them.
+        """
+        for opt in self.optimizers():
+            opt.zero_grad()
+        return_dict = self.forward(batch_data)
+        loss = self.compute_loss(return_dict, self.get_labels(batch_data))
+        loss.backward()
+        if self._max_gradient_norm and self._max_gradient_norm > 0:
+            nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
+        for opt in self.optimizers():
+            opt.step()
+        self.on_train_step_end(self._total_steps - 1)   # fit counts the step before running it
+        return loss
+
+    def save_weights(self, checkpoint):
+        """fuxictr's save, creating the checkpoint's folder (``model_root/<dataset_id>``) first."""
+        os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
+        super().save_weights(checkpoint)
+
     def on_train_step_end(self, step: int) -> None:
-        """Hook called by the training loop after each optimiser step (schedules, gates)."""
+        """Hook called after each optimiser step with the 0-based index of that step (schedules, gates);
+        both fuxictr's ``fit`` (through ``train_step``) and ctrbench's trainer call it."""
 
 
 class ShallowDeepModel(CTRModel):

@@ -302,6 +302,26 @@ def test_config_errors_name_the_key():
 
 # ---- SmoothL0 ------------------------------------------------------------------------------------------
 
+def test_fuxictr_fit_evaluate_predict_train_the_smoothl0_gate(tmp_path):
+    """A FuxiCTR user's ``model.fit(train_gen, validation_data=...)`` steps the gate's own optimiser and
+    the eps schedule (fuxictr's own train_step steps ``model.optimizer`` only); evaluate and predict
+    read the trained model."""
+    model = build("DNN", "smoothl0_fwmf", maskfusion={"smooth_l0": {"enabled": True, "lambda": 0.5}},
+                  model_root=str(tmp_path), optimizer="adagrad", learning_rate=0.01)
+    gate = model.smooth_l0_gate
+    train = [batch_of(size=16, seed=s) for s in range(5)]
+    valid = [batch_of(size=16, seed=100 + s) for s in range(2)]
+    x0 = gate.x.detach().clone()
+    main_before = [p.detach().clone() for p in model.main_parameters()]
+    model.fit(train, epochs=2, validation_data=valid, max_gradient_norm=10.0)
+    assert gate.eps.item() == pytest.approx(0.1 * 0.999 ** 10)   # on_train_step_end ran every step
+    assert not torch.equal(gate.x.detach(), x0)                  # the aux SGD moved the gate
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(main_before, model.main_parameters()))
+    logs = model.evaluate(valid)
+    assert set(logs) >= {"AUC", "logloss"}
+    assert model.predict(valid).shape == (32,)
+
+
 def test_smoothl0_gate_optimiser_schedule_and_pruning():
     from benchmark.train import Trainer
 
