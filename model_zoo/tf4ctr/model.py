@@ -146,13 +146,14 @@ class DynamicFusion(nn.Module):
       sum:  z_s + z_c                      wsf:  w1 z_s + w2 z_c, (w1, w2) learnable, init 0.5
       vf:   p_s z_s + p_c z_c, (p_s, p_c) = softmax(([pi_s, pi_c] + G) / tau), pi = Linear(., 1)(h),
             G ~ Gumbel(0, 1) (the code uses pi as the Gumbel logits; the paper's log(pi) is undefined for
-            pi < 0). Noise is drawn in training; at evaluation only with ``vf_eval_noise`` (the authors'
-            code always draws it, which makes inference stochastic; default here: softmax(pi / tau)).
+            pi < 0). Noise is drawn in training and, as in the authors' code, at evaluation too
+            (``vf_eval_noise: True``, the default: inference is stochastic); ``vf_eval_noise: False`` is
+            the deterministic evaluation softmax(pi / tau).
       cf:   Linear(H_s + H_c, 1)([h_s || h_c])
       moef: sum_k softmax(W_g u)_k (W_m u)_k, u = [h_s || h_c], W_g, W_m: Linear(H_s + H_c, 2)
     """
 
-    def __init__(self, kind, simple_dim, complex_dim, vf_tau=0.8, vf_eval_noise=False, simple_head=None,
+    def __init__(self, kind, simple_dim, complex_dim, vf_tau=0.8, vf_eval_noise=True, simple_head=None,
                  complex_head=None, model="TF4CTR"):
         super().__init__()
         self.kind = _choice(kind, DFM_NAMES, "DFM", model)
@@ -208,15 +209,15 @@ class TF4CTR(TwinFocusLossMixin, CTRModel):
     Loss = main loss(sigma(z)) + alpha L_simple(sigma(z_s)) + (1 - alpha) L_complex(sigma(z_c)) + L2
     (``tf_loss: False`` drops the TF term). Where paper and code differ the code is the default:
     SER's easy table has dim d // 2 (``easy_embedding_dim``), VF feeds pi directly as Gumbel logits with
-    tau = ``vf_tau`` = 0.8. One exception: VF draws no Gumbel noise at evaluation unless
-    ``vf_eval_noise: True`` (the code draws it, so its inference is stochastic). The authors' "TF4CTR" v1
+    tau = ``vf_tau`` = 0.8 and draws its Gumbel noise at evaluation too (``vf_eval_noise: False`` makes
+    evaluation deterministic, softmax(pi / tau)). The authors' "TF4CTR" v1
     (DualMLP + TF loss, Table II) is ``SSM: share, DFM: WSF``.
     """
 
     def __init__(self, feature_map, model_id="TF4CTR", embedding_dim=16, SSM="SER", DFM="WSF",
                  easy_embedding_dim=None, easy_hidden_units=(400,), hard_hidden_units=(400, 400, 400),
                  hidden_activations="relu", net_dropout=0.0, batch_norm=True, alpha=0.25, c=0.8, gamma=1,
-                 tf_loss=True, tf_allow_any_c=False, vf_tau=0.8, vf_eval_noise=False, **kwargs):
+                 tf_loss=True, tf_allow_any_c=False, vf_tau=0.8, vf_eval_noise=True, **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         easy_hidden_units, hard_hidden_units = list(easy_hidden_units or []), list(hard_hidden_units or [])
         if not easy_hidden_units or not hard_hidden_units:
@@ -308,7 +309,7 @@ class TF4CTRWrapper(TwinFocusLossMixin, CTRModel):
     def __init__(self, feature_map, model_id="TF4CTRWrapper", base_model=None, embedding_dim=16, SSM="SER",
                  DFM="WSF", easy_embedding_dim=None, simple_parts=None, outside_parts=None, simple_bias=False,
                  simple_head="linear", cin_output_dim=None, alpha=0.25, c=0.8, gamma=1, tf_loss=True,
-                 tf_allow_any_c=False, vf_tau=0.8, vf_eval_noise=False, net_dropout=0.0, batch_norm=True,
+                 tf_allow_any_c=False, vf_tau=0.8, vf_eval_noise=True, net_dropout=0.0, batch_norm=True,
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         owner = f"{model_id} (TF4CTRWrapper on {base_model})"
