@@ -1,0 +1,346 @@
+"""ctrbench tune: the space file, a real SQLite study that prunes, an interrupted and a killed study
+resumed to exactly the requested total, two processes on one study, and the tuned expid reproducing its
+trial."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna")
+
+from benchmark import tune as tune_mod  # noqa: E402
+from benchmark.config import load_config  # noqa: E402
+from benchmark.errors import CTRBenchError  # noqa: E402
+from benchmark.records import read_records  # noqa: E402
+from tests.conftest import CONFIG, REPO  # noqa: E402
+
+# 1e-9 leaves the model at its initialisation (valid AUC ~0.47 at every evaluation); 3e-2 learns (0.70+ at the
+# second evaluation on the tiny fixture): the median pruner (from the second evaluation on, after two finished
+# trials) must stop the first region.
+SPACE = {"learning_rate": [1.0e-9, 3.0e-2], "embedding_dim": [4, 8], "net_dropout": [0, 0.1]}
+
+
+def _space(tmp_path, body=None, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(body or SPACE))
+    return str(path)
+
+
+def _args(tmp_path, data_root, space, trials, *extra, study="s"):
+    return [
+        "tune",
+        "--expid",
+        "DNN_tiny",
+        "--space",
+        space,
+        "--trials",
+        str(trials),
+        "--config",
+        CONFIG,
+        "--data-root",
+        data_root,
+        "--results",
+        str(tmp_path / "runs.jsonl"),
+        "--study",
+        study,
+        "--set",
+        f"model_root={tmp_path}/ck",
+        "--set",
+        "epochs=3",
+        "--sampler-seed",
+        "7",
+        "--startup-trials",
+        "2",
+        "--warmup",
+        "1",
+        *extra,
+    ]
+
+
+def _invoke(args):
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def _study(tmp_path, name="s"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/tune/{name}.db")
+
+
+def _states(study):
+    return tune_mod.counts(study)
+
+
+# ---- the space file (table-driven) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value,kind,extra",
+    [
+        ([1, 2, 3], "categorical", {"choices": [1, 2, 3]}),
+        ([[400, 400], [200]], "categorical", {"choices": [[400, 400], [200]]}),
+        (["1e-3", "1e-2"], "categorical", {"choices": [1e-3, 1e-2]}),
+        ({"low": "1e-4", "high": 1.0e-2, "log": True}, "float", {"low": 1e-4, "high": 1e-2, "log": True}),
+        ({"low": 0, "high": 0.5, "step": 0.1}, "float", {"low": 0.0, "high": 0.5, "step": 0.1}),
+        ({"int": [1, 6]}, "int", {"low": 1, "high": 6}),
+        ({"int": [8, 64], "log": True}, "int", {"low": 8, "high": 64, "log": True}),
+    ],
+)
+def test_space_entries(value, kind, extra):
+    param = tune_mod.parse_param("k", value, "space.yaml")
+    assert param.kind == kind
+    for key, want in extra.items():
+        assert getattr(param, key) == want
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [],
+        {"low": 1},
+        {"low": 2, "high": 1},
+        {"low": 0, "high": 1, "log": True},
+        {"int": [1.5, 3]},
+        {"int": [1, 3], "bins": 2},
+        {"min": 0, "max": 1},
+        {"low": "a", "high": 1},
+        {"low": 1e-3, "high": 1, "log": True, "step": 0.1},
+    ],
+)
+def test_space_entry_errors_name_the_key(value):
+    with pytest.raises(CTRBenchError, match="'k' in space.yaml"):
+        tune_mod.parse_param("k", value, "space.yaml")
+
+
+def test_space_fixed_values_unknown_and_dataset_keys(tmp_path, data_root):
+    space = tune_mod.load_space(
+        _space(
+            tmp_path,
+            {
+                "tuner_space": {
+                    "learning_rate": {"low": 1e-4, "high": 1e-1, "log": True},
+                    "batch_size": 128,
+                    "net_dropout": [0.2],
+                }
+            },
+        ),
+        "DNN_tiny",
+        CONFIG,
+        None,
+        data_root,
+    )
+    assert [p.name for p in space.params] == ["learning_rate"] and space.fixed == {
+        "batch_size": 128,
+        "net_dropout": 0.2,
+    }
+    spec = space.spec_for({"learning_rate": 0.01})
+    params = spec.load()
+    assert params["learning_rate"] == 0.01 and params["batch_size"] == 128 and params["net_dropout"] == 0.2
+    with pytest.raises(
+        CTRBenchError, match="'embeding_dim' .* not a setting of expid DNN_tiny.*embedding_dim"
+    ):
+        tune_mod.load_space(_space(tmp_path, {"embeding_dim": [4, 8]}), "DNN_tiny", CONFIG, None, data_root)
+    with pytest.raises(
+        CTRBenchError, match="setting of dataset tiny; tune dataset settings through a FuxiCTR"
+    ):
+        tune_mod.load_space(
+            _space(tmp_path, {"min_categr_count": [1, 2]}), "DNN_tiny", CONFIG, None, data_root
+        )
+    with pytest.raises(CTRBenchError, match="--sampler grid needs choices only; learning_rate"):
+        tune_mod.load_space(
+            _space(tmp_path, {"learning_rate": {"low": 1e-4, "high": 1e-1}}),
+            "DNN_tiny",
+            CONFIG,
+            None,
+            data_root,
+        ).grid()
+
+
+def test_fuxictr_tuner_file_is_its_grid(tmp_path, data_root):
+    doc = {
+        "base_config": CONFIG,
+        "base_expid": "DCN_tiny",
+        "dataset_id": "tiny",
+        "tuner_space": {"embedding_dim": [4, 6], "num_cross_layers": [1, 2, 3], "net_dropout": 0},
+    }
+    path = tmp_path / "DCN_tiny_tuner.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    space = tune_mod.load_space(str(path), None, CONFIG, None, data_root)
+    assert space.is_tuner_file and space.grid_size() == 6 and space.expid == "DCN_tiny"
+    spec = space.spec_for({"embedding_dim": 6, "num_cross_layers": 2})
+    assert spec.config_dir == str(tmp_path / "DCN_tiny_tuner")  # sweep's generated expids
+    params = spec.load()
+    assert (params["embedding_dim"], params["num_cross_layers"], params["net_dropout"]) == (6, 2, 0)
+    with pytest.raises(CTRBenchError, match="differs from base_expid DCN_tiny"):
+        tune_mod.load_space(str(path), "DNN_tiny", CONFIG, None, data_root)
+
+
+# ---- a real study -----------------------------------------------------------------------------------
+
+
+def test_study_prunes_resumes_to_the_total_and_the_tuned_expid_reproduces(tmp_path, data_root):
+    space = _space(tmp_path)
+    _invoke(_args(tmp_path, data_root, space, 3))  # an interrupted tune: 3 of 6 done
+    study = _study(tmp_path)
+    first = {t.number: t.user_attrs.get("seconds") for t in study.trials}
+    assert _states(study)["COMPLETE"] + _states(study)["PRUNED"] == 3
+    res = _invoke(_args(tmp_path, data_root, space, 6))  # resumed: exactly 6 in all
+    study = _study(tmp_path)
+    c = _states(study)
+    assert c["COMPLETE"] + c["PRUNED"] == 6 and c["RUNNING"] == 0 and c["FAIL"] == 0
+    assert c["PRUNED"] >= 1 and c["COMPLETE"] >= 1
+    for t in study.trials:  # finished trials were not repeated
+        if t.number in first:
+            assert t.user_attrs.get("seconds") == first[t.number]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert any(t.params["learning_rate"] == 1e-9 for t in pruned)
+    # every trial is an ordinary run: one record per trained config, none for pruned ones, no config twice
+    records = read_records(str(tmp_path / "runs.jsonl"))
+    hashes = [r["config_hash"] for r in records]
+    assert len(hashes) == len(set(hashes))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {t.user_attrs["config_hash"] for t in complete} == set(hashes)
+    assert not any(t.user_attrs["config_hash"] in hashes for t in pruned)
+    assert not list((tmp_path / "ck" / "tiny").glob("*.resume.pt"))
+    # outputs: tuned expid, table, plots, summary
+    out = tmp_path / "tune" / "s"
+    for name in ("history.png", "importances.png", "intermediate.png", "top_trials.md", "trials.csv"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    best = study.best_trial
+    assert summary["best"]["number"] == best.number and summary["states"]["PRUNED"] == c["PRUNED"]
+    assert "DNN_tiny_tuned" in res.output and f"best trial {best.number}" in res.output
+    # the tuned expid, rerun with the same seed, reproduces the best trial's validation monitor
+    params = load_config(str(out / "config"), "DNN_tiny_tuned", ["verbose=0"])
+    assert params["learning_rate"] == best.params["learning_rate"] and params["epochs"] == 3
+    from benchmark.runner import run_experiment
+
+    params["model_root"] = str(tmp_path / "ck_repro")
+    record = run_experiment(params, None, quiet=True)
+    assert record["valid"]["AUC"] == pytest.approx(best.value, abs=1e-9)
+    # another space under the same study name is refused
+    with pytest.raises(CTRBenchError, match="created for another space"):
+        _invoke(
+            _args(tmp_path, data_root, _space(tmp_path, {"learning_rate": [1e-3, 1e-2]}, "other.yaml"), 6)
+        )
+
+
+def test_killed_study_resumes_and_two_processes_share_it(tmp_path, data_root):
+    """A tune killed (SIGKILL) mid-trial; then two processes on the study (a ``--worker`` process, as
+    ``--jobs``/another machine starts, and a rerun of the command): the killed RUNNING trial is failed and
+    run again from the run's saved state, the total is met exactly and no trial or config runs twice."""
+    space = _space(
+        tmp_path,
+        {"learning_rate": [1.0e-9, 1.0e-2, 3.0e-2], "embedding_dim": [4, 6, 8], "net_dropout": [0, 0.1]},
+    )
+    args = _args(tmp_path, data_root, space, 6, "--set", "checkpoint_steps=2", "--set", "epochs=4", study="k")
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    ck = tmp_path / "ck" / "tiny"
+
+    def poll(proc, ready, timeout=150):
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            try:
+                found = ready()
+            except Exception:  # the database is being created
+                continue
+            if found:
+                return found
+        return None
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "killed.log", "w"),
+    )
+    try:
+
+        def mid_trial():
+            if not (list(ck.glob("*.resume.pt")) and (tmp_path / "runs.jsonl").exists()):
+                return None  # no trial finished yet, or none in the middle of its training
+            study = _study(tmp_path, "k")
+            c = _states(study)
+            running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+            if c["COMPLETE"] + c["PRUNED"] >= 1 and running and list(ck.glob("*.resume.pt")):
+                return running[0]
+
+        killed = poll(proc, mid_trial)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert killed is not None, (tmp_path / "killed.log").read_text()[-2000:]
+    before = {t.number for t in _study(tmp_path, "k").trials}
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", "tune", "--worker", *args[1:]],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        claimed = poll(
+            worker,
+            lambda: [
+                t
+                for t in _study(tmp_path, "k").trials
+                if t.number not in before and t.user_attrs.get("pid") == worker.pid
+            ],
+        )
+        assert claimed, "the worker process took no trial"
+        _invoke(args)  # the second process: this one
+        assert worker.wait(120) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    study = _study(tmp_path, "k")
+    c = _states(study)
+    assert c["COMPLETE"] + c["PRUNED"] == 6 and c["RUNNING"] == 0
+    assert study.trials[killed.number].state == optuna.trial.TrialState.FAIL  # failed, then enqueued again
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params
+    assert retried[0].state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    records = read_records(str(tmp_path / "runs.jsonl"))
+    if retried[0].state == optuna.trial.TrialState.COMPLETE:
+        (resumed,) = [r for r in records if r["config_hash"] == killed.user_attrs["config_hash"]]
+        assert resumed["resumed"] == 1  # continued from its state
+    new = [t for t in study.trials if t.number not in before and t.state != optuna.trial.TrialState.FAIL]
+    assert {t.user_attrs["pid"] for t in new} == {worker.pid, os.getpid()}  # both processes took trials
+    trained = [
+        t.user_attrs["config_hash"]
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and "reused" not in t.user_attrs
+    ]
+    assert len(trained) == len(set(trained))  # no config trained twice
+    hashes = [r["config_hash"] for r in records]
+    assert len(hashes) == len(set(hashes))
+
+
+def test_missing_optuna_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from benchmark import cli
+
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    monkeypatch.setattr(sys, "argv", ["ctrbench", "tune", "--expid", "DNN_tiny", "--space", _space(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert "pip install 'ctrbench[tune]'" in err and "'optuna'" in err
