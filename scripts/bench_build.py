@@ -9,6 +9,9 @@ Profiles (the data written, once per size, under --work-dir):
             counts scaled to N rows and a long tail of one-off values (benchmark.data.synth
             .write_criteo_profile), built with the Criteo_x4_001 config: log^2 bucketing of I1..I13,
             min_categr_count 10
+  terabyte  Criteo Terabyte's layout: the train split as a folder of day files (--days, the criteo
+            profile), built with the Criteo_Terabyte config (C1..C26 hashed, DLRM's log1p numerics,
+            1M-row blocks), by ctrbench with each of --jobs files at a time
 
 Methods (each in its own process; wall time excludes imports; RSS and anonymous memory are sampled over
 the whole process tree, so Ray's workers count too):
@@ -49,11 +52,16 @@ MIN_COUNT = 10
 
 
 def params_for(profile: str, csv_dir: str, out_root: str, mode: str) -> dict:
-    if profile == "criteo":
+    if profile in ("criteo", "terabyte"):
         from benchmark.config import load_dataset_config
-        params = load_dataset_config(os.path.join(REPO, "config"), "Criteo_x4_001", csv_dir)
-        params.update(dataset_id="bench", build_root=out_root, data_block_size=0,
+        dataset = "Criteo_x4_001" if profile == "criteo" else "Criteo_Terabyte"
+        params = load_dataset_config(os.path.join(REPO, "config"), dataset, csv_dir)
+        params.update(dataset_id="bench", build_root=out_root,
                       **{f"{s}_data": os.path.join(csv_dir, f"{s}.csv") for s in ("train", "valid", "test")})
+        if profile == "terabyte":
+            params["train_data"] = os.path.join(csv_dir, "train")
+        else:
+            params["data_block_size"] = 0
     else:
         params = {"dataset_id": "bench", "data_root": csv_dir, "build_root": out_root, "data_format": "csv",
                   "min_categr_count": MIN_COUNT, "data_block_size": 0,
@@ -73,6 +81,8 @@ def params_for(profile: str, csv_dir: str, out_root: str, mode: str) -> dict:
 def run_ctrbench(p):
     from benchmark.data.build import build
     p = {k: v for k, v in p.items() if not k.startswith("_")}
+    if os.environ.get("BENCH_JOBS"):
+        p["build_jobs"] = int(os.environ["BENCH_JOBS"])
     start = time.perf_counter()
     build(p, force=True, quiet=True)
     return time.perf_counter() - start
@@ -234,13 +244,19 @@ def _tree_memory(pid: int) -> tuple[int, int]:
     return rss, anon
 
 
-def measure(method: str, args, csv_dir: str, out_root: str) -> dict:
+def measure(method: str, args, csv_dir: str, out_root: str, jobs: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--csv-dir", csv_dir, "--out-root", out_root,
            "--profile", args.profile, "--mode", args.mode]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "RAY_DEDUP_LOGS": "0"})
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    if jobs:
+        env["BENCH_JOBS"] = str(jobs)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = peak_anon = 0
-    while proc.poll() is None:
+    while True:
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
         rss, anon = _tree_memory(proc.pid)
         peak, peak_anon = max(peak, rss), max(peak_anon, anon)
         time.sleep(0.1)
@@ -252,7 +268,7 @@ def measure(method: str, args, csv_dir: str, out_root: str) -> dict:
     return result
 
 
-def ensure_csv(profile: str, rows: int, folder: str) -> str:
+def ensure_csv(profile: str, rows: int, folder: str, days: int = 1) -> str:
     if os.path.isfile(os.path.join(folder, "test.csv")):
         return folder
     started = time.time()
@@ -260,6 +276,9 @@ def ensure_csv(profile: str, rows: int, folder: str) -> str:
     if profile == "criteo":
         from benchmark.data.synth import write_criteo_profile
         write_criteo_profile(folder, rows)
+    elif profile == "terabyte":
+        from benchmark.data.synth import write_criteo_profile
+        write_criteo_profile(folder, rows, label="label", train_files=days)
     else:
         from benchmark.data.synth import write_splits
         write_splits(folder, {"rows": rows, "n_numeric": 13, "n_categorical": 26, "max_cardinality": 100_000,
@@ -283,7 +302,8 @@ def _ids(out_root: str, method: str, split: str, columns: list[str]):
     files = h5io.split_files(d, split)
     if not files:
         return None
-    return {c: np.asarray(v, dtype=np.int64) for c, v in h5io.read_block(files[0], columns).items()}
+    blocks = [h5io.read_block(f, columns) for f in files]
+    return {c: np.concatenate([b[c] for b in blocks]).astype(np.int64) for c in columns}
 
 
 def compare_ids(out_root: str, methods: list[str], columns: list[str]) -> list[str]:
@@ -305,7 +325,9 @@ def compare_ids(out_root: str, methods: list[str], columns: list[str]) -> list[s
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", choices=("bounded", "criteo"), default="bounded")
+    ap.add_argument("--profile", choices=("bounded", "criteo", "terabyte"), default="bounded")
+    ap.add_argument("--days", type=int, default=4, help="terabyte profile: train files")
+    ap.add_argument("--jobs", default="", help="ctrbench's build_jobs, comma-separated (each one a run)")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--methods", default="ctrbench,processor,floor")
     ap.add_argument("--mode", choices=("auto", "memory", "stream"), default="auto",
@@ -317,42 +339,57 @@ def main():
     ap.add_argument("--out-root")
     args = ap.parse_args()
     if args.child:
+        import resource
         out_root = os.path.join(args.out_root, args.child)
-        seconds = METHODS[args.child](params_for(args.profile, args.csv_dir, out_root, args.mode))
-        print(json.dumps({"method": args.child, "seconds": seconds}))
+        params = params_for(args.profile, args.csv_dir, out_root, args.mode)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        seconds = METHODS[args.child](params)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        print(json.dumps({"method": args.child, "seconds": seconds, "cpu_s": cpu}))
         return
     methods = [m for m in args.methods.split(",") if m]
     os.makedirs(args.work_dir, exist_ok=True)
-    csv_dir = ensure_csv(args.profile, args.rows, os.path.join(args.work_dir, f"{args.profile}_{args.rows}"))
+    suffix = f"_{args.days}days" if args.profile == "terabyte" else ""
+    csv_dir = ensure_csv(args.profile, args.rows, os.path.join(args.work_dir, f"{args.profile}_{args.rows}{suffix}"),
+                         args.days)
     out_root = tempfile.mkdtemp(dir=args.work_dir, prefix="out-")
     try:
         results = {}
-        for m in methods:
-            results[m] = measure(m, args, csv_dir, out_root)
-            r = results[m]
+        runs = [(m, None) for m in methods]
+        if args.jobs:
+            runs = [(m, int(j)) for m in methods for j in args.jobs.split(",")] if "ctrbench" in methods else runs
+        for m, jobs in runs:
+            name = f"{m}[jobs {jobs}]" if jobs else m
+            results[name] = r = measure(m, args, csv_dir, out_root, jobs)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
         print(f"\nbuild of {args.rows:,} rows, profile {args.profile}, ctrbench mode {args.mode}, "
               f"{os.cpu_count()} CPUs")
-        print("| method | seconds | rows/s | peak RSS | peak anonymous | time vs ctrbench |\n|---|---|---|---|---|---|")
-        base = results.get("ctrbench", {}).get("seconds")
+        print("| method | seconds | CPU s | rows/s | peak RSS | peak anonymous | time vs ctrbench |\n"
+              "|---|---|---|---|---|---|---|")
+        ours = next((r for n, r in results.items() if n.startswith("ctrbench") and "seconds" in r), {})
+        base = ours.get("seconds")
         for m, r in results.items():
             if "error" in r:
                 print(f"| {m} | failed: {r['error'][:200]} |")
                 continue
             ratio = f"{r['seconds'] / base:.2f}x" if base else "–"
-            print(f"| {m} | {r['seconds']:.2f} | {args.rows / r['seconds']:,.0f} | {r['peak_rss_gb']:.2f} GB | "
+            print(f"| {m} | {r['seconds']:.2f} | {r['cpu_s']:.1f} | {args.rows / r['seconds']:,.0f} | {r['peak_rss_gb']:.2f} GB | "
                   f"{r['peak_anon_gb']:.2f} GB | {ratio} |")
         for floor in ("floor", "stream-floor"):
             if base and "seconds" in results.get(floor, {}):
                 f = results[floor]
-                print(f"ctrbench / {floor}: time {base / f['seconds']:.2f}x (target <= 1.5x), peak RSS "
-                      f"{results['ctrbench']['peak_rss_gb']:.2f} vs {f['peak_rss_gb']:.2f} GB, anonymous "
-                      f"{results['ctrbench']['peak_anon_gb']:.2f} vs {f['peak_anon_gb']:.2f} GB")
+                print(f"ctrbench / {floor}: time {base / f['seconds']:.2f}x (target <= 1.5x), CPU "
+                      f"{ours['cpu_s'] / f['cpu_s']:.2f}x, peak RSS {ours['peak_rss_gb']:.2f} vs "
+                      f"{f['peak_rss_gb']:.2f} GB, anonymous {ours['peak_anon_gb']:.2f} vs {f['peak_anon_gb']:.2f} GB")
         for m in ("fuxictr", "processor"):
             if base and "seconds" in results.get(m, {}):
                 print(f"speed-up over {m}: {results[m]['seconds'] / base:.1f}x")
         columns = NUM + CAT if args.profile == "criteo" else CAT
-        for line in compare_ids(out_root, [m for m in methods if "seconds" in results[m]], columns):
+        if args.profile == "terabyte":
+            columns = CAT
+        done = [m for m in methods if any(n.split("[")[0] == m and "seconds" in r for n, r in results.items())]
+        for line in compare_ids(out_root, done, columns):
             print(line)
     finally:
         if not args.keep:

@@ -14,10 +14,16 @@ step time spent waiting for the next batch (loader wait), then the ratios ctrben
 Paths:
   ctrbench         the default loop (in-memory loader, Trainer.train_step / Trainer.evaluate)
   ctrbench+fused   the same with ``fused_optimizer: true`` (Adam's fused kernel)
+  ctrbench+device  the default loop with ``data_on_device: true`` (the split kept on the training device)
   fuxictr          RankDataLoader(data_format="parquet") + BaseModel.train_step / BaseModel.evaluate
 
+Before the models, the loader alone (in a fresh process): train rows/s over one epoch without a model,
+the bytes of its tensors, and its peak RSS growth (after building the loader and over the epoch) as a
+ratio of those bytes.
+
     OMP_NUM_THREADS=2 python scripts/bench_train.py [--rows 1000000] [--models DNN,DCNv2,IBNet]
-        [--paths ctrbench,ctrbench+fused,fuxictr] [--batch-size 10000] [--threads 2] [--json out.json]
+        [--paths ctrbench,ctrbench+fused,ctrbench+device,fuxictr] [--batch-size 10000] [--gpu -1|N]
+        [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,11 +126,55 @@ def timed_training(epoch_batches, train_step, epochs: int) -> tuple[float, float
     return time.perf_counter() - started, wait, steps, rows
 
 
-def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool) -> dict:
+def _rss() -> int:
+    with open("/proc/self/status") as fd:
+        for line in fd:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def loader_child(work: str, params: dict, batch_size: int) -> dict:
+    """The in-memory train loader alone: rows/s over one epoch, tensor bytes, peak RSS growth."""
+    import gc
+
+    from benchmark.data.build import data_dir
+    from benchmark.data.loader import load_feature_map, make_loaders
+
+    directory = data_dir(params)
+    fmap = load_feature_map(directory, {**params, "embedding_dim": 16})
+    gc.collect()
+    base, peak, stop = _rss(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t = time.perf_counter()
+    train = make_loaders(fmap, directory, {**params, "batch_size": batch_size}, splits=("train",))["train"]
+    load_s = time.perf_counter() - t
+    after_load = max(peak[0], _rss()) - base
+    t, rows = time.perf_counter(), 0
+    for batch in train:
+        rows += len(batch["label"])
+    epoch_s = time.perf_counter() - t
+    stop.set()
+    sampler.join()
+    tensors = train.tensor_bytes()
+    return {"load_s": load_s, "rows_per_s": rows / epoch_s, "tensor_gb": tensors / 2 ** 30,
+            "rss_after_load_gb": after_load / 2 ** 30, "rss_peak_gb": (peak[0] - base) / 2 ** 30,
+            "peak_over_tensors": (peak[0] - base) / tensors}
+
+
+def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool, on_device: bool = False) -> dict:
     from benchmark.data.loader import make_loaders
     from benchmark.train import Trainer
 
     t = time.perf_counter()
+    params = {**params, "data_on_device": on_device}
     loaders = make_loaders(fmap, directory, params, splits=("train", "valid"))
     init = time.perf_counter() - t
     trainer = Trainer(model, {**params, "fused_optimizer": fused, "verbose": 0})
@@ -164,7 +216,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--max-card", type=int, default=20_000)
     ap.add_argument("--models", default="DNN,DCNv2,IBNet")
-    ap.add_argument("--paths", default="ctrbench,ctrbench+fused,fuxictr")
+    ap.add_argument("--paths", default="ctrbench,ctrbench+fused,ctrbench+device,fuxictr")
+    ap.add_argument("--gpu", type=int, default=-1, help="CUDA device index (-1: CPU)")
+    ap.add_argument("--child-loader", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, default=10_000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None)
@@ -173,19 +227,35 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="Also write the results here.")
     args = ap.parse_args()
     logging.disable(logging.INFO)
+    results = {}
     if args.threads:
         torch.set_num_threads(args.threads)
     from benchmark.data.loader import load_feature_map
 
+    if args.child_loader:
+        params = json.loads(sys.stdin.read())
+        print(json.dumps(loader_child(args.work, params, args.batch_size)))
+        return
     params, directory, parquet = data(args.work, args.rows, args.max_card, args.seed)
+    child = subprocess.run([sys.executable, __file__, "--child-loader", "--work", args.work, "--batch-size",
+                            str(args.batch_size)], input=json.dumps(params), capture_output=True, text=True)
+    if child.returncode == 0:
+        lo = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"loader alone: {lo['rows_per_s']:,.0f} train rows/s, read in {lo['load_s']:.1f}s, tensors "
+              f"{lo['tensor_gb']:.3f} GB, RSS growth {lo['rss_after_load_gb']:.3f} GB after reading and "
+              f"{lo['rss_peak_gb']:.3f} GB at its peak over the epoch = {lo['peak_over_tensors']:.2f}x the tensors "
+              f"(target <= 1.2x)", flush=True)
+        results[("loader", "alone")] = lo
+    else:
+        print(f"loader benchmark failed: {child.stderr[-1500:]}", flush=True)
     fmap = load_feature_map(directory, {**params, "embedding_dim": 16})
     base = {**params, "batch_size": args.batch_size, "eval_batch_size": args.batch_size, "seed": args.seed,
-            "gpu": -1, "verbose": 0, "model_root": os.path.join(args.work, "ck"), "metrics": ["logloss", "AUC"],
+            "gpu": args.gpu, "verbose": 0, "model_root": os.path.join(args.work, "ck"), "metrics": ["logloss", "AUC"],
             "optimizer": "adam", "loss": "binary_crossentropy", "learning_rate": 1e-3,
             "embedding_regularizer": 0, "net_regularizer": 0, "net_dropout": 0.0, "batch_norm": False}
     paths = [p for p in args.paths.split(",") if p]
-    results = {}
-    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size:,}, {args.epochs} epoch(s) of "
+    print(f"device {'cuda:%d' % args.gpu if args.gpu >= 0 else 'cpu'}, "
+          f"torch threads {torch.get_num_threads()}, batch {args.batch_size:,}, {args.epochs} epoch(s) of "
           f"{int(args.rows * 0.8):,} train rows, {int(args.rows * 0.1):,} valid rows", flush=True)
     for name in [m for m in args.models.split(",") if m]:
         for path in paths:
@@ -194,7 +264,8 @@ def main() -> None:
             if path == "fuxictr":
                 res = bench_fuxictr(model, mparams, parquet, fmap, args.epochs)
             else:
-                res = bench_ctrbench(model, mparams, directory, fmap, args.epochs, fused=path.endswith("+fused"))
+                res = bench_ctrbench(model, mparams, directory, fmap, args.epochs, fused=path.endswith("+fused"),
+                                     on_device=path.endswith("+device"))
             res["params"] = n_params
             results[(name, path)] = res
             print(f"{name:6s} {path:15s} train {res['train_sps']:>9,.0f} samples/s  eval {res['eval_sps']:>9,.0f} "

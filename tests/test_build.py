@@ -388,3 +388,14 @@ def test_multi_file_split_builds_files_in_parallel_identically(tmp_path, raw, bl
 def test_build_jobs_must_be_a_positive_integer(tmp_path, raw):
     with pytest.raises(CTRBenchError, match="build_jobs=0.5 .* must be a positive integer"):
         build_mod.build(params_for(tmp_path, "build_jobs=0.5"), quiet=True)
+
+
+def test_processor_pickle_holds_the_fitted_state_only(tmp_path, raw):
+    import pickle
+    directory = build_mod.build(params_for(tmp_path), quiet=True)
+    with open(os.path.join(directory, "feature_processor.pkl"), "rb") as fd:
+        processor = pickle.load(fd)
+    assert processor._train is None and processor.count_units is None
+    tok = processor.processor_dict["cat_str::tokenizer"]
+    vocab = json.load(open(os.path.join(directory, "feature_vocab.json")))["cat_str"]
+    assert tok.encode_category(["a", "b", "zzz"]) == [vocab["a"], vocab["b"], vocab["__OOV__"]]

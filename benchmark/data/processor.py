@@ -78,6 +78,7 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
             if col["type"] == "sequence":
                 stats[name]["max_len"] = max_len.get(name, 0)
         stats.update(self._numeric_statistics(train_ddf, active))
+        self._train = self.count_units = None
         return stats
 
     def _count(self, frame: pl.LazyFrame, cols: list[dict]) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
@@ -203,6 +204,13 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
             vc.vocabulary(counts, 1, ""), min_freq=1, remap=True)
 
     # ---- outputs
+
+    def __getstate__(self):
+        """The fitted state only: not the frames the statistics were computed from."""
+        state = dict(self.__dict__)
+        for key in ("_train", "count_units"):
+            state.pop(key, None)
+        return state
 
     def save_pickle(self, pickle_file):
         with open(pickle_file, "wb") as fd:

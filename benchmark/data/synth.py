@@ -202,24 +202,33 @@ def criteo_profile_column(index: int, rows: int, rng: np.random.Generator) -> np
 
 
 def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8, 0.1, 0.1),
-                         chunk_rows: int = 1_000_000) -> dict[str, str]:
+                         chunk_rows: int = 1_000_000, label: str = "Label", train_files: int = 1) -> dict[str, str]:
     """``train/valid/test.csv`` in the Criteo_x4 layout (``Label, I1..I13, C1..C26``) with Kaggle
     Criteo's cardinality profile scaled to ``rows`` rows: integers log-normal with ~20% missing,
     categoricals 8-hex tokens with the real per-column distinct counts and empty-field rates.
-    Written in chunks (memory independent of ``rows``); the same seed gives identical files."""
+    ``train_files > 1`` writes the train split as ``train/day_<k>.csv`` files (Criteo Terabyte's
+    layout, with ``label``). Written in chunks (memory independent of ``rows``); the same seed gives
+    identical files."""
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     counts = [int(rows * s) for s in splits]
     counts[0] += rows - sum(counts)
+    outputs = []  # (split, path, rows)
+    if train_files > 1:
+        os.makedirs(os.path.join(out_dir, "train"), exist_ok=True)
+        per_file = [counts[0] // train_files + (k < counts[0] % train_files) for k in range(train_files)]
+        outputs += [("train", os.path.join(out_dir, "train", f"day_{k}.csv"), n) for k, n in enumerate(per_file)]
+    else:
+        outputs.append(("train", os.path.join(out_dir, "train.csv"), counts[0]))
+    outputs += [(split, os.path.join(out_dir, f"{split}.csv"), n) for split, n in zip(("valid", "test"), counts[1:])]
     paths = {}
-    for split, n_split in zip(("train", "valid", "test"), counts):
-        path = os.path.join(out_dir, f"{split}.csv")
+    for split, path, n_split in outputs:
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as fd:
             done = 0
             while done < n_split:
                 n = min(chunk_rows, n_split - done)
-                cols = {"Label": pl.Series((rng.random(n) < 0.256).astype(np.int8))}
+                cols = {label: pl.Series((rng.random(n) < 0.256).astype(np.int8))}
                 for i in range(13):
                     values = np.floor(rng.lognormal(1.5, 1.6, n)).astype(np.int64) - (2 if i == 1 else 0)
                     cols[f"I{i + 1}"] = pl.Series(values).scatter(np.flatnonzero(rng.random(n) < 0.2), None)
@@ -230,5 +239,5 @@ def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8,
                 pl.DataFrame(cols).write_csv(fd, include_header=done == 0)
                 done += n
         os.replace(tmp, path)
-        paths[split] = path
+        paths[split] = os.path.dirname(path) if split == "train" and train_files > 1 else path
     return paths
