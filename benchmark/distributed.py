@@ -79,8 +79,9 @@ class DistContext:
 
         if model.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            return DistributedDataParallel(model, device_ids=[model.device.index],
-                                           find_unused_parameters=find_unused_parameters)
+            return DistributedDataParallel(
+                model, device_ids=[model.device.index], find_unused_parameters=find_unused_parameters
+            )
         return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
 
     def barrier(self) -> None:
@@ -141,7 +142,9 @@ def init(gpu: int | None) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     use_cuda = gpu is not None and int(gpu) >= 0
     if use_cuda and not torch.cuda.is_available():
-        raise CTRBenchError(f"--gpu {gpu} under torchrun, but torch sees no GPU; drop --gpu to train on CPU (gloo)")
+        raise CTRBenchError(
+            f"--gpu {gpu} under torchrun, but torch sees no GPU; drop --gpu to train on CPU (gloo)"
+        )
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
         torch.cuda.set_device(int(gpu) + local_rank)

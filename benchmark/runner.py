@@ -38,8 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import config as config_mod
-from . import distributed
-from . import tracking
+from . import distributed, tracking
 from .data import build as build_mod
 from .data import loader as loader_mod
 from .distributed import DistContext
@@ -63,6 +62,7 @@ def select_device(gpu) -> str:
 
 
 # ---- the run's files --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -113,7 +113,9 @@ def _writable_dir(path: str, what: str, fix: str) -> None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".ctrbench-probe-"):
             pass
     except OSError as exc:
-        raise CTRBenchError(f"{what} {path} is not writable ({exc.strerror or exc.__class__.__name__}); {fix}")
+        raise CTRBenchError(
+            f"{what} {path} is not writable ({exc.strerror or exc.__class__.__name__}); {fix}"
+        )
 
 
 def preflight(params: dict, results_path: str | None, paths: RunPaths) -> None:
@@ -122,19 +124,27 @@ def preflight(params: dict, results_path: str | None, paths: RunPaths) -> None:
     if results_path:
         results_path = os.path.abspath(results_path)
         if os.path.isdir(results_path):
-            raise CTRBenchError(f"--results {results_path} is a directory; give the records file, "
-                                f"e.g. --results {os.path.join(results_path, 'runs.jsonl')}")
-        _writable_dir(os.path.dirname(results_path), "the folder of --results",
-                      "pass --results a path in a writable folder")
+            raise CTRBenchError(
+                f"--results {results_path} is a directory; give the records file, "
+                f"e.g. --results {os.path.join(results_path, 'runs.jsonl')}"
+            )
+        _writable_dir(
+            os.path.dirname(results_path),
+            "the folder of --results",
+            "pass --results a path in a writable folder",
+        )
         if os.path.exists(results_path):
             try:
                 with open(results_path, "a"):
                     pass
             except OSError as exc:
-                raise CTRBenchError(f"--results {results_path} cannot be appended to ({exc.strerror}); "
-                                    f"fix its permissions or pass another --results file")
-    _writable_dir(paths.directory, "model_root folder",
-                  "set model_root (--set model_root=DIR) to a writable folder")
+                raise CTRBenchError(
+                    f"--results {results_path} cannot be appended to ({exc.strerror}); "
+                    f"fix its permissions or pass another --results file"
+                )
+    _writable_dir(
+        paths.directory, "model_root folder", "set model_root (--set model_root=DIR) to a writable folder"
+    )
 
 
 class RunLock:
@@ -159,10 +169,12 @@ class RunLock:
                     raise
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise CTRBenchError(f"run {self.paths.run_id} is already running (pid {holder}, lock {path}): "
-                                    f"it would share its checkpoint and state files; wait for it to finish, "
-                                    f"or start this one with another --seed or --set model_root=DIR")
-            try:   # the holder may have removed the file between our open and flock: lock the current one
+                raise CTRBenchError(
+                    f"run {self.paths.run_id} is already running (pid {holder}, lock {path}): "
+                    f"it would share its checkpoint and state files; wait for it to finish, "
+                    f"or start this one with another --seed or --set model_root=DIR"
+                )
+            try:  # the holder may have removed the file between our open and flock: lock the current one
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
                 same = False
@@ -194,6 +206,7 @@ def _file_logger(paths: RunPaths, rank: int = 0, append: bool = False) -> loggin
 
 # ---- setting a run up -------------------------------------------------------------------------------
 
+
 def prepare_data(params: dict, quiet: bool = False):
     """Build/reuse the dataset and load its feature map."""
     directory = build_mod.build(params, quiet=quiet)
@@ -219,9 +232,15 @@ class RunSetup:
         return count_parameters(self.model)
 
 
-def prepare_run(params: dict, dist: DistContext | None = None, splits=("train", "valid", "test"),
-                require=("train", "valid"), loader_params: dict | None = None, quiet: bool = True,
-                paths: RunPaths | None = None) -> RunSetup:
+def prepare_run(
+    params: dict,
+    dist: DistContext | None = None,
+    splits=("train", "valid", "test"),
+    require=("train", "valid"),
+    loader_params: dict | None = None,
+    quiet: bool = True,
+    paths: RunPaths | None = None,
+) -> RunSetup:
     """Seed, build (or reuse) the data, load the feature map, make the loaders of ``splits`` (with
     ``loader_params`` overriding e.g. the batch size) and create the model on the run's device, with
     its best-checkpoint path set to the run's own. Under torchrun rank 0 builds first. A split of
@@ -240,8 +259,9 @@ def prepare_run(params: dict, dist: DistContext | None = None, splits=("train", 
     dist.barrier()
     if not dist.is_main:
         directory, feature_map = prepare_data(params, quiet=True)
-    loaders = loader_mod.make_loaders(feature_map, directory, {**params, **(loader_params or {})}, splits=splits,
-                                      pin_memory=device != "cpu")
+    loaders = loader_mod.make_loaders(
+        feature_map, directory, {**params, **(loader_params or {})}, splits=splits, pin_memory=device != "cpu"
+    )
     missing = [s for s in require if s not in loaders]
     if missing:
         hint = " (set valid_data or valid_size)" if "valid" in missing else ""
@@ -253,6 +273,7 @@ def prepare_run(params: dict, dist: DistContext | None = None, splits=("train", 
 
 # ---- one run ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class RunOutput:
     record: dict
@@ -263,20 +284,33 @@ class RunOutput:
 def make_record(params: dict, setup: RunSetup, result: TrainResult, chash: str) -> dict:
     """The run record: what the trainer returned, the run's identity and where it ran."""
     return {
-        "time": now(), "expid": params["expid"], "model": params["model"],
+        "time": now(),
+        "expid": params["expid"],
+        "model": params["model"],
         "report_name": params.get("report_name") or params["model"],
-        "dataset_id": params["dataset_id"], "seed": int(params.get("seed", 2023)),
-        **result.as_record(), "params": setup.n_params,
-        "peak_memory_mb": round(_peak_memory_mb(setup.device), 1), "device": setup.device,
-        "amp": amp_name(params.get("amp")), "compile": params.get("compile") or False,
-        "run_id": setup.paths.run_id, "config_hash": chash,
+        "dataset_id": params["dataset_id"],
+        "seed": int(params.get("seed", 2023)),
+        **result.as_record(),
+        "params": setup.n_params,
+        "peak_memory_mb": round(_peak_memory_mb(setup.device), 1),
+        "device": setup.device,
+        "amp": amp_name(params.get("amp")),
+        "compile": params.get("compile") or False,
+        "run_id": setup.paths.run_id,
+        "config_hash": chash,
         "config": {k: v for k, v in params.items() if not k.startswith("_")},
         "env": environment(),
     }
 
 
-def train_run(params: dict, results_path: str | None, console: Console | None = None, quiet: bool = False,
-              resume: bool = False, callbacks=None) -> RunOutput:
+def train_run(
+    params: dict,
+    results_path: str | None,
+    console: Console | None = None,
+    quiet: bool = False,
+    resume: bool = False,
+    callbacks=None,
+) -> RunOutput:
     """Train and evaluate one resolved config; appends its record to ``results_path`` (when given) and
     returns it with the trained setup (model, loaders) and the trainer's result.
 
@@ -301,8 +335,9 @@ def train_run(params: dict, results_path: str | None, console: Console | None = 
             try:
                 if ctx.is_main:
                     callbacks += tracking.callbacks_for(params, paths.run_id, handler.baseFilename)
-                output = _train(params, results_path, console, quiet, resume, resuming, callbacks, ctx, paths,
-                                chash)
+                output = _train(
+                    params, results_path, console, quiet, resume, resuming, callbacks, ctx, paths, chash
+                )
             finally:
                 for callback in callbacks:
                     if hasattr(callback, "close"):
@@ -318,18 +353,31 @@ def _train(params, results_path, console, quiet, resume, resuming, callbacks, ct
     setup = prepare_run(params, ctx, quiet=quiet, paths=paths)
     if not quiet:
         where = f"{setup.device}, {ctx.world_size} processes" if ctx.enabled else setup.device
-        console.print(f"[bold]{params['expid']}[/]: {params['model']} on {params['dataset_id']} "
-                      f"({setup.n_params:,} parameters, {setup.loaders['train'].num_samples:,} train rows, "
-                      f"{where})", highlight=False)
+        console.print(
+            f"[bold]{params['expid']}[/]: {params['model']} on {params['dataset_id']} "
+            f"({setup.n_params:,} parameters, {setup.loaders['train'].num_samples:,} train rows, "
+            f"{where})",
+            highlight=False,
+        )
     if setup.device != "cpu":
         torch.cuda.reset_peak_memory_stats(setup.device)
-    trainer = Trainer(setup.model, params, console, dist=ctx, state_file=paths.state,
-                      progress_file=params.get("_progress_file"), config_hash=chash, callbacks=callbacks)
+    trainer = Trainer(
+        setup.model,
+        params,
+        console,
+        dist=ctx,
+        state_file=paths.state,
+        progress_file=params.get("_progress_file"),
+        config_hash=chash,
+        callbacks=callbacks,
+    )
     if resuming:
         state = trainer.load_state()
         if not quiet:
-            console.print(f"resuming {paths.run_id} at epoch {state.epoch + 1}, batch {state.batch} "
-                          f"({paths.state})", highlight=False)
+            console.print(
+                f"resuming {paths.run_id} at epoch {state.epoch + 1}, batch {state.batch} ({paths.state})",
+                highlight=False,
+            )
     elif resume:
         log.info("No resume state at %s; starting from scratch", paths.state)
     result = trainer.train(setup.loaders, params.get("epochs", 1))
@@ -346,15 +394,21 @@ def _train(params, results_path, console, quiet, resume, resuming, callbacks, ct
     return RunOutput(record, setup, result)
 
 
-def run_experiment(params: dict, results_path: str | None, console: Console | None = None,
-                   quiet: bool = False, resume: bool = False, callbacks=None) -> dict:
+def run_experiment(
+    params: dict,
+    results_path: str | None,
+    console: Console | None = None,
+    quiet: bool = False,
+    resume: bool = False,
+    callbacks=None,
+) -> dict:
     """:func:`train_run`, returning only the run record."""
     return train_run(params, results_path, console, quiet, resume, callbacks).record
 
 
 def _peak_memory_mb(device: str) -> float:
     if device != "cpu":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

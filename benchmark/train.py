@@ -14,9 +14,9 @@ On top of that:
   ``TrainState`` (epoch, position in the epoch, early-stopping counters, best metric, history) and
   the RNG states of python, numpy, torch and CUDA (one set per rank), all as tensors and plain
   values, so the file loads with ``torch.load(weights_only=True)`` (no pickled code). It is read
-  only from the trainer's own ``state_file`` and only when its config hash is this run's. It is written atomically after
-  every evaluation and epoch, every ``checkpoint_steps`` batches and every ``checkpoint_seconds``
-  (default 300, 0 = off); ``resume_state: false`` turns it off. The loader's per-epoch seeded
+  only from the trainer's own ``state_file`` and only when its config hash is this run's. It is
+  written atomically after every evaluation and epoch, every ``checkpoint_steps`` batches and every
+  ``checkpoint_seconds`` (default 300, 0 = off); ``resume_state: false`` turns it off. The loader's per-epoch seeded
   permutation plus ``iter_from(batch)`` replays the rest of the interrupted epoch. Models that keep
   state outside parameters and buffers expose it through ``nn.Module.get_extra_state``.
 - **GPU path.** Batches move host->device with ``non_blocking`` copies from pinned memory, one batch
@@ -375,7 +375,8 @@ class Trainer:
         version, mt, gauss = random.getstate()
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         rng = {"python": [version, torch.tensor(mt, dtype=torch.int64), gauss],
-               "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+               "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                         float(cached)],
                "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -604,11 +605,11 @@ class Trainer:
                 infer = round(self.last_predict_seconds * 1000.0 / self.last_predict_rows * 100.0, 4)
         busy = max(state.train_seconds, 1e-9)
         return TrainResult(
-            valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch, history=state.history,
-            train_seconds=round(train_seconds, 3),
+            valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch,
+            history=state.history, train_seconds=round(train_seconds, 3),
             seconds_per_epoch=round(state.train_seconds / max(1, state.epoch), 3),
-            samples_per_second=round(state.train_samples / busy, 1), loader_wait_pct=round(
-                100.0 * state.loader_seconds / busy, 3),
+            samples_per_second=round(state.train_samples / busy, 1),
+            loader_wait_pct=round(100.0 * state.loader_seconds / busy, 3),
             infer_ms_per_100=infer, fused_optimizer=self.fused_optimizer, world_size=self.dist.world_size,
             resumed=state.resumed)
 

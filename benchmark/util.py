@@ -14,8 +14,9 @@ from .errors import CTRBenchError
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; when the block succeeds it is renamed onto ``path`` (readers
-    see the old file or the new one, never a half-written one); when it fails the temporary file is removed."""
+    """Yield a temporary path beside ``path``; when the block succeeds it is renamed onto ``path``
+    (readers see the old file or the new one, never a half-written one); when it fails the temporary
+    file is removed."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         yield tmp
@@ -57,8 +58,10 @@ def split_list(text: str | None, flag: str | None = None, cast: Callable = str) 
         return [cast(t) for t in items]
     except ValueError:
         kind = getattr(cast, "__name__", "value")
-        raise CTRBenchError(f"{flag or 'list'} {text}: give comma-separated {kind} values, "
-                            f"e.g. {flag or ''} {','.join(['1', '2'] if cast is int else ['a', 'b'])}".strip())
+        raise CTRBenchError(
+            f"{flag or 'list'} {text}: give comma-separated {kind} values, "
+            f"e.g. {flag or ''} {','.join(['1', '2'] if cast is int else ['a', 'b'])}".strip()
+        )
 
 
 def sync(device) -> None:

@@ -21,8 +21,14 @@ FAST = ["--set", "verbose=0"]
 
 def ctrbench(*args, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RAY_ADDRESS="")
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def snapshot(*roots) -> dict:
@@ -53,10 +59,24 @@ def assert_untouched(before: dict, after: dict) -> None:
 def earlier(tmp_path_factory):
     """One finished DCN_tiny run: its records file, model_root and data root."""
     base = tmp_path_factory.mktemp("earlier")
-    paths = {"results": str(base / "runs.jsonl"), "model_root": str(base / "ck"), "data": str(base / "data"),
-             "base": str(base)}
-    res = ctrbench("run", "--expid", "DCN_tiny", "--data-root", paths["data"], "--results", paths["results"],
-                   "--set", f"model_root={paths['model_root']}", *FAST)
+    paths = {
+        "results": str(base / "runs.jsonl"),
+        "model_root": str(base / "ck"),
+        "data": str(base / "data"),
+        "base": str(base),
+    }
+    res = ctrbench(
+        "run",
+        "--expid",
+        "DCN_tiny",
+        "--data-root",
+        paths["data"],
+        "--results",
+        paths["results"],
+        "--set",
+        f"model_root={paths['model_root']}",
+        *FAST,
+    )
     assert res.returncode == 0, res.stderr
     return paths
 
@@ -64,17 +84,30 @@ def earlier(tmp_path_factory):
 def _params(earlier, *sets):
     from benchmark.config import load_config
 
-    params = load_config(CONFIG, "DCN_tiny", ["verbose=0", f"model_root={earlier['model_root']}", *sets],
-                         earlier["data"])
+    params = load_config(
+        CONFIG, "DCN_tiny", ["verbose=0", f"model_root={earlier['model_root']}", *sets], earlier["data"]
+    )
     return params
 
 
 def _run(earlier, *extra):
-    return ["run", "--expid", "DCN_tiny", "--data-root", earlier["data"], "--results", earlier["results"],
-            "--set", f"model_root={earlier['model_root']}", *FAST, *extra]
+    return [
+        "run",
+        "--expid",
+        "DCN_tiny",
+        "--data-root",
+        earlier["data"],
+        "--results",
+        earlier["results"],
+        "--set",
+        f"model_root={earlier['model_root']}",
+        *FAST,
+        *extra,
+    ]
 
 
 # ---- setups of the cases that need files ----------------------------------------------------------------
+
 
 def _a_file(earlier, tmp_path):
     path = tmp_path / "a_file"
@@ -124,42 +157,143 @@ def _junk_state(earlier, tmp_path):
 
 # (id, setup(earlier, tmp_path) -> value or None, args(earlier, value, tmp_path), what the error line says)
 CASES = [
-    ("results-is-a-directory", None,
-     lambda e, v, t: _run(e)[:5] + ["--results", str(t)] + _run(e)[7:], ["is a directory", "runs.jsonl"]),
-    ("results-under-a-file", _a_file,
-     lambda e, v, t: _run(e)[:5] + ["--results", os.path.join(v, "runs.jsonl")] + _run(e)[7:],
-     ["--results", "is a file, not a directory"]),
-    ("results-on-a-read-only-fs", None,
-     lambda e, v, t: _run(e)[:5] + ["--results", "/proc/ctrbench/runs.jsonl"] + _run(e)[7:],
-     ["--results", "/proc", "not writable"]),
-    ("model-root-is-a-file", _a_file,
-     lambda e, v, t: _run(e, "--set", f"model_root={v}"), ["model_root", "not writable", "--set model_root=DIR"]),
-    ("model-root-on-a-read-only-fs", None,
-     lambda e, v, t: _run(e, "--set", "model_root=/proc/ctrbench"), ["model_root", "/proc/ctrbench"]),
+    (
+        "results-is-a-directory",
+        None,
+        lambda e, v, t: _run(e)[:5] + ["--results", str(t)] + _run(e)[7:],
+        ["is a directory", "runs.jsonl"],
+    ),
+    (
+        "results-under-a-file",
+        _a_file,
+        lambda e, v, t: _run(e)[:5] + ["--results", os.path.join(v, "runs.jsonl")] + _run(e)[7:],
+        ["--results", "is a file, not a directory"],
+    ),
+    (
+        "results-on-a-read-only-fs",
+        None,
+        lambda e, v, t: _run(e)[:5] + ["--results", "/proc/ctrbench/runs.jsonl"] + _run(e)[7:],
+        ["--results", "/proc", "not writable"],
+    ),
+    (
+        "model-root-is-a-file",
+        _a_file,
+        lambda e, v, t: _run(e, "--set", f"model_root={v}"),
+        ["model_root", "not writable", "--set model_root=DIR"],
+    ),
+    (
+        "model-root-on-a-read-only-fs",
+        None,
+        lambda e, v, t: _run(e, "--set", "model_root=/proc/ctrbench"),
+        ["model_root", "/proc/ctrbench"],
+    ),
     ("monitor-unknown", None, lambda e, v, t: _run(e, "--set", "monitor=AUCC"), ["monitor", "AUCC", "AUC"]),
-    ("epochs-zero-never-evaluates-the-old-checkpoint", None,
-     lambda e, v, t: _run(e, "--set", "epochs=0"), ["epochs=0", ">= 1"]),
-    ("resume-state-of-another-config", _foreign_state,
-     lambda e, v, t: _run(e, "--resume"), ["another config", "without --resume"]),
-    ("resume-state-damaged", _junk_state,
-     lambda e, v, t: _run(e, "--resume"), ["cannot read the resume state", "delete it"]),
-    ("sweep-glob-matching-nothing-beside-one-that-matches", None,
-     lambda e, v, t: ["sweep", "--expids", "DCN_tiny,DCN_tinyy*", "--results", e["results"], "--data-root",
-                      e["data"], "--set", f"model_root={e['model_root']}"], ["DCN_tinyy*", "matches no expid"]),
-    ("sweep-ray-auto-without-a-cluster", None,
-     lambda e, v, t: ["sweep", "--expids", "DCN_tiny", "--seeds", "7", "--ray-address", "auto", "--results",
-                      e["results"], "--data-root", e["data"]], ["--ray-address auto", "ray start --head", "local"]),
-    ("bench-infer-checkpoint-missing", None,
-     lambda e, v, t: ["bench-infer", "--expid", "DCN_tiny", "--data-root", e["data"], "--checkpoint",
-                      str(t / "nope.model")], ["--checkpoint", "nope.model", "is not a file"]),
-    ("bench-infer-checkpoint-is-code", _malicious_weights,
-     lambda e, v, t: ["bench-infer", "--expid", "DCN_tiny", "--data-root", e["data"], "--batches", "1",
-                      "--repeats", "1", "--set", f"model_root={e['model_root']}", "--checkpoint", v],
-     ["evil.model", "not a weights file torch can load safely"]),
-    ("bench-infer-checkpoint-of-another-model", _other_weights,
-     lambda e, v, t: ["bench-infer", "--expid", "DCN_tiny", "--data-root", e["data"], "--batches", "1",
-                      "--repeats", "1", "--set", f"model_root={e['model_root']}", "--checkpoint", v],
-     ["lr.model", "does not fit DCN"]),
+    (
+        "epochs-zero-never-evaluates-the-old-checkpoint",
+        None,
+        lambda e, v, t: _run(e, "--set", "epochs=0"),
+        ["epochs=0", ">= 1"],
+    ),
+    (
+        "resume-state-of-another-config",
+        _foreign_state,
+        lambda e, v, t: _run(e, "--resume"),
+        ["another config", "without --resume"],
+    ),
+    (
+        "resume-state-damaged",
+        _junk_state,
+        lambda e, v, t: _run(e, "--resume"),
+        ["cannot read the resume state", "delete it"],
+    ),
+    (
+        "sweep-glob-matching-nothing-beside-one-that-matches",
+        None,
+        lambda e, v, t: [
+            "sweep",
+            "--expids",
+            "DCN_tiny,DCN_tinyy*",
+            "--results",
+            e["results"],
+            "--data-root",
+            e["data"],
+            "--set",
+            f"model_root={e['model_root']}",
+        ],
+        ["DCN_tinyy*", "matches no expid"],
+    ),
+    (
+        "sweep-ray-auto-without-a-cluster",
+        None,
+        lambda e, v, t: [
+            "sweep",
+            "--expids",
+            "DCN_tiny",
+            "--seeds",
+            "7",
+            "--ray-address",
+            "auto",
+            "--results",
+            e["results"],
+            "--data-root",
+            e["data"],
+        ],
+        ["--ray-address auto", "ray start --head", "local"],
+    ),
+    (
+        "bench-infer-checkpoint-missing",
+        None,
+        lambda e, v, t: [
+            "bench-infer",
+            "--expid",
+            "DCN_tiny",
+            "--data-root",
+            e["data"],
+            "--checkpoint",
+            str(t / "nope.model"),
+        ],
+        ["--checkpoint", "nope.model", "is not a file"],
+    ),
+    (
+        "bench-infer-checkpoint-is-code",
+        _malicious_weights,
+        lambda e, v, t: [
+            "bench-infer",
+            "--expid",
+            "DCN_tiny",
+            "--data-root",
+            e["data"],
+            "--batches",
+            "1",
+            "--repeats",
+            "1",
+            "--set",
+            f"model_root={e['model_root']}",
+            "--checkpoint",
+            v,
+        ],
+        ["evil.model", "not a weights file torch can load safely"],
+    ),
+    (
+        "bench-infer-checkpoint-of-another-model",
+        _other_weights,
+        lambda e, v, t: [
+            "bench-infer",
+            "--expid",
+            "DCN_tiny",
+            "--data-root",
+            e["data"],
+            "--batches",
+            "1",
+            "--repeats",
+            "1",
+            "--set",
+            f"model_root={e['model_root']}",
+            "--checkpoint",
+            v,
+        ],
+        ["lr.model", "does not fit DCN"],
+    ),
 ]
 
 
@@ -176,7 +310,7 @@ def test_bad_run_input_is_one_error_line_and_touches_nothing(case, earlier, tmp_
     for text in expected:
         assert text in errors[0], errors[0]
     assert_untouched(before, snapshot(earlier["model_root"], os.path.dirname(earlier["results"])))
-    assert not (tmp_path / "pwned").exists()          # the malicious pickle never ran
+    assert not (tmp_path / "pwned").exists()  # the malicious pickle never ran
 
 
 def test_a_second_identical_run_at_once_is_refused(earlier):
@@ -202,11 +336,35 @@ def test_two_seeds_of_one_expid_at_once_keep_their_own_files_and_metrics(tmp_pat
     results, model_root, data = tmp_path / "runs.jsonl", tmp_path / "ck", tmp_path / "data"
     assert ctrbench("data", "build", "tiny", "--data-root", str(data)).returncode == 0
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--expid", "DCN_tiny", "--seed", str(seed),
-                               "--data-root", str(data), "--results", str(results), "--set",
-                               f"model_root={model_root}", "--set", "epochs=2", *FAST],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for seed in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmark",
+                "run",
+                "--expid",
+                "DCN_tiny",
+                "--seed",
+                str(seed),
+                "--data-root",
+                str(data),
+                "--results",
+                str(results),
+                "--set",
+                f"model_root={model_root}",
+                "--set",
+                "epochs=2",
+                *FAST,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
@@ -214,11 +372,17 @@ def test_two_seeds_of_one_expid_at_once_keep_their_own_files_and_metrics(tmp_pat
     assert sorted(records) == [1, 2] and records[1]["run_id"] != records[2]["run_id"]
     assert records[1]["test"] != records[2]["test"]
     for seed, record in records.items():
-        params = load_config(CONFIG, "DCN_tiny", ["verbose=0", f"model_root={model_root}", "epochs=2",
-                                                  f"seed={seed}"], str(data))
+        params = load_config(
+            CONFIG,
+            "DCN_tiny",
+            ["verbose=0", f"model_root={model_root}", "epochs=2", f"seed={seed}"],
+            str(data),
+        )
         paths = run_paths(params)
         assert paths.run_id == record["run_id"] and os.path.isfile(paths.checkpoint)
-        assert os.path.isfile(paths.log) and not os.path.exists(paths.state) and not os.path.exists(paths.lock)
+        assert (
+            os.path.isfile(paths.log) and not os.path.exists(paths.state) and not os.path.exists(paths.lock)
+        )
         setup = prepare_run(params, splits=("test",), require=("test",))
         load_weights(setup.model, paths.checkpoint)
         assert Trainer(setup.model, params).evaluate(setup.loaders["test"]) == record["test"]
@@ -240,4 +404,4 @@ def test_the_trainer_never_loads_weights_it_did_not_write(earlier, tmp_path):
         trainer.fit(setup.loaders["train"], setup.loaders["valid"], 0)
     assert trainer.state.best_metric is None
     assert open(setup.model.checkpoint, "rb").read() == stamp
-    assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())   # zeros never loaded
+    assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())  # zeros never loaded

@@ -81,7 +81,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
 
     params = load("DCN_tiny", *SETS)
     params["model_root"] = str(model_root)
-    state_file = run_paths(params).state                 # <model_root>/tiny/DCN_tiny_s21_<config hash>.resume.pt
+    state_file = run_paths(params).state          # <model_root>/tiny/DCN_tiny_s21_<config hash>.resume.pt
     assert os.path.dirname(state_file) == str(model_root / "tiny") and "_s21_" in state_file
     saved = torch.load(state_file, map_location="cpu", weights_only=True)   # tensors and plain values only
     assert saved["trainer"]["epoch"] >= 1 and saved["trainer"]["batch"] > 0   # mid-epoch

@@ -30,13 +30,21 @@ def _config_ids(config_dir: str) -> list[str]:
     return list(load_sections(config_dir, "dataset_config"))
 
 
-_STATUS_STYLE = {"ok": "green", "present": "yellow", "missing": "dim", "mismatch": "bold red",
-                 "bad-header": "bold red"}
+_STATUS_STYLE = {
+    "ok": "green",
+    "present": "yellow",
+    "missing": "dim",
+    "mismatch": "bold red",
+    "bad-header": "bold red",
+}
 
 
-def data_list(config: Optional[str] = ConfigOpt, data_root: Optional[str] = DataRootOpt,
-              all_: bool = typer.Option(False, "--all", help="Also list synthetic and other config ids."),
-              details: bool = typer.Option(False, "--details", help="Show each id's processing.")):
+def data_list(
+    config: Optional[str] = ConfigOpt,
+    data_root: Optional[str] = DataRootOpt,
+    all_: bool = typer.Option(False, "--all", help="Also list synthetic and other config ids."),
+    details: bool = typer.Option(False, "--details", help="Show each id's processing."),
+):
     """Known datasets: expected files, published row counts, whether present and verified."""
     config_dir = os.path.abspath(config or default_config_dir())
     ids = _config_ids(config_dir)
@@ -57,8 +65,11 @@ def data_list(config: Optional[str] = ConfigOpt, data_root: Optional[str] = Data
             files = verify_mod.describe_files(list(located.values()), params["data_root"])
         else:
             present = [p for p in paths.values() if p and os.path.exists(p)]
-            presence = "yes" if len(present) == len([p for p in paths.values() if p]) else \
-                ("partial" if present else "no")
+            presence = (
+                "yes"
+                if len(present) == len([p for p in paths.values() if p])
+                else ("partial" if present else "no")
+            )
             verified, rows = "-", "-"
             files = verify_mod.describe_files([p for p in paths.values() if p], params["data_root"])
         if info is not None:
@@ -77,24 +88,32 @@ def data_list(config: Optional[str] = ConfigOpt, data_root: Optional[str] = Data
         console.print(f"{len(others)} more config ids (synthetic or user-defined): --all lists them")
     console.print("'ctrbench data verify ID' checks a download; --details shows each id's processing")
 
-def data_verify(dataset_id: str = typer.Argument(..., help="dataset_id (or split name, e.g. Criteo_x4)."),
-                config: Optional[str] = ConfigOpt, data_root: Optional[str] = DataRootOpt,
-                require_all: bool = typer.Option(False, "--require-all",
-                                                 help="Fail (exit 2) when a split file is missing."),
-                no_cache: bool = typer.Option(False, "--no-cache", help="Re-hash files even if unchanged."),
-                sources: bool = typer.Option(False, "--sources", help="Only print where to download.")):
+
+def data_verify(
+    dataset_id: str = typer.Argument(..., help="dataset_id (or split name, e.g. Criteo_x4)."),
+    config: Optional[str] = ConfigOpt,
+    data_root: Optional[str] = DataRootOpt,
+    require_all: bool = typer.Option(
+        False, "--require-all", help="Fail (exit 2) when a split file is missing."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-hash files even if unchanged."),
+    sources: bool = typer.Option(False, "--sources", help="Only print where to download."),
+):
     """MD5 and row count of every split file against the published values; exit 2 on a mismatch."""
     config_dir = os.path.abspath(config or default_config_dir())
     info, split_set = registry.resolve(dataset_id)
     if split_set is None:
-        raise CTRBenchError(f"no published files are known for '{dataset_id}'; verify covers "
-                            f"{', '.join(sorted(registry.DATASETS))}")
+        raise CTRBenchError(
+            f"no published files are known for '{dataset_id}'; verify covers "
+            f"{', '.join(sorted(registry.DATASETS))}"
+        )
     out.print(f"{dataset_id}: {split_set.name}, {split_set.ratio}", highlight=False)
     out.print(f"download: {split_set.download}", highlight=False)
     if info is not None and info.raw:
         raw = registry.RAW_SOURCES[info.raw]
-        out.print(f"raw source: {raw.download} -> 'ctrbench data prepare {dataset_id} --from ...'",
-                  highlight=False)
+        out.print(
+            f"raw source: {raw.download} -> 'ctrbench data prepare {dataset_id} --from ...'", highlight=False
+        )
     if sources:
         return
     config_id = info.dataset_id if info is not None else dataset_id
@@ -106,10 +125,14 @@ def data_verify(dataset_id: str = typer.Argument(..., help="dataset_id (or split
         table.add_column(col, overflow="fold")
     for c in checks:
         style = _STATUS_STYLE.get(c.status, "")
-        table.add_row(c.split, c.path, f"[{style}]{c.status}[/]" if style else c.status,
-                      f"{c.rows:,}" if c.rows is not None else "-",
-                      f"{c.expected_rows:,}" if c.expected_rows is not None else "-",
-                      c.message or (f"md5 {c.md5}" if c.md5 else ""))
+        table.add_row(
+            c.split,
+            c.path,
+            f"[{style}]{c.status}[/]" if style else c.status,
+            f"{c.rows:,}" if c.rows is not None else "-",
+            f"{c.expected_rows:,}" if c.expected_rows is not None else "-",
+            c.message or (f"md5 {c.md5}" if c.md5 else ""),
+        )
     out.print(table)
     failed = [c for c in checks if c.failed]
     missing = [c for c in checks if c.status == "missing"]
@@ -117,29 +140,36 @@ def data_verify(dataset_id: str = typer.Argument(..., help="dataset_id (or split
         raise CTRBenchError(
             f"{dataset_id}: {', '.join(f'{c.split} ({c.status})' for c in failed)} "
             f"{'does' if len(failed) == 1 else 'do'} not match the published files; download again "
-            f"from {split_set.download}")
+            f"from {split_set.download}"
+        )
     if missing and (require_all or len(missing) == len(checks)):
-        raise CTRBenchError(f"{dataset_id}: {', '.join(c.path for c in missing)} missing; download from "
-                            f"{split_set.download} or point --data-root at the folder holding "
-                            f"{split_set.files[0].path.split('/')[0]}/")
+        raise CTRBenchError(
+            f"{dataset_id}: {', '.join(c.path for c in missing)} missing; download from "
+            f"{split_set.download} or point --data-root at the folder holding "
+            f"{split_set.files[0].path.split('/')[0]}/"
+        )
     verified = [c for c in checks if c.status == "ok"]
     summary = f"{dataset_id}: {len(verified)} of {len(checks)} files verified"
     if missing:
         summary += f"; missing: {', '.join(c.split for c in missing)}"
     out.print(summary, highlight=False)
 
-def data_prepare(dataset_id: str = typer.Argument(..., help="dataset_id (or split name) to prepare."),
-                 source: str = typer.Option(..., "--from", help="The raw download: a file or folder."),
-                 out_dir: Optional[str] = typer.Option(None, "--out",
-                                                       help="Data root to write under (default: the "
-                                                            "dataset config's data_root)."),
-                 config: Optional[str] = ConfigOpt,
-                 force: bool = typer.Option(False, "--force", help="Replace existing split files."),
-                 seed: Optional[int] = typer.Option(None, "--seed", help="Split seed (default: the "
-                                                    "recipe's, e.g. 2018 for x4 splits)."),
-                 neg_sample_rate: float = typer.Option(0.0, "--neg-sample-rate",
-                                                       help="Terabyte: fraction of negative training "
-                                                            "rows to drop (DLRM: 0.875).")):
+
+def data_prepare(
+    dataset_id: str = typer.Argument(..., help="dataset_id (or split name) to prepare."),
+    source: str = typer.Option(..., "--from", help="The raw download: a file or folder."),
+    out_dir: Optional[str] = typer.Option(
+        None, "--out", help="Data root to write under (default: the dataset config's data_root)."
+    ),
+    config: Optional[str] = ConfigOpt,
+    force: bool = typer.Option(False, "--force", help="Replace existing split files."),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Split seed (default: the recipe's, e.g. 2018 for x4 splits)."
+    ),
+    neg_sample_rate: float = typer.Option(
+        0.0, "--neg-sample-rate", help="Terabyte: fraction of negative training rows to drop (DLRM: 0.875)."
+    ),
+):
     """Build DATASET_ID's split files from a raw download (Kaggle Criteo/Avazu/KKBox, GroupLens ML-1M,
     Criteo Terabyte days, AFN/NFM libsvm), streaming; then compare them with the published MD5s."""
     setup_logging()
@@ -156,8 +186,9 @@ def data_prepare(dataset_id: str = typer.Argument(..., help="dataset_id (or spli
         config_id = info.dataset_id if info is not None else dataset_id
         params, _ = _dataset_paths(config_dir, config_id, None)
         out_dir = params["data_root"]
-    result = prep.prepare(dataset_id, source, out_dir, force=force, seed=seed,
-                          neg_sample_rate=neg_sample_rate)
+    result = prep.prepare(
+        dataset_id, source, out_dir, force=force, seed=seed, neg_sample_rate=neg_sample_rate
+    )
     table = Table(title=f"{result.split_set} written under {out_dir}")
     for col in ("split", "file", "rows", "published file"):
         table.add_column(col, overflow="fold")

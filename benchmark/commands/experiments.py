@@ -13,11 +13,19 @@ import typer
 
 from ..errors import CTRBenchError
 from ..util import split_list
-from .common import (ConfigOpt, DataRootOpt, SetOpt, console, default_config_dir, default_results, out,
-                     setup_logging)
-
+from .common import (
+    ConfigOpt,
+    DataRootOpt,
+    SetOpt,
+    console,
+    default_config_dir,
+    default_results,
+    out,
+    setup_logging,
+)
 
 # ---- plots --------------------------------------------------------------------------------------------
+
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "plot"
@@ -42,19 +50,25 @@ def _colors(names):
     return {n: cmap(i % 10) for i, n in enumerate(names)}
 
 
-def plot_learning_curves(records: list[dict], out_dir: str, metric: str = "AUC", datasets=None,
-                         models=None) -> list[str]:
+def plot_learning_curves(
+    records: list[dict], out_dir: str, metric: str = "AUC", datasets=None, models=None
+) -> list[str]:
     """One PNG per dataset: the validation ``metric`` at each evaluation of every run (one line per
     run, one colour per model). x is the epoch, or the training step when runs evaluate mid-epoch."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    records = [r for r in _filter(records, datasets, models) if any(metric in h for h in r.get("history") or [])]
+    records = [
+        r for r in _filter(records, datasets, models) if any(metric in h for h in r.get("history") or [])
+    ]
     if not records:
-        raise CTRBenchError(f"no run records with a validation '{metric}' history match; run experiments first "
-                            f"or check --results/--datasets/--models/--metric")
+        raise CTRBenchError(
+            f"no run records with a validation '{metric}' history match; run experiments first "
+            f"or check --results/--datasets/--models/--metric"
+        )
     os.makedirs(out_dir, exist_ok=True)
     by_ds: "OrderedDict" = OrderedDict()
     for rec in records:
@@ -71,13 +85,23 @@ def plot_learning_curves(records: list[dict], out_dir: str, metric: str = "AUC",
             hist = [h for h in rec["history"] if metric in h]
             xs = [h["epoch"] if per_epoch else h["step"] for h in hist]
             ys = [h[metric] for h in hist]
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=colors[name], alpha=0.85,
-                    label=name if name not in labelled else None)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                color=colors[name],
+                alpha=0.85,
+                label=name if name not in labelled else None,
+            )
             labelled.add(name)
             if rec.get("best_epoch") and per_epoch:
                 best = [h for h in hist if h["epoch"] == rec["best_epoch"]]
                 if best:
-                    ax.plot([best[0]["epoch"]], [best[0][metric]], marker="*", markersize=10, color=colors[name])
+                    ax.plot(
+                        [best[0]["epoch"]], [best[0][metric]], marker="*", markersize=10, color=colors[name]
+                    )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch" if per_epoch else "training step")
         ax.set_ylabel(f"validation {metric}")
@@ -92,11 +116,13 @@ def plot_learning_curves(records: list[dict], out_dir: str, metric: str = "AUC",
     return paths
 
 
-def plot_metric_bars(records: list[dict], out_dir: str, metric: str = "AUC", split: str = "test",
-                     datasets=None, models=None) -> str:
+def plot_metric_bars(
+    records: list[dict], out_dir: str, metric: str = "AUC", split: str = "test", datasets=None, models=None
+) -> str:
     """One PNG: per dataset (a panel each), mean ``metric`` per model with ±1 std error bars across
     seeds and each seed's value as a dot."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -106,14 +132,19 @@ def plot_metric_bars(records: list[dict], out_dir: str, metric: str = "AUC", spl
         if value is None:
             continue
         cells.setdefault(rec["dataset_id"], OrderedDict()).setdefault(
-            rec.get("report_name") or rec["model"], []).append(float(value))
+            rec.get("report_name") or rec["model"], []
+        ).append(float(value))
     if not cells:
-        raise CTRBenchError(f"no run records with a {split} '{metric}' match; run experiments first or check "
-                            f"--results/--datasets/--models/--metric")
+        raise CTRBenchError(
+            f"no run records with a {split} '{metric}' match; run experiments first or check "
+            f"--results/--datasets/--models/--metric"
+        )
     os.makedirs(out_dir, exist_ok=True)
     names = list(OrderedDict.fromkeys(m for per in cells.values() for m in per))
     colors = _colors(names)
-    fig, axes = plt.subplots(1, len(cells), figsize=(max(4.5, 1.1 * len(names) + 2) * len(cells), 4.5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(cells), figsize=(max(4.5, 1.1 * len(names) + 2) * len(cells), 4.5), squeeze=False
+    )
     for ax, (ds, per_model) in zip(axes[0], cells.items()):
         models_here = list(per_model)
         means = [float(np.mean(per_model[m])) for m in models_here]
@@ -140,29 +171,44 @@ def plot_metric_bars(records: list[dict], out_dir: str, metric: str = "AUC", spl
 
 # ---- commands -----------------------------------------------------------------------------------------
 
-def sweep(config: Optional[str] = ConfigOpt,
-          expids: Optional[str] = typer.Option(None, "--expids", help="Comma-separated globs over expids, "
-                                               "e.g. 'DCN_tiny,DNN_*'."),
-          tuner: Optional[str] = typer.Option(None, "--tuner", help="FuxiCTR tuner file (base_expid, "
-                                              "tuner_space, ...)."),
-          seeds: Optional[str] = typer.Option(None, "--seeds", help="N seeds (the configured seed, +1, ...) "
-                                              "or a list 2021,2022."),
-          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Runs at a time (default: one per "
-                                             "GPU, else 1 = in this process)."),
-          gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs to spread runs over, e.g. 0,1,2,3."),
-          results: Optional[str] = typer.Option(None, "--results", help="Run records file (also the ledger "
-                                                "of finished runs). Default: results/runs.jsonl"),
-          set_: Optional[List[str]] = SetOpt,
-          data_root: Optional[str] = DataRootOpt,
-          retries: int = typer.Option(1, "--retries", help="Retries of a failed run in this invocation."),
-          isolate: bool = typer.Option(False, "--isolate", help="Run every run in its own process, even "
-                                       "with --jobs 1."),
-          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Dispatch runs as Ray tasks "
-                                                    "to this cluster ('auto' = the running local one; 'local' "
-                                                    "starts one for this sweep)."),
-          ray_gpus: float = typer.Option(1.0, "--ray-gpus", help="GPUs per Ray task (0 for CPU clusters)."),
-          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether they are done."),
-          debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+
+def sweep(
+    config: Optional[str] = ConfigOpt,
+    expids: Optional[str] = typer.Option(
+        None, "--expids", help="Comma-separated globs over expids, e.g. 'DCN_tiny,DNN_*'."
+    ),
+    tuner: Optional[str] = typer.Option(
+        None, "--tuner", help="FuxiCTR tuner file (base_expid, tuner_space, ...)."
+    ),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="N seeds (the configured seed, +1, ...) or a list 2021,2022."
+    ),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", help="Runs at a time (default: one per GPU, else 1 = in this process)."
+    ),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs to spread runs over, e.g. 0,1,2,3."),
+    results: Optional[str] = typer.Option(
+        None,
+        "--results",
+        help="Run records file (also the ledger of finished runs). Default: results/runs.jsonl",
+    ),
+    set_: Optional[List[str]] = SetOpt,
+    data_root: Optional[str] = DataRootOpt,
+    retries: int = typer.Option(1, "--retries", help="Retries of a failed run in this invocation."),
+    isolate: bool = typer.Option(
+        False, "--isolate", help="Run every run in its own process, even with --jobs 1."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None,
+        "--ray-address",
+        help="Dispatch runs as Ray tasks "
+        "to this cluster ('auto' = the running local one; 'local' "
+        "starts one for this sweep).",
+    ),
+    ray_gpus: float = typer.Option(1.0, "--ray-gpus", help="GPUs per Ray task (0 for CPU clusters)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether they are done."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+):
     """Run many experiments (expid globs or a FuxiCTR tuner file) x seeds; skips finished runs."""
     from .. import sweep as sweep_mod
 
@@ -183,33 +229,46 @@ def sweep(config: Optional[str] = ConfigOpt,
         done = sweep_mod.finished_hashes(results_path)
         for spec in specs:
             status = "done" if spec.config_hash in done else "pending"
-            out.print(f"{status:8s} {spec.label:40s} {spec.model:12s} {spec.dataset_id:20s} {spec.config_hash}",
-                      highlight=False)
+            out.print(
+                f"{status:8s} {spec.label:40s} {spec.model:12s} {spec.dataset_id:20s} {spec.config_hash}",
+                highlight=False,
+            )
         return
-    executor = sweep_mod.make_executor(results_path, jobs, gpu_list, ray_address, ray_gpus, isolate)  # Ray first
+    executor = sweep_mod.make_executor(
+        results_path, jobs, gpu_list, ray_address, ray_gpus, isolate
+    )  # Ray first
     pending = [s for s in specs if s.config_hash not in sweep_mod.finished_hashes(results_path)]
     sweep_mod.prebuild(pending)
     runner = sweep_mod.Sweep(specs, results_path, executor, retries, console)
     try:
         result = runner.run()
     except KeyboardInterrupt:
-        console.print("interrupted; rerun the same command to continue (finished runs are skipped, "
-                      "interrupted ones resume)", highlight=False)
+        console.print(
+            "interrupted; rerun the same command to continue (finished runs are skipped, "
+            "interrupted ones resume)",
+            highlight=False,
+        )
         raise typer.Exit(130)
-    out.print(f"sweep: {len(result.ran)} ran, {len(result.skipped)} already done, {len(result.failed)} failed; "
-              f"records in {results_path}", highlight=False)
+    out.print(
+        f"sweep: {len(result.ran)} ran, {len(result.skipped)} already done, {len(result.failed)} failed; "
+        f"records in {results_path}",
+        highlight=False,
+    )
     for label, error in result.failed:
         out.print(f"failed {label}: {error}", highlight=False, soft_wrap=True)
     if result.failed:
         raise typer.Exit(1)
 
-def plot(results: Optional[str] = typer.Option(None, "--results", help="Run records file."),
-         out_dir: str = typer.Option(os.path.join("results", "plots"), "--out", help="Folder for the PNGs."),
-         metric: str = typer.Option("AUC", "--metric", help="Metric to plot (AUC, logloss, ...)."),
-         split: str = typer.Option("test", "--split", help="Split of the per-model bars (test or valid)."),
-         datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated dataset ids."),
-         models_: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names.")):
-    """PNG learning curves (validation metric per epoch per run) and per-model bars (mean ± std over seeds)."""
+
+def plot(
+    results: Optional[str] = typer.Option(None, "--results", help="Run records file."),
+    out_dir: str = typer.Option(os.path.join("results", "plots"), "--out", help="Folder for the PNGs."),
+    metric: str = typer.Option("AUC", "--metric", help="Metric to plot (AUC, logloss, ...)."),
+    split: str = typer.Option("test", "--split", help="Split of the per-model bars (test or valid)."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated dataset ids."),
+    models_: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names."),
+):
+    """PNG learning curves (validation metric per evaluation of each run) and per-model bars (mean ± std)."""
     from ..records import read_records
 
     path = results or default_results()

@@ -10,21 +10,27 @@ import typer
 from ..util import split_list as _split
 
 
-def reproduce(targets: str = typer.Argument(..., help="A results/targets/<name>.yaml file."),
-              smoke: bool = typer.Option(False, "--smoke", help="One epoch per cell on the tiny fixtures."),
-              check: bool = typer.Option(False, "--check", help="No training: build every cell's model and "
-                                         "take one step on one batch (with --smoke: on the tiny fixtures)."),
-              datasets: Optional[str] = typer.Option(None, "--datasets", help="Columns to run, e.g. frappe,movielens."),
-              models: Optional[str] = typer.Option(None, "--models", help="Rows to run."),
-              seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 1,2,3."),
-              gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device; -1 for CPU."),
-              config: Optional[str] = typer.Option(None, "--config", "-c", help="Config directory."),
-              data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding raw datasets."),
-              out_dir: str = typer.Option("results", "--out-dir", help="Where tables and records go.")):
+def reproduce(
+    targets: str = typer.Argument(..., help="A results/targets/<name>.yaml file."),
+    smoke: bool = typer.Option(False, "--smoke", help="One epoch per cell on the tiny fixtures."),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="No training: build every cell's model and "
+        "take one step on one batch (with --smoke: on the tiny fixtures).",
+    ),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Columns to run, e.g. frappe,movielens."),
+    models: Optional[str] = typer.Option(None, "--models", help="Rows to run."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 1,2,3."),
+    gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device; -1 for CPU."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config directory."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding raw datasets."),
+    out_dir: str = typer.Option("results", "--out-dir", help="Where tables and records go."),
+):
     """Run every cell of a paper's table (resumable) and write <name>.md/.csv beside the paper's numbers."""
-    from .common import console, default_config_dir, out, setup_logging
     from ..errors import CTRBenchError
     from ..reproduce import reproduce as run
+    from .common import console, default_config_dir, out, setup_logging
 
     setup_logging(verbose=False)
     if not os.path.isfile(targets):
@@ -32,8 +38,9 @@ def reproduce(targets: str = typer.Argument(..., help="A results/targets/<name>.
     if check:
         from ..reproduce import check as check_table
 
-        n, errors = check_table(targets, config or default_config_dir(), _split(datasets), _split(models),
-                                smoke, data_root)
+        n, errors = check_table(
+            targets, config or default_config_dir(), _split(datasets), _split(models), smoke, data_root
+        )
         for (row, column), message in errors.items():
             console.print(f"{row} / {column}: {message}", highlight=False, markup=False)
         if errors:
@@ -41,8 +48,18 @@ def reproduce(targets: str = typer.Argument(..., help="A results/targets/<name>.
         out.print(f"{targets}: all {n} cells build and take a training step", highlight=False)
         return
     seed_list = _split(seeds, "--seeds", int)
-    result = run(targets, out_dir, config or default_config_dir(), _split(datasets), _split(models),
-                 seed_list, smoke, gpu, data_root, console)
+    result = run(
+        targets,
+        out_dir,
+        config or default_config_dir(),
+        _split(datasets),
+        _split(models),
+        seed_list,
+        smoke,
+        gpu,
+        data_root,
+        console,
+    )
     out.print(result["markdown"], markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {result['path']}")
     if smoke and result["incomplete"]:

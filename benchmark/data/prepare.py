@@ -45,6 +45,7 @@ NL, TAB, COMMA, QUOTE = 10, 9, 44, 34
 # --------------------------------------------------------------------------------------------------
 # Streaming text
 
+
 def open_binary(path: str):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
@@ -70,8 +71,8 @@ def line_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[bytes]:
             if cut < 0:
                 rest = block
                 continue
-            rest = block[cut + 1:]
-            yield block[:cut + 1].replace(b"\r\n", b"\n")
+            rest = block[cut + 1 :]
+            yield block[: cut + 1].replace(b"\r\n", b"\n")
         if rest:
             yield rest.replace(b"\r\n", b"\n").rstrip(b"\r") + b"\n"
 
@@ -123,25 +124,31 @@ def _check_fields(lines: Lines, sep: int, n_fields: int, path: str, first_line: 
     bad = np.flatnonzero(counts != n_fields - 1)
     if len(bad):
         i = int(bad[0])
-        raise CTRBenchError(f"{path} line {first_line + i + 1:,} has {int(counts[i]) + 1} fields, expected "
-                            f"{n_fields}; the file is not the expected layout or is damaged")
+        raise CTRBenchError(
+            f"{path} line {first_line + i + 1:,} has {int(counts[i]) + 1} fields, expected "
+            f"{n_fields}; the file is not the expected layout or is damaged"
+        )
 
 
-def _binary_labels(values: np.ndarray, lines: Lines, label_pos: np.ndarray, sep: int, path: str,
-                   first_line: int) -> np.ndarray:
+def _binary_labels(
+    values: np.ndarray, lines: Lines, label_pos: np.ndarray, sep: int, path: str, first_line: int
+) -> np.ndarray:
     """Labels that are a single '0'/'1' character followed by the separator."""
     after = lines.arr[np.minimum(label_pos + 1, len(lines.arr) - 1)]
     bad = np.flatnonzero(((values != 48) & (values != 49)) | (after != sep))
     if len(bad):
         i = int(bad[0])
-        line = lines.data[lines.starts[i]:lines.ends[i]][:60].decode("utf-8", "replace")
-        raise CTRBenchError(f"{path} line {first_line + i + 1:,}: label is not 0 or 1 ({line!r}); "
-                            f"the file is not the expected layout")
+        line = lines.data[lines.starts[i] : lines.ends[i]][:60].decode("utf-8", "replace")
+        raise CTRBenchError(
+            f"{path} line {first_line + i + 1:,}: label is not 0 or 1 ({line!r}); "
+            f"the file is not the expected layout"
+        )
     return (values - 48).astype(np.int8)
 
 
 # --------------------------------------------------------------------------------------------------
 # Outputs written to temporary files and renamed into place at the end
+
 
 class Outputs:
     def __init__(self, directory: str, force: bool):
@@ -153,8 +160,10 @@ class Outputs:
     def check(self, names: list[str]) -> None:
         existing = [n for n in names if os.path.exists(os.path.join(self.directory, n))]
         if existing and not self.force:
-            raise CTRBenchError(f"{os.path.join(self.directory, existing[0])} already exists; pass --force "
-                                f"to replace it or --out to write elsewhere")
+            raise CTRBenchError(
+                f"{os.path.join(self.directory, existing[0])} already exists; pass --force "
+                f"to replace it or --out to write elsewhere"
+            )
 
     def open(self, name: str, header: bytes | None = None) -> io.BufferedWriter:
         final = os.path.join(self.directory, name)
@@ -210,6 +219,7 @@ def _concat(paths: list[str], fd) -> None:
 # --------------------------------------------------------------------------------------------------
 # The AutoInt/BARS stratified 10-fold assignment
 
+
 def stratified_folds(labels: np.ndarray, n_splits: int = N_FOLDS, seed: int = 2018) -> np.ndarray:
     """Fold (0..n_splits-1) of every row, as scikit-learn 0.19's StratifiedKFold(shuffle=True,
     random_state=seed) assigns test folds: per class (in sorted order), ``RandomState(seed).shuffle`` of
@@ -220,7 +230,7 @@ def stratified_folds(labels: np.ndarray, n_splits: int = N_FOLDS, seed: int = 20
         mask = labels == cls
         n = int(mask.sum())
         m = max(n, n_splits)
-        order = np.arange(m, dtype=np.int32 if m < 2 ** 31 else np.int64)
+        order = np.arange(m, dtype=np.int32 if m < 2**31 else np.int64)
         np.random.RandomState(seed).shuffle(order)
         sizes = np.full(n_splits, m // n_splits, dtype=np.int64)
         sizes[: m % n_splits] += 1
@@ -254,14 +264,15 @@ def _finish_folds(outputs: Outputs, folder: str, header: bytes, handles, parts) 
 # --------------------------------------------------------------------------------------------------
 # Raw delimited text -> x4 split (Kaggle Criteo train.txt, Kaggle Avazu train.csv)
 
+
 @dataclass
 class TextLayout:
-    sep: int                 # byte separating fields in the raw file
+    sep: int  # byte separating fields in the raw file
     n_fields: int
     label_field: int
     has_header: bool
     header: tuple[str, ...]  # the header of the written CSVs
-    to_comma: bool           # whether sep becomes ',' in the output
+    to_comma: bool  # whether sep becomes ',' in the output
 
 
 CRITEO_RAW = TextLayout(TAB, 40, 0, False, ("Label",) + registry.CRITEO_COLUMNS, True)
@@ -279,8 +290,10 @@ def _text_chunks(path: str, layout: TextLayout) -> Iterator[tuple[Lines, int]]:
             cut = chunk.index(b"\n") + 1
             names = chunk[:cut].decode("utf-8", "replace").strip().split(",")
             if tuple(names) != layout.header:
-                raise CTRBenchError(f"{path}: header {','.join(names[:6])}... is not the expected "
-                                    f"{','.join(layout.header[:6])}...; is this the right file?")
+                raise CTRBenchError(
+                    f"{path}: header {','.join(names[:6])}... is not the expected "
+                    f"{','.join(layout.header[:6])}...; is this the right file?"
+                )
             chunk = chunk[cut:]
             seen = 1
         first = False
@@ -307,15 +320,22 @@ def _convert(lines: Lines, layout: TextLayout, path: str, first: int) -> Lines:
         return lines
     if b"," in lines.data or b'"' in lines.data:
         bad = int(np.flatnonzero((lines.count_per_line(COMMA) + lines.count_per_line(QUOTE)) > 0)[0])
-        raise CTRBenchError(f"{path} line {first + bad + 1:,} contains ',' or '\"', which the raw "
-                            f"tab-separated layout never has; the file is damaged or not the expected one")
+        raise CTRBenchError(
+            f"{path} line {first + bad + 1:,} contains ',' or '\"', which the raw "
+            f"tab-separated layout never has; the file is damaged or not the expected one"
+        )
     return Lines.of(lines.data.translate(_TAB_TO_COMMA))
 
 
 def _prepare_x4(path: str, out: Outputs, folder: str, layout: TextLayout, seed: int) -> None:
     labels = _text_labels(path, layout)
-    log.info("%s: %s rows, %.2f%% positive; assigning stratified folds (seed %d)", path,
-             f"{len(labels):,}", 100 * labels.mean(), seed)
+    log.info(
+        "%s: %s rows, %.2f%% positive; assigning stratified folds (seed %d)",
+        path,
+        f"{len(labels):,}",
+        100 * labels.mean(),
+        seed,
+    )
     folds = stratified_folds(labels, seed=seed)
     del labels
     header = (",".join(layout.header) + "\n").encode()
@@ -323,19 +343,21 @@ def _prepare_x4(path: str, out: Outputs, folder: str, layout: TextLayout, seed: 
     offset = 0
     for lines, first in _text_chunks(path, layout):
         lines = _convert(lines, layout, path, first)
-        chunk_folds = folds[offset:offset + len(lines)]
+        chunk_folds = folds[offset : offset + len(lines)]
         offset += len(lines)
         byte_folds = np.repeat(chunk_folds, lines.ends - lines.starts + 1)
         for k, fd in enumerate(handles):
             fd.write(lines.arr[byte_folds == k].tobytes())
     if offset != len(folds):
-        raise CTRBenchError(f"{path} changed while it was read ({offset:,} rows, then {len(folds):,}); "
-                            f"run prepare again")
+        raise CTRBenchError(
+            f"{path} changed while it was read ({offset:,} rows, then {len(folds):,}); run prepare again"
+        )
     _finish_folds(out, folder, header, handles, parts)
 
 
 # --------------------------------------------------------------------------------------------------
 # Criteo Terabyte: days 0-22 -> train/day_NN.csv, day 23 -> test (first half) / valid (second half)
+
 
 def _day_file(src: str, day: int) -> str | None:
     for name in (f"day_{day}", f"day_{day}.gz", f"day_{day}.csv", f"day_{day:02d}", f"day_{day:02d}.gz"):
@@ -351,11 +373,15 @@ def _prepare_terabyte(src: str, out: Outputs, folder: str, neg_drop: float, seed
     days = {d: _day_file(src, d) for d in range(24)}
     missing = [f"day_{d}" for d, p in days.items() if p is None]
     if missing:
-        raise CTRBenchError(f"{src} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
-                            f"download every day from {registry.RAW_SOURCES['criteo_terabyte'].download}")
+        raise CTRBenchError(
+            f"{src} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
+            f"download every day from {registry.RAW_SOURCES['criteo_terabyte'].download}"
+        )
     if not 0 <= neg_drop < 1:
-        raise CTRBenchError(f"--neg-sample-rate {neg_drop} must be in [0, 1): the fraction of negative "
-                            f"training rows to drop (DLRM uses 0.875 for Terabyte)")
+        raise CTRBenchError(
+            f"--neg-sample-rate {neg_drop} must be in [0, 1): the fraction of negative "
+            f"training rows to drop (DLRM uses 0.875 for Terabyte)"
+        )
     header = (",".join(TERABYTE_RAW.header) + "\n").encode()
     for day in registry.TERABYTE_TRAIN_DAYS:
         path = days[day]
@@ -390,6 +416,7 @@ def _prepare_terabyte(src: str, out: Outputs, folder: str, neg_drop: float, seed
 # --------------------------------------------------------------------------------------------------
 # AFN libsvm / NFM libfm -> BARS CSV (Frappe_x1, MovielensLatest_x1)
 
+
 def _libsvm_file(src: str, split: str, name: str) -> str | None:
     prefix = registry.LIBFM_NAMES.get(name, "")
     nfm_split = {"valid": "validation"}.get(split, split)
@@ -408,11 +435,15 @@ def _libsvm_to_csv(path: str, fd, n_fields: int) -> int:
         spaces = lines.count_per_line(ord(" "))
         bad = np.flatnonzero(spaces != n_fields)
         if len(bad):
-            raise CTRBenchError(f"{path} line {rows + int(bad[0]) + 1:,} does not have a label and {n_fields} "
-                                f"idx:1 tokens; not the AFN/NFM layout")
+            raise CTRBenchError(
+                f"{path} line {rows + int(bad[0]) + 1:,} does not have a label and {n_fields} "
+                f"idx:1 tokens; not the AFN/NFM layout"
+            )
         if chunk.count(b":") != chunk.count(b":1 ") + chunk.count(b":1\n"):
-            raise CTRBenchError(f"{path}: a feature value other than 1 (idx:value) near line {rows + 1:,}; "
-                                f"only one-hot libsvm files convert to the BARS CSV")
+            raise CTRBenchError(
+                f"{path}: a feature value other than 1 (idx:value) near line {rows + 1:,}; "
+                f"only one-hot libsvm files convert to the BARS CSV"
+            )
         text = b"\n" + chunk
         text = text.replace(b"\n-1 ", b"\n0 ").replace(b"\n+1 ", b"\n1 ")
         text = text.replace(b":1 ", b",").replace(b":1\n", b"\n").replace(b" ", b",")
@@ -423,14 +454,17 @@ def _libsvm_to_csv(path: str, fd, n_fields: int) -> int:
 
 def _prepare_libsvm(src: str, out: Outputs, folder: str, name: str) -> None:
     if not os.path.isdir(src):
-        raise CTRBenchError(f"--from {src} must be a folder holding train/valid/test.libsvm (AFN) or NFM's "
-                            f".libfm files")
+        raise CTRBenchError(
+            f"--from {src} must be a folder holding train/valid/test.libsvm (AFN) or NFM's .libfm files"
+        )
     header = registry.LIBSVM_HEADERS[name]
     found = {s: _libsvm_file(src, s, name) for s in registry.SPLITS_ORDER}
     if not any(found.values()):
-        raise CTRBenchError(f"{src} has none of train.libsvm, valid.libsvm, test.libsvm (or NFM's "
-                            f"{registry.LIBFM_NAMES[name]}.*.libfm); get them from "
-                            f"{registry.RAW_SOURCES['afn_libsvm'].download}")
+        raise CTRBenchError(
+            f"{src} has none of train.libsvm, valid.libsvm, test.libsvm (or NFM's "
+            f"{registry.LIBFM_NAMES[name]}.*.libfm); get them from "
+            f"{registry.RAW_SOURCES['afn_libsvm'].download}"
+        )
     out.check([f"{folder}/{s}.csv" for s, p in found.items() if p])
     for split, path in found.items():
         if path is None:
@@ -445,6 +479,7 @@ def _prepare_libsvm(src: str, out: Outputs, folder: str, name: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # Tables read with polars (KKBox, ML-1M)
 
+
 def _write_rows(fd, frame: pl.DataFrame) -> None:
     if frame.height:
         frame.write_csv(fd, include_header=False, line_terminator="\n", quote_style="necessary")
@@ -455,17 +490,25 @@ def _require(src: str, names: tuple[str, ...], kind: str) -> dict[str, str]:
     for name in names:
         path = os.path.join(src, name)
         if not os.path.isfile(path):
-            raise CTRBenchError(f"{src} lacks {name}; download {registry.RAW_SOURCES[kind].download} and "
-                                f"pass the folder holding {', '.join(names)} to --from")
+            raise CTRBenchError(
+                f"{src} lacks {name}; download {registry.RAW_SOURCES[kind].download} and "
+                f"pass the folder holding {', '.join(names)} to --from"
+            )
         paths[name] = path
     return paths
 
 
 def _naive_csv(path: str, columns: list[str]) -> pl.DataFrame:
     """A CSV read as the BARS KKBox script reads it: split on every comma, no quoting, extra fields cut."""
-    frame = pl.read_csv(path, has_header=True, infer_schema=False, quote_char=None,
-                        truncate_ragged_lines=True, missing_utf8_is_empty_string=False)
-    if frame.columns[:len(columns)] != columns:
+    frame = pl.read_csv(
+        path,
+        has_header=True,
+        infer_schema=False,
+        quote_char=None,
+        truncate_ragged_lines=True,
+        missing_utf8_is_empty_string=False,
+    )
+    if frame.columns[: len(columns)] != columns:
         raise CTRBenchError(f"{path}: columns {frame.columns} are not {columns}; is this the Kaggle file?")
     return frame.select(columns)
 
@@ -474,9 +517,13 @@ _PERSON_SPLIT = r"[|\\/&;]"
 
 
 def _persons(column: pl.Expr) -> pl.Expr:
-    return (column.fill_null("").str.replace_all(_PERSON_SPLIT, "\x1f").str.split("\x1f")
-            .list.eval(pl.element().str.replace_all('"', "", literal=True).str.strip_chars())
-            .list.eval(pl.element().filter(pl.element() != "")))
+    return (
+        column.fill_null("")
+        .str.replace_all(_PERSON_SPLIT, "\x1f")
+        .str.split("\x1f")
+        .list.eval(pl.element().str.replace_all('"', "", literal=True).str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
 
 
 def _id_map(values: pl.Series) -> pl.DataFrame:
@@ -488,8 +535,10 @@ def _id_map(values: pl.Series) -> pl.DataFrame:
 def _prepare_kkbox(src: str, out: Outputs, folder: str, seed: int) -> None:
     names = registry.RAW_SOURCES["kkbox_kaggle"].files
     paths = _require(src, names, "kkbox_kaggle")
-    songs = _naive_csv(paths["songs.csv"], ["song_id", "song_length", "genre_ids", "artist_name", "composer",
-                                            "lyricist", "language"])
+    songs = _naive_csv(
+        paths["songs.csv"],
+        ["song_id", "song_length", "genre_ids", "artist_name", "composer", "lyricist", "language"],
+    )
     extra = _naive_csv(paths["song_extra_info.csv"], ["song_id", "name", "isrc"])
     members = pl.read_csv(paths["members.csv"], infer_schema=False)
     need = ["msno", "city", "bd", "gender", "registered_via", "registration_init_time", "expiration_date"]
@@ -500,47 +549,69 @@ def _prepare_kkbox(src: str, out: Outputs, folder: str, seed: int) -> None:
     if [c for c in cols if c not in train.collect_schema().names()]:
         raise CTRBenchError(f"{paths['train.csv']}: the header lacks some of {cols}")
     # persons, song names and ids, as the BARS script numbers them
-    persons = pl.concat([songs.select(_persons(pl.col(c)).alias("p")) for c in
-                         ("artist_name", "composer", "lyricist")]).explode("p")["p"]
+    persons = pl.concat(
+        [songs.select(_persons(pl.col(c)).alias("p")) for c in ("artist_name", "composer", "lyricist")]
+    ).explode("p")["p"]
     person_ids = _id_map(persons)
     song_names = _id_map(extra["name"])
     pass1 = train.select(pl.col("target"), pl.col("msno"), pl.col("song_id"))
-    labels_df = pass1.select((pl.col("target").cast(pl.Float64, strict=False) > 0).cast(pl.Int8)
-                             .alias("y")).collect(engine="streaming")
+    labels_df = pass1.select(
+        (pl.col("target").cast(pl.Float64, strict=False) > 0).cast(pl.Int8).alias("y")
+    ).collect(engine="streaming")
     if labels_df["y"].null_count():
         raise CTRBenchError(f"{paths['train.csv']}: 'target' has non-numeric values")
     labels = labels_df["y"].to_numpy()
-    users = _id_map(pl.concat([members["msno"], pass1.select("msno").unique().collect(engine="streaming")["msno"]]))
-    song_ids = _id_map(pl.concat([songs["song_id"], extra["song_id"],
-                                  pass1.select("song_id").unique().collect(engine="streaming")["song_id"]]))
+    users = _id_map(
+        pl.concat([members["msno"], pass1.select("msno").unique().collect(engine="streaming")["msno"]])
+    )
+    song_ids = _id_map(
+        pl.concat(
+            [
+                songs["song_id"],
+                extra["song_id"],
+                pass1.select("song_id").unique().collect(engine="streaming")["song_id"],
+            ]
+        )
+    )
 
     def encode_persons(column: str) -> pl.Expr:
-        return (_persons(pl.col(column))
-                .list.eval(pl.element().replace_strict(person_ids["key"], person_ids["id"], default=None))
-                .list.join(" "))
+        return (
+            _persons(pl.col(column))
+            .list.eval(pl.element().replace_strict(person_ids["key"], person_ids["id"], default=None))
+            .list.join(" ")
+        )
 
     songs = songs.with_columns(
         pl.col("language").cast(pl.Float64, strict=False).cast(pl.Int64).cast(pl.String).fill_null(""),
         pl.col("genre_ids").str.replace_all("|", " ", literal=True).fill_null(""),
         encode_persons("artist_name").alias("artist_name"),
         encode_persons("composer").alias("composer"),
-        encode_persons("lyricist").alias("lyricist"))
-    extra = extra.with_columns(pl.col("name").replace_strict(song_names["key"], song_names["id"], default=None))
+        encode_persons("lyricist").alias("lyricist"),
+    )
+    extra = extra.with_columns(
+        pl.col("name").replace_strict(song_names["key"], song_names["id"], default=None)
+    )
     folds = stratified_folds(labels, seed=seed)
     log.info("%s: %s rows, %.2f%% positive", paths["train.csv"], f"{len(labels):,}", 100 * labels.mean())
     header = (",".join(registry.KKBOX_X1_COLUMNS) + "\n").encode()
     handles, parts = _fold_outputs(out, folder, header)
     offset = 0
     for batch in train.select(cols).collect_batches(chunk_size=BATCH_ROWS, maintain_order=True):
-        rows = (batch.join(members.select(need), on="msno", how="left", maintain_order="left")
-                .join(songs, on="song_id", how="left", maintain_order="left")
-                .join(extra, on="song_id", how="left", maintain_order="left")
-                .with_columns(pl.when(pl.col("target").cast(pl.Float64, strict=False) > 0).then(pl.lit("1"))
-                              .otherwise(pl.lit("0")).alias("label"),
-                              pl.col("msno").replace_strict(users["key"], users["id"], default=None),
-                              pl.col("song_id").replace_strict(song_ids["key"], song_ids["id"], default=None))
-                .select(registry.KKBOX_X1_COLUMNS))
-        batch_folds = folds[offset:offset + rows.height]
+        rows = (
+            batch.join(members.select(need), on="msno", how="left", maintain_order="left")
+            .join(songs, on="song_id", how="left", maintain_order="left")
+            .join(extra, on="song_id", how="left", maintain_order="left")
+            .with_columns(
+                pl.when(pl.col("target").cast(pl.Float64, strict=False) > 0)
+                .then(pl.lit("1"))
+                .otherwise(pl.lit("0"))
+                .alias("label"),
+                pl.col("msno").replace_strict(users["key"], users["id"], default=None),
+                pl.col("song_id").replace_strict(song_ids["key"], song_ids["id"], default=None),
+            )
+            .select(registry.KKBOX_X1_COLUMNS)
+        )
+        batch_folds = folds[offset : offset + rows.height]
         offset += rows.height
         for k, fd in enumerate(handles):
             _write_rows(fd, rows.filter(pl.Series(batch_folds == k)))
@@ -565,16 +636,25 @@ def _ml1m_files(src: str) -> dict[str, bytes]:
                         found[name] = fd.read()
     missing = [n for n in names if n not in found]
     if missing:
-        raise CTRBenchError(f"{src} lacks {', '.join(missing)}; pass GroupLens' ml-1m.zip or its extracted "
-                            f"folder ({registry.RAW_SOURCES['ml1m_grouplens'].download})")
+        raise CTRBenchError(
+            f"{src} lacks {', '.join(missing)}; pass GroupLens' ml-1m.zip or its extracted "
+            f"folder ({registry.RAW_SOURCES['ml1m_grouplens'].download})"
+        )
     return found
 
 
 def _double_colon(data: bytes, columns: list[str], what: str) -> pl.DataFrame:
     text = data.replace(b"\r\n", b"\n").replace(b"::", b"\x1f")
     try:
-        frame = pl.read_csv(text, separator="\x1f", has_header=False, infer_schema=False, quote_char=None,
-                            new_columns=columns, encoding="utf8-lossy")
+        frame = pl.read_csv(
+            text,
+            separator="\x1f",
+            has_header=False,
+            infer_schema=False,
+            quote_char=None,
+            new_columns=columns,
+            encoding="utf8-lossy",
+        )
     except pl.exceptions.PolarsError as exc:
         raise CTRBenchError(f"{what} is not the GroupLens '::' layout ({str(exc).splitlines()[0]})")
     if frame.width != len(columns):
@@ -585,7 +665,9 @@ def _double_colon(data: bytes, columns: list[str], what: str) -> pl.DataFrame:
 def _prepare_ml1m(src: str, out: Outputs, folder: str, seed: int) -> None:
     files = _ml1m_files(src)
     ratings = _double_colon(files["ratings.dat"], ["UserID", "MovieID", "Rating", "Timestamp"], "ratings.dat")
-    users = _double_colon(files["users.dat"], ["UserID", "Gender", "Age", "Occupation", "Zipcode"], "users.dat")
+    users = _double_colon(
+        files["users.dat"], ["UserID", "Gender", "Age", "Occupation", "Zipcode"], "users.dat"
+    )
     movies = []
     for line in files["movies.dat"].decode("latin-1").splitlines():
         if not line.strip():
@@ -598,41 +680,51 @@ def _prepare_ml1m(src: str, out: Outputs, folder: str, seed: int) -> None:
     rating = ratings["Rating"].cast(pl.Int64, strict=False)
     if rating.null_count():
         raise CTRBenchError("ratings.dat has non-integer ratings; is it GroupLens' ml-1m?")
-    table = (ratings.with_columns((rating >= 4).cast(pl.Int8).cast(pl.String).alias("label"))
-             .join(users, on="UserID", how="left", maintain_order="left")
-             .join(movies_df, on="MovieID", how="left", maintain_order="left")
-             .select(registry.ML1M_COLUMNS))
+    table = (
+        ratings.with_columns((rating >= 4).cast(pl.Int8).cast(pl.String).alias("label"))
+        .join(users, on="UserID", how="left", maintain_order="left")
+        .join(movies_df, on="MovieID", how="left", maintain_order="left")
+        .select(registry.ML1M_COLUMNS)
+    )
     n = table.height
     n_test = n_valid = int(round(0.1 * n))
     perm = np.random.RandomState(seed).permutation(n)
-    which = np.zeros(n, dtype=np.int8)          # 0 train, 1 valid, 2 test
+    which = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
     which[perm[:n_test]] = 2
-    which[perm[n_test:n_test + n_valid]] = 1
+    which[perm[n_test : n_test + n_valid]] = 1
     header = (",".join(registry.ML1M_COLUMNS) + "\n").encode()
     for code, split in ((0, "train"), (1, "valid"), (2, "test")):
         fd = out.open(f"{folder}/{split}.csv", header)
         _write_rows(fd, table.filter(pl.Series(which == code)))
         fd.close()
-    log.info("ML-1M: %s ratings -> train %s / valid %s / test %s", f"{n:,}", f"{n - n_test - n_valid:,}",
-             f"{n_valid:,}", f"{n_test:,}")
+    log.info(
+        "ML-1M: %s ratings -> train %s / valid %s / test %s",
+        f"{n:,}",
+        f"{n - n_test - n_valid:,}",
+        f"{n_valid:,}",
+        f"{n_test:,}",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # The prepare entry point
 
+
 @dataclass
 class Prepared:
     split_set: str
-    files: dict[str, str] = field(default_factory=dict)   # split -> written path
-    checks: list = field(default_factory=list)            # FileCheck per written file
+    files: dict[str, str] = field(default_factory=dict)  # split -> written path
+    checks: list = field(default_factory=list)  # FileCheck per written file
 
 
 def _raw_file(src: str, names: tuple[str, ...], kind: str) -> str:
     """--from may be the file itself or a folder holding it (or its .gz)."""
     if os.path.isfile(src):
         if src.endswith((".tar.gz", ".tgz", ".tar", ".zip", ".7z")):
-            raise CTRBenchError(f"--from {src} is an archive; extract {' or '.join(names)} from it first and "
-                                f"pass that file (or its folder)")
+            raise CTRBenchError(
+                f"--from {src} is an archive; extract {' or '.join(names)} from it first and "
+                f"pass that file (or its folder)"
+            )
         return src
     if os.path.isdir(src):
         for name in names:
@@ -641,12 +733,20 @@ def _raw_file(src: str, names: tuple[str, ...], kind: str) -> str:
                 path = os.path.join(src, cand)
                 if os.path.isfile(path):
                     return path
-    raise CTRBenchError(f"--from {src}: no {' or '.join(names)} (or .gz) there; download it from "
-                        f"{registry.RAW_SOURCES[kind].download}")
+    raise CTRBenchError(
+        f"--from {src}: no {' or '.join(names)} (or .gz) there; download it from "
+        f"{registry.RAW_SOURCES[kind].download}"
+    )
 
 
-def prepare(name: str, src: str, out_root: str, force: bool = False, seed: int | None = None,
-            neg_sample_rate: float = 0.0) -> Prepared:
+def prepare(
+    name: str,
+    src: str,
+    out_root: str,
+    force: bool = False,
+    seed: int | None = None,
+    neg_sample_rate: float = 0.0,
+) -> Prepared:
     """Turn the raw download at ``src`` into the split files of dataset ``name`` under ``out_root``."""
     info, split_set = registry.resolve(name)
     if split_set is None:
@@ -655,8 +755,10 @@ def prepare(name: str, src: str, out_root: str, force: bool = False, seed: int |
     if split_set.name in registry.LIBSVM_HEADERS:
         kind = "afn_libsvm"
     if kind is None:
-        raise CTRBenchError(f"'{name}' ({split_set.name}) has no raw recipe: download the published split "
-                            f"from {split_set.download}")
+        raise CTRBenchError(
+            f"'{name}' ({split_set.name}) has no raw recipe: download the published split "
+            f"from {split_set.download}"
+        )
     src = os.path.abspath(os.path.expanduser(src))
     if not os.path.exists(src):
         raise CTRBenchError(f"--from {src} does not exist; download {registry.RAW_SOURCES[kind].download}")
@@ -667,10 +769,17 @@ def prepare(name: str, src: str, out_root: str, force: bool = False, seed: int |
     log.info("preparing %s from %s (%s)", split_set.name, src, registry.RAW_SOURCES[kind].description)
     try:
         if kind == "criteo_kaggle":
-            _prepare_x4(_raw_file(src, ("train.txt",), kind), out, folder, CRITEO_RAW, 2018 if seed is None else seed)
+            _prepare_x4(
+                _raw_file(src, ("train.txt",), kind), out, folder, CRITEO_RAW, 2018 if seed is None else seed
+            )
         elif kind == "avazu_kaggle":
-            _prepare_x4(_raw_file(src, ("train.csv", "train.gz"), kind), out, folder, AVAZU_RAW,
-                        2018 if seed is None else seed)
+            _prepare_x4(
+                _raw_file(src, ("train.csv", "train.gz"), kind),
+                out,
+                folder,
+                AVAZU_RAW,
+                2018 if seed is None else seed,
+            )
         elif kind == "kkbox_kaggle":
             _prepare_kkbox(src, out, folder, 2018 if seed is None else seed)
         elif kind == "ml1m_grouplens":

@@ -20,7 +20,7 @@ HASH_BLOCK_BYTES = 16 * 1024 * 1024
 class FileCheck:
     split: str
     path: str
-    status: str                     # ok | mismatch | missing | present | bad-header
+    status: str  # ok | mismatch | missing | present | bad-header
     rows: int | None = None
     expected_rows: int | None = None
     md5: str | None = None
@@ -69,7 +69,7 @@ def _save_cache(cache: dict) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, json.dumps(cache, indent=1, sort_keys=True))
     except OSError:
-        pass   # the cache only saves time
+        pass  # the cache only saves time
 
 
 def _stamp(path: str) -> list:
@@ -109,15 +109,19 @@ def _header_problem(path: str, expected: tuple[str, ...]) -> str:
     missing = [c for c in expected if c not in got]
     extra = [c for c in got if c not in expected]
     if missing or extra:
-        detail = (f"missing {', '.join(missing[:5])}" if missing else "") + \
-                 ("; " if missing and extra else "") + (f"unexpected {', '.join(extra[:5])}" if extra else "")
+        detail = (
+            (f"missing {', '.join(missing[:5])}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"unexpected {', '.join(extra[:5])}" if extra else "")
+        )
     else:
         detail = "columns in another order"
     return f"header is not {','.join(expected[:4])},... ({detail})"
 
 
-def check_file(spec: registry.SplitFile, path: str, split_set: registry.SplitSet,
-               use_cache: bool = True) -> FileCheck:
+def check_file(
+    spec: registry.SplitFile, path: str, split_set: registry.SplitSet, use_cache: bool = True
+) -> FileCheck:
     check = FileCheck(spec.split, path, "present", expected_rows=spec.rows, expected_md5=spec.md5)
     if os.path.isdir(path):
         files = sorted(f for f in os.listdir(path) if f.endswith(".csv"))
@@ -149,8 +153,9 @@ def check_file(spec: registry.SplitFile, path: str, split_set: registry.SplitSet
             check.status = "mismatch"
             hint = ""
             if spec.rows is not None and check.rows != spec.rows:
-                hint = (f"; {check.rows:,} rows instead of {spec.rows:,}"
-                        + (" (truncated download?)" if check.rows < spec.rows else ""))
+                hint = f"; {check.rows:,} rows instead of {spec.rows:,}" + (
+                    " (truncated download?)" if check.rows < spec.rows else ""
+                )
             elif split_set.line_end == "crlf":
                 hint = "; same row count: line ends must stay CRLF as published"
             check.message = f"md5 {check.md5} != published {spec.md5}{hint}"
@@ -162,8 +167,9 @@ def check_file(spec: registry.SplitFile, path: str, split_set: registry.SplitSet
     return check
 
 
-def locate(name: str, config_paths: dict[str, str | None], data_root: str
-           ) -> tuple[registry.SplitSet | None, dict[str, str]]:
+def locate(
+    name: str, config_paths: dict[str, str | None], data_root: str
+) -> tuple[registry.SplitSet | None, dict[str, str]]:
     """The split set behind a dataset id and where each of its files is: the dataset config's path
     for it (matched by file name, so a config training on ``Frappe_x1/valid.csv`` counts), else the
     registry's path under ``data_root``. Config ids outside the registry match by their paths."""
@@ -176,16 +182,24 @@ def locate(name: str, config_paths: dict[str, str | None], data_root: str
         spec = split_set.file(split)
         if spec is None:
             continue
-        match = [p for p in config_paths.values()
-                 if p and p.replace("\\", "/").rstrip("/").endswith("/" + spec.path)]
-        located[split] = match[0] if match else (config_paths.get(split) or os.path.join(data_root, spec.path))
+        match = [
+            p
+            for p in config_paths.values()
+            if p and p.replace("\\", "/").rstrip("/").endswith("/" + spec.path)
+        ]
+        located[split] = (
+            match[0] if match else (config_paths.get(split) or os.path.join(data_root, spec.path))
+        )
     return split_set, located
 
 
 def verify(split_set: registry.SplitSet, located: dict[str, str], use_cache: bool = True) -> list[FileCheck]:
     """Check the files of ``split_set`` at ``located`` (split -> path)."""
-    return [check_file(split_set.file(split), path, split_set, use_cache)
-            for split, path in located.items() if split_set.file(split) is not None]
+    return [
+        check_file(split_set.file(split), path, split_set, use_cache)
+        for split, path in located.items()
+        if split_set.file(split) is not None
+    ]
 
 
 def status_from_cache(split_set: registry.SplitSet, located: dict[str, str]) -> tuple[str, str]:
@@ -224,8 +238,11 @@ def describe_rows(split_set: registry.SplitSet, splits=registry.SPLITS_ORDER) ->
 
 def describe_files(paths: list[str], root: str) -> str:
     """``Criteo_x4/{train,valid,test}.csv``-style summary of paths (relative to root when under it)."""
-    rel = [os.path.relpath(p, root) if root and p.startswith(root.rstrip(os.sep) + os.sep) else p
-           for p in paths if p]
+    rel = [
+        os.path.relpath(p, root) if root and p.startswith(root.rstrip(os.sep) + os.sep) else p
+        for p in paths
+        if p
+    ]
     folders = {os.path.dirname(p) for p in rel}
     exts = {os.path.splitext(p)[1] for p in rel}
     if len(rel) > 1 and len(folders) == 1 and len(exts) == 1 and all(os.path.splitext(p)[1] for p in rel):
@@ -234,5 +251,15 @@ def describe_files(paths: list[str], root: str) -> str:
     return "  ".join(rel)
 
 
-__all__ = ["FileCheck", "cached_digest", "check_file", "describe_files", "describe_rows", "digest", "locate",
-           "read_header", "status_from_cache", "verify"]
+__all__ = [
+    "FileCheck",
+    "cached_digest",
+    "check_file",
+    "describe_files",
+    "describe_rows",
+    "digest",
+    "locate",
+    "read_header",
+    "status_from_cache",
+    "verify",
+]

@@ -20,8 +20,8 @@ seeds (the configured seed, +1, ...); ``--seeds 1,2,3`` uses those seeds.
 
 **Ledger.** Records carry ``config_hash``; a run whose hash is already in the records file is
 skipped, so an interrupted sweep rerun with the same command runs only what is missing. Each run has
-its own files (run id ``<expid>_s<seed>_<hash>``, as every run) and is started with ``--resume``, so a run that was
-killed continues from its last saved state. Failed runs are retried ``--retries`` times and, like
+its own files (run id ``<expid>_s<seed>_<hash>``, as every run) and is started with ``--resume``, so a
+run that was killed continues from its last saved state. Failed runs are retried ``--retries`` times and, like
 interrupted ones, queued again by the next invocation. ``<results>.sweep/ledger.jsonl`` keeps one
 line per state change (queued, started, done, failed, interrupted, skipped) with the error tail;
 ``logs/`` and ``progress/`` hold each run's output and live progress.
@@ -29,17 +29,42 @@ line per state change (queued, started, done, failed, interrupted, skipped) with
 **Execution.** Datasets are built (or reused) once in the parent before any run starts. Runs go to
 an executor: in-process (``--jobs 1``), subprocesses (``--jobs N``: one ``ctrbench run`` per slot,
 one thread each on CPU; ``--gpus 0,1``: slot i trains on GPU ``gpus[i % len(gpus)]``), or Ray tasks
-(``--ray-address``: a running cluster, ``auto`` for the local one, or ``local`` to start one here; each task holds ``--ray-gpus`` GPUs, trains on the GPU Ray assigns, and returns its
-record to the driver; the config directory and data must be reachable from the workers). A rich
-live table shows each running run's epoch, position, last validation AUC, best, samples/s and ETA.
+(``--ray-address``: a running cluster, ``auto`` for the local one, or ``local`` to start one here;
+each task holds ``--ray-gpus`` GPUs, trains on the GPU Ray assigns, and returns its record to the
+driver; the config directory and data must be reachable from the workers). A rich live table shows
+each running run's epoch, position, last validation AUC, best, samples/s and ETA.
 """
 
-from .executors import (InProcessExecutor, Outcome, RayExecutor, SubprocessExecutor, _error_tail,
-                        execute_spec, make_executor)
-from .expand import (RunSpec, expand_expids, expand_tuner, finished_hashes, parse_seeds, prebuild,
-                     resolve)
+from .executors import (
+    InProcessExecutor,
+    Outcome,
+    RayExecutor,
+    SubprocessExecutor,
+    _error_tail,
+    execute_spec,
+    make_executor,
+)
+from .expand import RunSpec, expand_expids, expand_tuner, finished_hashes, parse_seeds, prebuild, resolve
 from .ledger import Entry, Ledger, Sweep, SweepResult, sweep_dir
 
-__all__ = ["Entry", "InProcessExecutor", "Ledger", "Outcome", "RayExecutor", "RunSpec", "SubprocessExecutor", "Sweep",
-           "SweepResult", "execute_spec", "expand_expids", "expand_tuner", "finished_hashes", "make_executor",
-           "parse_seeds", "prebuild", "resolve", "sweep_dir", "_error_tail"]
+__all__ = [
+    "Entry",
+    "InProcessExecutor",
+    "Ledger",
+    "Outcome",
+    "RayExecutor",
+    "RunSpec",
+    "SubprocessExecutor",
+    "Sweep",
+    "SweepResult",
+    "execute_spec",
+    "expand_expids",
+    "expand_tuner",
+    "finished_hashes",
+    "make_executor",
+    "parse_seeds",
+    "prebuild",
+    "resolve",
+    "sweep_dir",
+    "_error_tail",
+]

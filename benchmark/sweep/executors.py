@@ -14,8 +14,8 @@ from ..errors import CTRBenchError
 from .expand import RunSpec
 from .ledger import sweep_dir
 
-
 # ---- executors ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -26,8 +26,8 @@ class Outcome:
 
 
 def _error_tail(text: str, lines: int = 3) -> str:
-    picked = [l for l in text.splitlines() if l.strip()]
-    errors = [l for l in picked if "error" in l.lower()]
+    picked = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in picked if "error" in line.lower()]
     return " | ".join((errors or picked)[-lines:])[-500:]
 
 
@@ -37,7 +37,9 @@ class InProcessExecutor:
     slots = 1
     appends_records = True
 
-    def __init__(self, results: str, progress_dir: str | None = None, log_dir: str | None = None, gpu: int = -1):
+    def __init__(
+        self, results: str, progress_dir: str | None = None, log_dir: str | None = None, gpu: int = -1
+    ):
         self.results, self.progress_dir, self.log_dir, self.gpu = results, progress_dir, log_dir, gpu
         self._done: list[Outcome] = []
 
@@ -78,8 +80,16 @@ class SubprocessExecutor:
 
     appends_records = True
 
-    def __init__(self, results: str, jobs: int, gpus: list[int] | None, log_dir: str, progress_dir: str,
-                 threads: int | None = None, python: str = sys.executable):
+    def __init__(
+        self,
+        results: str,
+        jobs: int,
+        gpus: list[int] | None,
+        log_dir: str,
+        progress_dir: str,
+        threads: int | None = None,
+        python: str = sys.executable,
+    ):
         self.results, self.slots, self.gpus = results, max(1, jobs), list(gpus or [])
         self.log_dir, self.progress_dir, self.python = log_dir, progress_dir, python
         cpus = os.cpu_count() or 1
@@ -87,22 +97,41 @@ class SubprocessExecutor:
         self.procs: dict[int, tuple] = {}
 
     def command(self, spec: RunSpec, slot: int) -> list[str]:
-        cmd = [self.python, "-m", "benchmark", "run", "--config", spec.config_dir, "--expid", spec.expid,
-               "--results", self.results, "--resume",
-               "--gpu", str(self.gpus[slot % len(self.gpus)] if self.gpus else -1)]
+        cmd = [
+            self.python,
+            "-m",
+            "benchmark",
+            "run",
+            "--config",
+            spec.config_dir,
+            "--expid",
+            spec.expid,
+            "--results",
+            self.results,
+            "--resume",
+            "--gpu",
+            str(self.gpus[slot % len(self.gpus)] if self.gpus else -1),
+        ]
         if spec.data_root:
             cmd += ["--data-root", spec.data_root]
-        for s in spec.overrides() + [f"_progress_file={os.path.join(self.progress_dir, spec.run_id + '.json')}"]:
+        for s in spec.overrides() + [
+            f"_progress_file={os.path.join(self.progress_dir, spec.run_id + '.json')}"
+        ]:
             cmd += ["--set", s]
         return cmd
 
     def start(self, spec: RunSpec, slot: int) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
-                   PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(self.threads),
+            MKL_NUM_THREADS=str(self.threads),
+            PYTHONUNBUFFERED="1",
+        )
         log_path = os.path.join(self.log_dir, f"{spec.run_id}.log")
-        log = open(log_path, "a")       # a retried or resumed run adds to the output of its earlier attempts
-        proc = subprocess.Popen(self.command(spec, slot), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=os.getcwd())
+        log = open(log_path, "a")  # a retried or resumed run adds to the output of its earlier attempts
+        proc = subprocess.Popen(
+            self.command(spec, slot), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd()
+        )
         self.procs[slot] = (proc, spec, log, log_path)
 
     def poll(self) -> list[Outcome]:
@@ -156,8 +185,15 @@ class RayExecutor:
 
     appends_records = False
 
-    def __init__(self, address: str, jobs: int | None = None, gpus_per_run: float = 1.0, cpus_per_run: float = 1.0,
-                 progress_dir: str | None = None, ray_module=None):
+    def __init__(
+        self,
+        address: str,
+        jobs: int | None = None,
+        gpus_per_run: float = 1.0,
+        cpus_per_run: float = 1.0,
+        progress_dir: str | None = None,
+        ray_module=None,
+    ):
         if ray_module is None:
             try:
                 import ray as ray_module
@@ -168,10 +204,12 @@ class RayExecutor:
         try:
             self.ray.init(address=None if local else address, ignore_reinit_error=True, log_to_driver=False)
         except ConnectionError as exc:
-            raise CTRBenchError(f"--ray-address {address}: no Ray cluster answers there "
-                                f"({str(exc).splitlines()[0][:120]}); start one with 'ray start --head' "
-                                f"(then --ray-address auto), or pass --ray-address local to start a local "
-                                f"one for this sweep")
+            raise CTRBenchError(
+                f"--ray-address {address}: no Ray cluster answers there "
+                f"({str(exc).splitlines()[0][:120]}); start one with 'ray start --head' "
+                f"(then --ray-address auto), or pass --ray-address local to start a local "
+                f"one for this sweep"
+            )
         self.gpus_per_run = gpus_per_run
         self.progress_dir = progress_dir
         if jobs is None:
@@ -212,8 +250,15 @@ class RayExecutor:
         self.refs.clear()
 
 
-def make_executor(results: str, jobs: int | None, gpus: list[int] | None, ray_address: str | None = None,
-                  ray_gpus: float = 1.0, isolate: bool = False, state_dir: str | None = None):
+def make_executor(
+    results: str,
+    jobs: int | None,
+    gpus: list[int] | None,
+    ray_address: str | None = None,
+    ray_gpus: float = 1.0,
+    isolate: bool = False,
+    state_dir: str | None = None,
+):
     state_dir = state_dir or sweep_dir(results)
     progress_dir = os.path.join(state_dir, "progress")
     log_dir = os.path.join(state_dir, "logs")

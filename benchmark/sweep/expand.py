@@ -17,8 +17,8 @@ from ..records import read_records
 from ..runner import run_id
 from ..util import json_hash, split_list
 
-
 # ---- run specs ------------------------------------------------------------------------------------
+
 
 @dataclass
 class RunSpec:
@@ -42,7 +42,10 @@ class RunSpec:
         key = (self.config_dir, self.expid, tuple(self.overrides()), self.data_root)
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] != key:
-            cached = (key, config_mod.load_config(self.config_dir, self.expid, self.overrides(), self.data_root))
+            cached = (
+                key,
+                config_mod.load_config(self.config_dir, self.expid, self.overrides(), self.data_root),
+            )
             object.__setattr__(self, "_cache", cached)
         return copy.deepcopy(cached[1])
 
@@ -80,10 +83,12 @@ def expand_expids(config_dir: str, patterns: str, seeds=None, sets=None, data_ro
     expids = config_mod.list_expids(config_dir)
     globs = split_list(patterns) or []
     unmatched = [g for g in globs if not any(fnmatch.fnmatchcase(e, g) for e in expids)]
-    if unmatched or not globs:   # a typo beside good globs would silently drop its runs
-        raise CTRBenchError(f"--expids {patterns}: {', '.join(unmatched) or 'the pattern'} "
-                            f"match{'es' if len(unmatched) == 1 else ''} no expid in {config_dir}; "
-                            f"list them with 'ctrbench expids'")
+    if unmatched or not globs:  # a typo beside good globs would silently drop its runs
+        raise CTRBenchError(
+            f"--expids {patterns}: {', '.join(unmatched) or 'the pattern'} "
+            f"match{'es' if len(unmatched) == 1 else ''} no expid in {config_dir}; "
+            f"list them with 'ctrbench expids'"
+        )
     chosen = [e for e in expids if any(fnmatch.fnmatchcase(e, g) for g in globs)]
     specs = []
     for expid in chosen:
@@ -100,11 +105,12 @@ def _with_seeds(spec: RunSpec, seeds, base_seed: int) -> list[RunSpec]:
     out = []
     for s in values:
         run = RunSpec(spec.expid, spec.config_dir, s, list(spec.sets), spec.data_root)
-        if getattr(spec, "_cache", None) is not None:     # same files: only the seed differs
+        if getattr(spec, "_cache", None) is not None:  # same files: only the seed differs
             params = copy.deepcopy(spec._cache[1])
             params["seed"] = s
-            object.__setattr__(run, "_cache", ((run.config_dir, run.expid, tuple(run.overrides()), run.data_root),
-                                               params))
+            object.__setattr__(
+                run, "_cache", ((run.config_dir, run.expid, tuple(run.overrides()), run.data_root), params)
+            )
         out.append(run)
     return out
 
@@ -113,12 +119,15 @@ def _find_dir(path: str, tuner_dir: str) -> str:
     for candidate in (os.path.join(tuner_dir, path), path):
         if os.path.isdir(candidate):
             return os.path.abspath(candidate)
-    raise CTRBenchError(f"base_config {path} (relative to {tuner_dir} or the working directory) is not a "
-                        f"directory; point it at a config directory with model_config/ and dataset_config/")
+    raise CTRBenchError(
+        f"base_config {path} (relative to {tuner_dir} or the working directory) is not a "
+        f"directory; point it at a config directory with model_config/ and dataset_config/"
+    )
 
 
-def expand_tuner(tuner_file: str, seeds=None, sets=None, data_root=None,
-                 default_config: str | None = None) -> tuple[str, list[RunSpec]]:
+def expand_tuner(
+    tuner_file: str, seeds=None, sets=None, data_root=None, default_config: str | None = None
+) -> tuple[str, list[RunSpec]]:
     """Expand a FuxiCTR tuner file into a generated config directory and its runs."""
     if not os.path.isfile(tuner_file):
         raise CTRBenchError(f"--tuner {tuner_file} does not exist")
@@ -129,18 +138,27 @@ def expand_tuner(tuner_file: str, seeds=None, sets=None, data_root=None,
             raise CTRBenchError(f"{tuner_file} has no '{key}'; a tuner file needs base_expid and tuner_space")
     space = doc["tuner_space"]
     if not isinstance(space, dict) or not space:
-        raise CTRBenchError(f"tuner_space in {tuner_file} must map setting names to a value or a list of choices")
+        raise CTRBenchError(
+            f"tuner_space in {tuner_file} must map setting names to a value or a list of choices"
+        )
     space = {k: config_mod.coerce_numbers(v if isinstance(v, list) else [v], k) for k, v in space.items()}
     base_expid = str(doc["base_expid"])
     if doc.get("base_config"):
         base_config = _find_dir(str(doc["base_config"]), tuner_dir)
-    elif os.path.isdir(os.path.join(tuner_dir, "model_config")) or os.path.isfile(os.path.join(tuner_dir, "model_config.yaml")):
+    elif os.path.isdir(os.path.join(tuner_dir, "model_config")) or os.path.isfile(
+        os.path.join(tuner_dir, "model_config.yaml")
+    ):
         base_config = tuner_dir
     else:
         base_config = os.path.abspath(default_config or "config")
-    sections = config_mod.load_sections(base_config, "model_config") \
-        if (os.path.isdir(os.path.join(base_config, "model_config"))
-            or os.path.isfile(os.path.join(base_config, "model_config.yaml"))) else {}
+    sections = (
+        config_mod.load_sections(base_config, "model_config")
+        if (
+            os.path.isdir(os.path.join(base_config, "model_config"))
+            or os.path.isfile(os.path.join(base_config, "model_config.yaml"))
+        )
+        else {}
+    )
     base_section = dict(sections.get("Base", ({}, ""))[0])
     if isinstance(doc.get("model_config"), dict) and base_expid in doc["model_config"]:
         model_section = dict(doc["model_config"][base_expid] or {})
@@ -148,14 +166,18 @@ def expand_tuner(tuner_file: str, seeds=None, sets=None, data_root=None,
     elif base_expid in sections:
         model_section = dict(sections[base_expid][0])
     else:
-        raise CTRBenchError(f"base_expid {base_expid} of {tuner_file} is neither in {base_config}/model_config "
-                            f"nor inline under model_config{config_mod.closest(base_expid, sections)}")
+        raise CTRBenchError(
+            f"base_expid {base_expid} of {tuner_file} is neither in {base_config}/model_config "
+            f"nor inline under model_config{config_mod.closest(base_expid, sections)}"
+        )
     model_section = config_mod.coerce_numbers(model_section)
     base_section = config_mod.coerce_numbers(base_section)
     dataset_ids = doc.get("dataset_id", model_section.get("dataset_id"))
     dataset_ids = dataset_ids if isinstance(dataset_ids, list) else [dataset_ids]
     if not dataset_ids or any(d in (None, "TBD") for d in dataset_ids):
-        raise CTRBenchError(f"{tuner_file}: base expid {base_expid} has dataset_id TBD; set dataset_id in the tuner file")
+        raise CTRBenchError(
+            f"{tuner_file}: base expid {base_expid} has dataset_id TBD; set dataset_id in the tuner file"
+        )
 
     datasets = {}
     for ds in map(str, dataset_ids):
@@ -171,8 +193,10 @@ def expand_tuner(tuner_file: str, seeds=None, sets=None, data_root=None,
     for ds, section in datasets.items():
         unknown = [k for k in space if k not in known and k not in section]
         if unknown:
-            raise CTRBenchError(f"tuner_space key(s) {', '.join(unknown)} in {tuner_file} are not settings of "
-                                f"expid {base_expid} or dataset {ds}; add them to the expid first (as FuxiCTR requires)")
+            raise CTRBenchError(
+                f"tuner_space key(s) {', '.join(unknown)} in {tuner_file} are not settings of "
+                f"expid {base_expid} or dataset {ds}; add them to the expid first (as FuxiCTR requires)"
+            )
 
     out_dir = os.path.splitext(os.path.abspath(tuner_file))[0]
     model_out: dict = {"Base": base_section} if base_section else {}
@@ -180,8 +204,8 @@ def expand_tuner(tuner_file: str, seeds=None, sets=None, data_root=None,
     specs: list[RunSpec] = []
     index = 0
     for ds, section in datasets.items():
-        dkeys = [k for k in space if k in section]          # dataset settings: a dataset variant each
-        mkeys = [k for k in space if k not in section]      # model settings
+        dkeys = [k for k in space if k in section]  # dataset settings: a dataset variant each
+        mkeys = [k for k in space if k not in section]  # model settings
         for model_values in itertools.product(*(space[k] for k in mkeys)):
             for ds_values in itertools.product(*(space[k] for k in dkeys)):
                 variant = {**section, **dict(zip(dkeys, ds_values))}
@@ -189,8 +213,11 @@ def expand_tuner(tuner_file: str, seeds=None, sets=None, data_root=None,
                 dataset_out[ds_id] = variant
                 run_section = {**model_section, **dict(zip(mkeys, model_values)), "dataset_id": ds_id}
                 index += 1
-                base_name = f"{model_section.get('model', base_expid)}_{ds}" \
-                    if model_section.get("dataset_id") in (None, "TBD") else base_expid
+                base_name = (
+                    f"{model_section.get('model', base_expid)}_{ds}"
+                    if model_section.get("dataset_id") in (None, "TBD")
+                    else base_expid
+                )
                 name = f"{base_name}_{index:03d}_{json_hash(run_section, 8)}"
                 model_out[name] = run_section
                 specs.append(RunSpec(name, out_dir, None, list(sets or []), None))
@@ -213,7 +240,7 @@ def resolve(specs: list[RunSpec]) -> list[RunSpec]:
     for spec in specs:
         params = spec.load()
         spec.config_hash = config_mod.config_hash(params)
-        spec.run_id = run_id(params, spec.config_hash)       # the runner's own name for the run's files
+        spec.run_id = run_id(params, spec.config_hash)  # the runner's own name for the run's files
         spec.model, spec.dataset_id = str(params["model"]), str(params["dataset_id"])
         if spec.config_hash not in seen:
             seen.add(spec.config_hash)
@@ -236,9 +263,11 @@ def prebuild(specs: list[RunSpec], quiet: bool = True) -> None:
         if target in built:
             info = build_mod.read_info(target)
             if info and info.get("key") != build_mod.build_key(params):
-                raise CTRBenchError(f"runs {built[target]} and {spec.label} need different builds of "
-                                    f"{params['dataset_id']} in {target}; tune dataset keys through a tuner file "
-                                    f"(it gives each variant its own dataset id) or set build_root per run")
+                raise CTRBenchError(
+                    f"runs {built[target]} and {spec.label} need different builds of "
+                    f"{params['dataset_id']} in {target}; tune dataset keys through a tuner file "
+                    f"(it gives each variant its own dataset id) or set build_root per run"
+                )
             continue
         build_mod.build(params, quiet=quiet)
         built[target] = spec.label

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # ---- ledger -------------------------------------------------------------------------------------
 
+
 class Ledger:
     """Append-only JSON lines: one event per run state change."""
 
@@ -31,8 +32,18 @@ class Ledger:
         self.path = path
 
     def event(self, spec: RunSpec, status: str, **extra) -> None:
-        append_record(self.path, {"time": now(), "status": status, "run_id": spec.run_id, "expid": spec.expid,
-                                  "seed": spec.seed, "config_hash": spec.config_hash, **extra})
+        append_record(
+            self.path,
+            {
+                "time": now(),
+                "status": status,
+                "run_id": spec.run_id,
+                "expid": spec.expid,
+                "seed": spec.seed,
+                "config_hash": spec.config_hash,
+                **extra,
+            },
+        )
 
     def events(self) -> list[dict]:
         return read_records(self.path)
@@ -40,10 +51,11 @@ class Ledger:
 
 # ---- the sweep loop -----------------------------------------------------------------------------
 
+
 @dataclass
 class Entry:
     spec: RunSpec
-    status: str = "queued"          # queued | running | done | failed | skipped
+    status: str = "queued"  # queued | running | done | failed | skipped
     slot: int | None = None
     started: float | None = None
     finished: float | None = None
@@ -54,9 +66,9 @@ class Entry:
 
 @dataclass
 class SweepResult:
-    ran: list = field(default_factory=list)       # run labels completed in this invocation
-    skipped: list = field(default_factory=list)   # already in the records
-    failed: list = field(default_factory=list)    # (label, error)
+    ran: list = field(default_factory=list)  # run labels completed in this invocation
+    skipped: list = field(default_factory=list)  # already in the records
+    failed: list = field(default_factory=list)  # (label, error)
 
     @property
     def ok(self) -> bool:
@@ -66,9 +78,17 @@ class SweepResult:
 class Sweep:
     """Queue of runs over an executor's slots, with the ledger, the records check and the live view."""
 
-    def __init__(self, specs: list[RunSpec], results: str, executor, retries: int = 1,
-                 console: Console | None = None, state_dir: str | None = None, live: bool | None = None,
-                 poll_seconds: float = 0.5):
+    def __init__(
+        self,
+        specs: list[RunSpec],
+        results: str,
+        executor,
+        retries: int = 1,
+        console: Console | None = None,
+        state_dir: str | None = None,
+        live: bool | None = None,
+        poll_seconds: float = 0.5,
+    ):
         self.specs = specs
         self.results = results
         self.executor = executor
@@ -91,17 +111,36 @@ class Sweep:
             return {}
 
     def table(self) -> Table:
-        counts = {s: sum(e.status == s for e in self.entries) for s in ("queued", "running", "done", "failed", "skipped")}
-        durations = [e.finished - e.started for e in self.entries if e.status == "done" and e.started and e.finished]
+        counts = {
+            s: sum(e.status == s for e in self.entries)
+            for s in ("queued", "running", "done", "failed", "skipped")
+        }
+        durations = [
+            e.finished - e.started for e in self.entries if e.status == "done" and e.started and e.finished
+        ]
         remaining = counts["queued"] + counts["running"]
-        eta = (sum(durations) / len(durations)) * remaining / max(self.executor.slots, 1) if durations else None
-        title = (f"sweep: {counts['done']} done, {counts['running']} running, {counts['queued']} queued, "
-                 f"{counts['failed']} failed, {counts['skipped']} already done"
-                 + (f"  ETA {_duration(eta)}" if eta is not None and remaining else ""))
+        eta = (
+            (sum(durations) / len(durations)) * remaining / max(self.executor.slots, 1) if durations else None
+        )
+        title = (
+            f"sweep: {counts['done']} done, {counts['running']} running, {counts['queued']} queued, "
+            f"{counts['failed']} failed, {counts['skipped']} already done"
+            + (f"  ETA {_duration(eta)}" if eta is not None and remaining else "")
+        )
         table = Table(title=title, title_justify="left", expand=False)
-        for col, justify in (("run", "left"), ("slot", "right"), ("status", "left"), ("epoch", "right"),
-                             ("progress", "right"), ("val AUC", "right"), ("best", "right"),
-                             ("test AUC", "right"), ("samples/s", "right"), ("elapsed", "right"), ("ETA", "right")):
+        for col, justify in (
+            ("run", "left"),
+            ("slot", "right"),
+            ("status", "left"),
+            ("epoch", "right"),
+            ("progress", "right"),
+            ("val AUC", "right"),
+            ("best", "right"),
+            ("test AUC", "right"),
+            ("samples/s", "right"),
+            ("elapsed", "right"),
+            ("ETA", "right"),
+        ):
             table.add_column(col, justify=justify)
         shown = [e for e in self.entries if e.status == "running"]
         shown += [e for e in self.entries if e.status in ("done", "failed")][-5:]
@@ -114,14 +153,18 @@ class Sweep:
             elapsed = (e.finished or time.time()) - e.started if e.started else None
             style = {"done": "green", "failed": "red", "running": "bold"}.get(e.status, "dim")
             table.add_row(
-                e.spec.label, "" if e.slot is None else str(e.slot), Text(e.status, style=style),
+                e.spec.label,
+                "" if e.slot is None else str(e.slot),
+                Text(e.status, style=style),
                 f"{p['epoch']}/{p['epochs']}" if p.get("epochs") else "",
                 f"{100 * p.get('fraction', 0):.0f}%" if p else "",
                 f"{auc:.4f}" if isinstance(auc, (int, float)) else "",
                 f"{best:.4f}" if isinstance(best, (int, float)) else "",
                 f"{test_auc:.4f}" if isinstance(test_auc, (int, float)) else "",
                 f"{p['samples_per_second']:,.0f}" if p.get("samples_per_second") else "",
-                _duration(elapsed), _duration(p.get("eta")) if p.get("eta") and e.status == "running" else "")
+                _duration(elapsed),
+                _duration(p.get("eta")) if p.get("eta") and e.status == "running" else "",
+            )
         return table
 
     def __rich__(self):
@@ -146,17 +189,27 @@ class Sweep:
         pending = [e for e in self.entries if e.status == "queued"]
         for e in pending:
             self.ledger.event(e.spec, "queued")
-        self._say(f"sweep: {len(self.entries)} runs, {len(result.skipped)} already done, {len(pending)} to run "
-                  f"on {self.executor.slots} slot(s)")
+        self._say(
+            f"sweep: {len(self.entries)} runs, {len(result.skipped)} already done, {len(pending)} to run "
+            f"on {self.executor.slots} slot(s)"
+        )
         free = list(range(self.executor.slots))
-        ctx = Live(self, console=self.console, refresh_per_second=2, transient=False) if self.live \
+        ctx = (
+            Live(self, console=self.console, refresh_per_second=2, transient=False)
+            if self.live
             else contextlib.nullcontext()
+        )
         try:
             with ctx:
                 while pending or self.executor.running():
                     while pending and free:
                         e = pending.pop(0)
-                        e.slot, e.status, e.started, e.attempts = free.pop(0), "running", time.time(), e.attempts + 1
+                        e.slot, e.status, e.started, e.attempts = (
+                            free.pop(0),
+                            "running",
+                            time.time(),
+                            e.attempts + 1,
+                        )
                         self.ledger.event(e.spec, "started", slot=e.slot, attempt=e.attempts)
                         self._say(f"start  {e.spec.label} (slot {e.slot})")
                         self.executor.start(e.spec, e.slot)
