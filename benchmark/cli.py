@@ -135,18 +135,43 @@ def data_build(dataset_id: str = typer.Argument(..., help="dataset_id in dataset
                config: Optional[str] = ConfigOpt, data_root: Optional[str] = DataRootOpt,
                build_root: Optional[str] = typer.Option(None, "--build-root", help="Where built data goes."),
                force: bool = typer.Option(False, "--force", help="Rebuild even if unchanged."),
+               jobs: Optional[int] = typer.Option(None, "--jobs", help="Files of a multi-file split built at "
+                                                                     "once (default: the cores)."),
                set_: Optional[List[str]] = SetOpt):
     """Fit the feature map and write h5 blocks for DATASET_ID (reused when unchanged)."""
-    from .config import apply_overrides, load_dataset_config, parse_set
     from .data.build import build
+
+    params = _dataset_params(dataset_id, config, data_root, build_root, set_)
+    if jobs is not None:
+        params["build_jobs"] = jobs
+    directory = build(params, force=force)
+    out.print(directory, highlight=False)
+
+
+@data_app.command("verify-build")
+def data_verify_build(dataset_id: str = typer.Argument(..., help="dataset_id in dataset_config."),
+                      config: Optional[str] = ConfigOpt, data_root: Optional[str] = DataRootOpt,
+                      build_root: Optional[str] = typer.Option(None, "--build-root", help="Where built data is."),
+                      set_: Optional[List[str]] = SetOpt):
+    """Check every file of DATASET_ID's build against the sizes and checksums recorded when it was built."""
+    from .data.build import verify_build
+
+    target, problems = verify_build(_dataset_params(dataset_id, config, data_root, build_root, set_))
+    if problems:
+        raise CTRBenchError(f"the build in {target} is damaged: {'; '.join(problems)}; rebuild it with "
+                            f"'ctrbench data build {dataset_id} --force'")
+    out.print(f"{target}: every file matches its recorded size and checksum", highlight=False)
+
+
+def _dataset_params(dataset_id, config, data_root, build_root, set_) -> dict:
+    from .config import apply_overrides, load_dataset_config, parse_set
 
     setup_logging()
     params = load_dataset_config(os.path.abspath(config or default_config_dir()), dataset_id, data_root)
     apply_overrides(params, parse_set(set_))
     if build_root:
         params["build_root"] = os.path.abspath(build_root)
-    directory = build(params, force=force)
-    out.print(directory, highlight=False)
+    return params
 
 
 @data_app.command("synth")

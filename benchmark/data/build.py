@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -108,7 +109,8 @@ def label_specs(params: dict) -> list[dict]:
         raise CTRBenchError(f"dataset '{params.get('dataset_id')}' in {where} has no label_col "
                             f"(e.g. label_col: {{name: label, dtype: float}})")
     labels = label if isinstance(label, list) else [label]
-    return [dict(lb, dtype=lb.get("dtype", "float")) for lb in labels]
+    # an empty label is an error, not a 0: fuxictr's fill stays off unless the config asks for one
+    return [dict(lb, dtype=lb.get("dtype", "float"), fill_na=lb.get("fill_na")) for lb in labels]
 
 
 def raw_paths(params: dict) -> dict[str, str | None]:
@@ -173,11 +175,93 @@ def read_info(directory: str) -> dict | None:
         return None
 
 
+MARKER_FILE = ".ctrbench_build"   # written into every ctrbench build, beside build_info.json
+# builds up to this size have their checksums verified on every reuse (sizes are always checked)
+VERIFY_ON_REUSE_BYTES = 256 * 1024 ** 2
+
+
 def is_legacy_dir(directory: str) -> bool:
-    """A fuxictr-2.0 style directory: feature_map.json + train.h5 (+ valid/test), no build_info."""
+    """A fuxictr-2.0 style directory: feature_map.json + train.h5 (+ valid/test) and nothing of
+    ctrbench's own (no build_info.json, no build marker, no block folders)."""
     return (os.path.isfile(os.path.join(directory, "feature_map.json"))
             and os.path.isfile(os.path.join(directory, "train.h5"))
-            and read_info(directory) is None)
+            and not os.path.exists(os.path.join(directory, INFO_FILE))
+            and not os.path.exists(os.path.join(directory, MARKER_FILE)))
+
+
+def _checksum(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fd:
+        for chunk in iter(lambda: fd.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(directory: str) -> dict[str, dict]:
+    """``{relative path: {size, blake2b}}`` of the files a build wrote (all but build_info.json)."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, directory)
+            if rel in (INFO_FILE, MARKER_FILE):
+                continue
+            files[rel] = {"size": os.path.getsize(path), "blake2b": _checksum(path)}
+    return files
+
+
+def damaged_files(directory: str, info: dict, checksums: bool) -> list[str]:
+    """What differs from the manifest in build_info.json: missing files, other sizes, and (with
+    ``checksums``) other contents. A build written before manifests existed has nothing to compare."""
+    problems = []
+    for rel, expected in sorted((info.get("files") or {}).items()):
+        path = os.path.join(directory, rel)
+        if not os.path.isfile(path):
+            problems.append(f"{path} is missing")
+        elif os.path.getsize(path) != expected["size"]:
+            problems.append(f"{path} has {os.path.getsize(path):,} bytes, not {expected['size']:,} (truncated or "
+                            f"overwritten)")
+        elif checksums and _checksum(path) != expected["blake2b"]:
+            problems.append(f"{path} has changed contents (checksum differs)")
+    return problems
+
+
+def verify_build(params: dict) -> tuple[str, list[str]]:
+    """``ctrbench data verify-build``: the built directory and what in it is damaged (every checksum)."""
+    target = data_dir(params)
+    info = read_info(target)
+    if info is None:
+        raise CTRBenchError(f"{target} holds no ctrbench build (no {INFO_FILE}); build it with "
+                            f"'ctrbench data build {params['dataset_id']}'")
+    if not info.get("files"):
+        raise CTRBenchError(f"{target} was built before builds recorded their files; rebuild it with "
+                            f"'ctrbench data build {params['dataset_id']} --force' to verify it later")
+    return target, damaged_files(target, info, checksums=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_builds(build_root: str, dataset_id: str) -> list[str]:
+    """Temporary folders of builds whose process is gone (killed): ``.<id>.building-PID`` and
+    ``<id>.old-PID``. Returns what was removed."""
+    removed = []
+    if not os.path.isdir(build_root):
+        return removed
+    for name in os.listdir(build_root):
+        for prefix in (f".{dataset_id}.building-", f"{dataset_id}.old-"):
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                if not _process_alive(int(name[len(prefix):])):
+                    shutil.rmtree(os.path.join(build_root, name), ignore_errors=True)
+                    removed.append(name)
+    return removed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,16 +288,74 @@ def _scan(path: str, params: dict, dtypes: dict) -> pl.LazyFrame:
     return pl.concat(frames) if len(frames) > 1 else frames[0]
 
 
+COMPRESSED = {b"\x1f\x8b": ("gzip", "gunzip -k"), b"BZh": ("bzip2", "bunzip2 -k"), b"\xfd7zXZ": ("xz", "unxz -k"),
+              b"PK\x03\x04": ("zip", "unzip"), b"\x28\xb5\x2f\xfd": ("zstd", "unzstd")}
+
+
 def _csv_header(path: str, sep: str) -> list[str]:
     """Column names from the first line (polars' n_rows=0 read still scans the file)."""
     try:
+        with open(path, "rb") as fd:
+            head = fd.read(8)
+    except OSError as exc:
+        raise CTRBenchError(f"cannot read {path}: {exc.strerror}; check its permissions")
+    for magic, (kind, command) in COMPRESSED.items():
+        if head.startswith(magic):
+            raise CTRBenchError(f"{path} is {kind}-compressed, not plain csv; decompress it first "
+                                f"({command} {os.path.basename(path)}) and point the config at the result")
+    try:
         with open(path, "r", encoding="utf-8", newline="") as fd:
             line = fd.readline()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CTRBenchError(f"cannot read the header of {path}: {exc}")
+    except UnicodeDecodeError:
+        raise CTRBenchError(f"{path}: line 1 (the header) is not valid UTF-8; re-encode the file as UTF-8 "
+                            f"(e.g. iconv -f latin1 -t utf-8)")
     if not line.strip():
         raise CTRBenchError(f"{path} is empty; re-download or re-create it")
     return [name.strip().strip('"') for name in line.rstrip("\r\n").split(sep)]
+
+
+_PARSE = re.compile(r"could not parse `(?P<value>.*?)` as dtype `(?P<dtype>.*?)` at column '(?P<column>.*?)'")
+
+
+def _all_sources(params: dict) -> list[str]:
+    fmt = params.get("data_format", "csv")
+    return [f for path in raw_paths(params).values() if path for f in _source_files(path, fmt)]
+
+
+def read_error(exc: Exception, params: dict, dtypes: dict) -> CTRBenchError | None:
+    """The one-line error for a raw file polars could not parse: file, line, column and value (found
+    again with a tolerant read of the column), or the first line that is not UTF-8. None when the
+    failure is not one of these."""
+    message = str(exc)
+    sep = params.get("sep", ",")
+    match = _PARSE.search(message)
+    if match:
+        column, value = match["column"], match["value"]
+        dtype = dtypes.get(column, pl.Float64)
+        kind = "number" if dtype in (pl.Float64, pl.Int64) else str(dtype)
+        for path in _all_sources(params):
+            if params.get("data_format", "csv") != "csv" or column not in _csv_header(path, sep):
+                continue
+            text = pl.scan_csv(path, separator=sep, infer_schema=False, null_values=None).with_row_index("__row")
+            bad = text.filter(pl.col(column).is_not_null() & pl.col(column).cast(dtype, strict=False).is_null())
+            hit = bad.select("__row", column).head(1).collect()
+            if hit.height:
+                row, found = hit.row(0)
+                return CTRBenchError(f"{path}: line {row + 2}, column '{column}' holds {found!r}, not a {kind}; "
+                                     f"fix or drop that row, or declare the column dtype: str in feature_cols")
+        return CTRBenchError(f"a raw file of dataset '{params['dataset_id']}' has {value!r} in column "
+                             f"'{column}', not a {kind}; fix or drop those rows")
+    if "utf-8" in message.lower():
+        for path in _all_sources(params):
+            with open(path, "rb") as fd:
+                for number, line in enumerate(fd, 1):
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        return CTRBenchError(f"{path}: line {number} is not valid UTF-8 (byte "
+                                             f"{line[err.start:err.start + 1]!r} at position {err.start + 1}); "
+                                             f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    return None
 
 
 def _split_hash(seed: int) -> pl.Expr:
@@ -263,16 +405,35 @@ def _nan_to_null(frame: pl.LazyFrame, specs: list[dict]) -> pl.LazyFrame:
 # --------------------------------------------------------------------------------------------------
 # Validation hooks
 
-def _check_labels(arrays: dict[str, np.ndarray], labels: list[str], where: str, task: str) -> None:
+def _check_labels(arrays: dict[str, np.ndarray], labels: list[str], where: str, task: str,
+                  first_row: int | None = None) -> None:
+    """Binary labels are 0 or 1: an empty field, NaN or another value is named with its line."""
     if task != "binary_classification":
         return
     for lb in labels:
         y = arrays[lb]
         bad = ~np.isin(y, (0.0, 1.0))
         if bad.any():
-            value = y[bad][0]
-            raise CTRBenchError(f"label column '{lb}' in {where} has value {value!r} outside {{0, 1}}; "
-                                f"binarise it (e.g. rating >= 4) or set task: regression")
+            index = int(np.flatnonzero(bad)[0])
+            value = float(y[index])
+            at = f" line {first_row + index + 2}" if first_row is not None else ""
+            shown = "an empty (or NaN) value" if np.isnan(value) else f"value {value:g}"
+            raise CTRBenchError(f"label column '{lb}' in {where}{at} has {shown}, not 0 or 1; fix or drop "
+                                f"that row, binarise the label (e.g. rating >= 4) or set task: regression")
+
+
+def _check_eval_split(arrays_seen: dict[str, set], split: str, where: str, rows: int, task: str) -> None:
+    """valid/test need rows of both classes: AUC is undefined otherwise (sklearn fails after an epoch)."""
+    if rows == 0:
+        raise CTRBenchError(f"{where} has no rows (the {split} split); give it data rows or drop "
+                            f"{split}_data from the dataset config")
+    if task != "binary_classification" or split == "train":
+        return
+    for lb, seen in arrays_seen.items():
+        if len(seen) < 2:
+            only = int(next(iter(seen))) if seen else None
+            raise CTRBenchError(f"the {split} split ({where}) has {rows:,} row(s), all with {lb} = {only}; AUC needs "
+                                f"rows of both classes there: use a larger or stratified {split} split")
 
 
 def _check_columns(frame: pl.LazyFrame, specs: list[dict], labels: list[dict], where: str) -> None:
@@ -452,6 +613,10 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         from .synth import write_from_params
         write_from_params(params)
     fmt = params.get("data_format", "csv")
+    for split, path in raw_paths(params).items():
+        if path and os.path.isdir(path) and not _source_files(path, fmt):
+            raise CTRBenchError(f"{split}_data {path} is a directory with no *.{fmt} files in it; point "
+                                f"{split}_data at a .{fmt} file or at a folder of them")
     missing = [p for p in raw_paths(params).values() if p and not _source_files(p, fmt)]
     if missing:  # named before anything else is said about the paths
         raise CTRBenchError(missing_data_message(params, missing))
@@ -462,9 +627,15 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
     key = build_key(params)
     info = read_info(target)
     if info and info.get("key") == key and not force:
-        if not quiet:
-            log.info("Reusing built data in %s (config unchanged)", target)
-        return target
+        size = sum(f["size"] for f in (info.get("files") or {}).values())
+        problems = damaged_files(target, info, checksums=size <= VERIFY_ON_REUSE_BYTES)
+        if not problems:
+            if not quiet:
+                log.info("Reusing built data in %s (config unchanged)", target)
+            return target
+        log.warning("Rebuilding %s: %s", target, "; ".join(problems))
+    elif os.path.isdir(target) and info is None and not is_legacy_dir(target) and os.listdir(target):
+        log.warning("Rebuilding %s: its %s is missing", target, INFO_FILE)
     started = time.time()
     specs, labels = feature_specs(params), label_specs(params)
     dtypes = {}
@@ -476,15 +647,26 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
     if not os.access(params["build_root"], os.W_OK):
         raise CTRBenchError(f"cannot write built data to {params['build_root']}; set build_root in "
                             f"{params.get('_dataset_config_file')} or pass --build-root")
+    for name in remove_stale_builds(params["build_root"], params["dataset_id"]):
+        log.info("Removed %s, left by a build that was killed", os.path.join(params["build_root"], name))
     tmp = os.path.join(params["build_root"], f".{params['dataset_id']}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        rows = _build_into(tmp, params, specs, labels, frames, dtypes)
+        try:
+            rows = _build_into(tmp, params, specs, labels, frames, dtypes)
+        except pl.exceptions.ComputeError as exc:  # a raw file polars could not read: say where
+            error = read_error(exc, params, dtypes)
+            if error is None:
+                raise
+            raise error from exc
+        with open(os.path.join(tmp, MARKER_FILE), "w") as fd:
+            fd.write(f"{params['dataset_id']}\n")
         with open(os.path.join(tmp, INFO_FILE), "w") as fd:
             json.dump({"key": key, "dataset_id": params["dataset_id"], "rows": rows,
                        "data_block_size": params.get("data_block_size", 0),
-                       "seconds": round(time.time() - started, 3), "format": BUILD_FORMAT}, fd, indent=2)
+                       "seconds": round(time.time() - started, 3), "format": BUILD_FORMAT,
+                       "files": manifest(tmp)}, fd, indent=2)
         old = None
         if os.path.exists(target):
             old = f"{target}.old-{os.getpid()}"
@@ -549,6 +731,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
                     data_root=params["build_root"], group_id=params.get("group_id"))
     processor.min_count = params.get("min_categr_count", 1)
     processor.where = f"dataset '{params['dataset_id']}' ({where})"
+    processor.train_source = raw_paths(params)["train"]
     processor.data_dir = out_dir
     processor.feature_map.data_dir = out_dir
     processor.json_file = os.path.join(out_dir, "feature_map.json")
@@ -583,27 +766,41 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
 
     def encode_unit(item):
         split, index, frame, source = item
+        seen: dict[str, set] = {lb: set() for lb in encoder.labels}
+        raw_file = split in units or bool(raw_paths(params).get(split))   # line numbers are the file's
 
         def encoded():
+            offset = 0
             for chunk in _chunks(frame, in_memory):
                 arrays = encoder.encode(chunk)
-                _check_labels(arrays, encoder.labels, source, task)
+                _check_labels(arrays, encoder.labels, source, task, offset if raw_file else None)
+                for lb in encoder.labels:
+                    seen[lb].update(np.unique(arrays[lb]).tolist())
+                offset += chunk.height
                 yield arrays
 
         if split not in units:
-            return _write_split(out_dir, split, encoded(), block, source, streaming=not in_memory)
-        units_dir = os.path.join(out_dir, f".{split}.units")
-        os.makedirs(units_dir, exist_ok=True)
-        return _write_split(units_dir, f"{index:05d}", encoded(), block, source, streaming=True)
+            n = _write_split(out_dir, split, encoded(), block, source, streaming=not in_memory)
+        else:
+            units_dir = os.path.join(out_dir, f".{split}.units")
+            os.makedirs(units_dir, exist_ok=True)
+            n = _write_split(units_dir, f"{index:05d}", encoded(), block, source, streaming=True)
+        return n, seen
 
     if jobs > 1 and len(work) > 1:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            counts = list(pool.map(encode_unit, work))
+            done = list(pool.map(encode_unit, work))
     else:
-        counts = [encode_unit(item) for item in work]
+        done = [encode_unit(item) for item in work]
     rows: dict[str, int] = {}
-    for (split, _, _, _), n in zip(work, counts):
+    classes: dict[str, dict[str, set]] = {}
+    for (split, _, _, _), (n, seen) in zip(work, done):
         rows[split] = rows.get(split, 0) + n
+        for lb, values in seen.items():
+            classes.setdefault(split, {}).setdefault(lb, set()).update(values)
+    for split, n in rows.items():
+        source = raw_paths(params).get(split) or f"{raw_paths(params)['train']} ({split} part)"
+        _check_eval_split(classes.get(split, {}), split, source, n, task)
     for split, parts in units.items():
         _gather_units(out_dir, split, len(parts), block)
     return rows

@@ -32,8 +32,18 @@ def split_files(data_dir: str, split: str) -> list[str]:
     return sorted(glob.glob(os.path.join(data_dir, split, "*.h5")))
 
 
+def open_h5(path: str) -> h5py.File:
+    """The h5 file for reading; a damaged or non-h5 file is a one-line error naming it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        from ..errors import CTRBenchError
+        raise CTRBenchError(f"{path} is not a readable h5 file ({str(exc).split('(')[0].strip()}); it is damaged or "
+                            f"truncated: rebuild the dataset with 'ctrbench data build --force'")
+
+
 def read_block(path: str, columns: list[str] | None = None) -> dict[str, np.ndarray]:
-    with h5py.File(path, "r") as hf:
+    with open_h5(path) as hf:
         names = list(hf.keys()) if columns is None else columns
         missing = [c for c in names if c not in hf]
         if missing:
@@ -44,7 +54,7 @@ def read_block(path: str, columns: list[str] | None = None) -> dict[str, np.ndar
 
 
 def block_rows(path: str) -> int:
-    with h5py.File(path, "r") as hf:
+    with open_h5(path) as hf:
         for name in hf.keys():
             return int(hf[name].shape[0])
     return 0

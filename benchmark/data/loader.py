@@ -24,7 +24,6 @@ import logging
 import math
 import os
 
-import h5py
 import numpy as np
 import torch
 
@@ -95,7 +94,7 @@ class H5BlockLoader:
         data: dict[str, np.ndarray] = {}
         start = 0
         for path, n in zip(files, rows):
-            with h5py.File(path, "r") as hf:
+            with h5io.open_h5(path) as hf:
                 missing = [c for c in self.columns if c not in hf]
                 if missing:
                     raise CTRBenchError(f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "

@@ -29,6 +29,7 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
 
     min_count = 1
     where = "the dataset config"
+    train_source = "the train split"
     streaming = False   # the builder sets it when the raw files are read in batches, not in memory
     chunk_rows = 200_000
     count_units = None  # per-file frames of a multi-file train split (counted in parallel)
@@ -135,6 +136,9 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
         return {name: {k: row[f"{name}::{k}"] for k in ("min", "max", "mean", "std", "count")} for name in num}
 
     def _check_not_empty(self, col: dict, counts: pl.DataFrame) -> None:
+        if counts.height == 0:  # fuxictr fills missing values, so only a split without rows counts nothing
+            raise CTRBenchError(f"{self.train_source} has no rows (the train split of {self.where}); give it "
+                                f"data rows")
         if col["type"] == "meta":
             return
         threshold = col.get("min_categr_count", self.min_count)
