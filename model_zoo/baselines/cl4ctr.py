@@ -8,8 +8,8 @@ module (CM) and two embedding constraints regularise the shared embedding table:
   ``feature`` (whole field embeddings zeroed with that probability) or ``dimension`` (the same
   embedding dimensions zeroed in every field);
 - a feature-interaction encoder shared by both views (``cl_encoder``: ``mlp`` = an MLP on the
-  flattened view, as in the FuxiCTR-style port the TF4CTR/IBNet authors ran, see specs/tf4ctr.md
-  §12; or ``transformer`` = self-attention layers over the fields, the paper's choice), followed by
+  flattened view, as in the FuxiCTR-style port the TF4CTR/IBNet authors ran (docs/decisions.md,
+  TF4CTR); or ``transformer`` = self-attention layers over the fields, the paper's choice), followed by
   one linear projector per view;
 - contrastive loss ``L_cl = mean_b ||p1_b - p2_b||^2`` between the projected views;
 - feature alignment ``L_a``: squared distance between embeddings of the same field, averaged over

@@ -9,7 +9,7 @@
 
 With the MaskFusion paper's Criteo-Kaggle setting (26 categorical fields with the full DLRM vocab,
 13 numeric, d = 16, bottom [512, 256, 64, 16], top [512, 256]) the model has 540,677,217 parameters
-(specs/maskfusion.md §2.9).
+(MaskFusion paper Sec. 4.4, Table 3).
 """
 
 from __future__ import annotations

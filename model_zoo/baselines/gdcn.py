@@ -2,8 +2,8 @@
 
 Gated cross layer: ``c_{l+1} = c_0 * (W_c c_l + b) * sigmoid(W_g c_l) + c_l`` with full D x D
 matrices (``W_g`` without bias), D = n*d. The field-level dimension optimisation (FDO) of the paper
-is not implemented: every field has the same embedding size, as in IBNet's comparison (spec
-ibnet.md §12).
+is not implemented: every field has the same embedding size, as in IBNet's comparison (IBNet paper
+Sec. V-A).
 """
 
 from __future__ import annotations

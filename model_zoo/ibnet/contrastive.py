@@ -1,7 +1,7 @@
 """Contrastive auxiliary losses shared by the zoo.
 
 ``ibcl_loss`` is IBNet's information-bottleneck contrastive loss (paper eq. 10 as the authors' code
-computes it; spec ibnet.md §3.2): per sample, the cross embeddings of all layers are concatenated
+computes it, paper Sec. IV-B): per sample, the cross embeddings of all layers are concatenated
 (``C`` and the augmented ``C~``, each B x L*D), rows are L2-normalised, and with the in-batch cosine
 similarities ``S_ij = cos(C_i, C~_j)``
 

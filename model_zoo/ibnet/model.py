@@ -1,7 +1,7 @@
 """IBNet (Sang et al., "Optimizing Feature Interaction via Information Bottleneck for CTR Prediction",
 IEEE TCSS 2025) and the IBNet framework plugged into other models (the paper's Table IX).
 
-IBNet is a parallel DCN-v1 with three additions (spec ibnet.md §2-§4, following the authors' code,
+IBNet is a parallel DCN-v1 with three additions (paper Sec. IV-A to IV-D, following the authors' code,
 which produced the published numbers):
 
 1. every cross-layer output c_l gets a relaxed-Bernoulli mask from ONE shared linear layer M with
@@ -78,7 +78,7 @@ class IBNetBranch(nn.Module):
 
 
 class _IBCLMixin:
-    """``add_loss`` = the host's loss + cl_weight * IBCL(C, C~) when ssl_mode (spec ibnet.md §3)."""
+    """``add_loss`` = the host's loss + cl_weight * IBCL(C, C~) when ssl_mode (paper Sec. IV-B)."""
 
     ssl_mode: bool
     cl_weight: float
@@ -139,7 +139,7 @@ class IBNetFramework(_IBCLMixin, CTRModel):
     built with the same settings (its own activations, e.g. ReLU, as the "X + IBNet" rows keep them).
     The IBNet cross branch (``num_cross_layers`` cross layers on the base's flattened embeddings, mask
     augmentation, compression) runs in parallel; its last augmented embedding adds a linear logit to the
-    base logit, and ``cl_weight * IBCL`` is added to the base's own loss (spec ibnet.md §13).
+    base logit, and ``cl_weight * IBCL`` is added to the base's own loss (paper Sec. V-G).
     Attributes: ``base``, ``branch`` (IBNetBranch), ``fc`` (Linear D -> 1).
     """
 

@@ -2,7 +2,7 @@
 
 - ``binary_crossentropy`` / ``bce``: fuxictr's ``F.binary_cross_entropy``.
 - ``focal_loss``: mean[(1 - p_t)^gamma * BCE], gamma = ``focal_gamma`` (default 2), no alpha term
-  (TF4CTR Table II baseline, spec tf4ctr.md §5.1).
+  (TF4CTR Table II baseline, paper Sec. V-B).
 - ``r_ce_loss``: mean[sg(p_t)^beta * BCE], beta = ``rce_beta`` (default 0.01), stop-gradient weight
   (R-CE of Wang et al., ADT; TF4CTR Table II baseline).
 """

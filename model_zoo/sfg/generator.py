@@ -5,7 +5,7 @@ For field j the generated embedding sees every raw field embedding::
     z_j = gamma * act([v_1; ...; v_N] W_{F(j)}),   W_{F(j)} in R^{N d x d}
 
 All N field-wise maps form one bias-free ``Linear(N d -> N d)`` whose output is reshaped to (B, N, d).
-Options (spec sfg.md §3, code defaults): ``gamma`` (fixed output scale), ``activation`` (relu, tanh, sigmoid,
+Options (paper Sec. 3.3, the authors' code defaults): ``gamma`` (fixed output scale), ``activation`` (relu, tanh, sigmoid,
 elu, silu, linear), ``residual`` (z = gamma*act(.) + v, the CrossNet/DCNv2 setting), ``exclude_self`` (zero
 the diagonal d x d blocks so z_i does not see v_i), ``field_share`` (every field gets field 0's slice, the
 Fig. 5 "(b.1) field-shared" ablation) and ``own_field`` (a per-field d x d map on v_i only, the Fig. 5

@@ -8,7 +8,8 @@ each ``<Model>_GEN`` class subclasses the base model and calls its own interacti
 operand, so no base model code is copied. ``generative: False`` turns the encoders off and the class is
 exactly its base model (the authors' DIS runs); ``ctrbench analyze`` uses that to compare DIS and GEN.
 
-Following the authors' code (spec sfg.md §5, §6): FM/DeepFM/IPNN/FwFM encode the lower-index field of each
+Following the authors' code (paper Sec. 3.2 and Table 2; docs/decisions.md, SFG): FM/DeepFM/IPNN/FwFM encode
+the lower-index field of each
 pair (z_i . v_j, i < j); FmFM keeps M on the raw lower-index field and encodes the higher-index one; DCNv2
 and CrossNet (``model_structure: crossnet_only``) have one encoder per cross layer reading the current
 layer state with a residual (z_l = gamma*ReLU(x_l W_l) + x_l) and optional dropout after each cross layer

@@ -2,7 +2,7 @@
 Differentiation", arXiv 2405.03167): SSEM -> simple / complex encoders -> DFM, trained with BCE plus
 the Twin Focus loss (``twin_focus.py`` of this package).
 
-Building blocks (spec tf4ctr.md §2-§4), all in this file:
+Building blocks (paper Sec. III-C to III-F), all in this file:
 
 - ``make_ssem``: Sample Selection Embedding Module, ``SSM`` in {share (= none), SER, GM, MoE}; returns
   the flattened easy / hard embeddings (h_es, h_hs).
