@@ -787,7 +787,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
             n = _write_split(units_dir, f"{index:05d}", encoded(), block, source, streaming=True)
         return n, seen
 
-    if jobs > 1 and len(work) > 1:
+    if units and jobs > 1:   # files of multi-file splits at once; a single in-memory frame uses every core
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(encode_unit, work))
     else:
