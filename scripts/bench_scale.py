@@ -15,11 +15,8 @@ Bounded memory shows as an anonymous peak that stays flat from 1M to 10M rows.
 
     python scripts/bench_scale.py --rows 1000000,10000000 --work /tmp/ctrbench_scale --hash 1000000
 
-Measured on 2 CPUs shared with two training jobs (so wall times are inflated; CPU seconds are not),
-block 1,000,000 rows: anonymous peak 665 MB at 1M rows and 799 MB at 10M rows for the vocabulary build
-(602 / 665 MB hashed); file-backed pages of the memory-mapped input up to 2.06 GB (reclaimable). CPU
-seconds at 10M rows: prepare 42.9, build 376.8 (26.5k rows per CPU-second; fuxictr's Python vocabulary
-fit dominates), hashed build 80.8 (124k rows per CPU-second).
+Real Criteo's cardinalities (vocabularies that grow with the row count) are measured by
+``scripts/bench_build.py --profile criteo``; this script follows one raw download through prepare and build.
 """
 
 from __future__ import annotations
