@@ -45,7 +45,7 @@ from .distributed import DistContext
 from .errors import CTRBenchError
 from .featuremaps import count_parameters
 from .records import append_record, environment, now
-from .train import Trainer, TrainResult, amp_name
+from .train import Trainer, TrainResult, amp_name, read_state
 
 log = logging.getLogger("ctrbench")
 
@@ -260,7 +260,8 @@ def prepare_run(
     if not dist.is_main:
         directory, feature_map = prepare_data(params, quiet=True)
     loaders = loader_mod.make_loaders(
-        feature_map, directory, {**params, **(loader_params or {})}, splits=splits, pin_memory=device != "cpu"
+        feature_map, directory, {**params, **(loader_params or {})}, splits=splits, pin_memory=device != "cpu",
+        device=device,
     )
     missing = [s for s in require if s not in loaders]
     if missing:
@@ -330,14 +331,15 @@ def train_run(
         if ctx.is_main:
             preflight(params, results_path, paths)
         with RunLock(paths, enabled=ctx.is_main):
-            resuming = resume and os.path.isfile(paths.state)
-            handler = _file_logger(paths, ctx.rank, append=resuming)
+            # the run's own resume state, checked (format, config hash, processes) before any work
+            saved = read_state(paths.state, chash, ctx.world_size) if resume and os.path.isfile(paths.state) \
+                else None
+            handler = _file_logger(paths, ctx.rank, append=saved is not None)
             try:
                 if ctx.is_main:
                     callbacks += tracking.callbacks_for(params, paths.run_id, handler.baseFilename)
-                output = _train(
-                    params, results_path, console, quiet, resume, resuming, callbacks, ctx, paths, chash
-                )
+                output = _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, paths,
+                                chash)
             finally:
                 for callback in callbacks:
                     if hasattr(callback, "close"):
@@ -349,7 +351,7 @@ def train_run(
         distributed.shutdown(ctx)
 
 
-def _train(params, results_path, console, quiet, resume, resuming, callbacks, ctx, paths, chash) -> RunOutput:
+def _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, paths, chash) -> RunOutput:
     setup = prepare_run(params, ctx, quiet=quiet, paths=paths)
     if not quiet:
         where = f"{setup.device}, {ctx.world_size} processes" if ctx.enabled else setup.device
@@ -371,8 +373,8 @@ def _train(params, results_path, console, quiet, resume, resuming, callbacks, ct
         config_hash=chash,
         callbacks=callbacks,
     )
-    if resuming:
-        state = trainer.load_state()
+    if saved is not None:
+        state = trainer.load_state(saved)
         if not quiet:
             console.print(
                 f"resuming {paths.run_id} at epoch {state.epoch + 1}, batch {state.batch} ({paths.state})",

@@ -111,25 +111,53 @@ def save_torch(obj, path: str) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def load_weights(model, path: str) -> None:
-    """Load a weights file (a ``state_dict``) into ``model`` with ``weights_only=True``: a file from
-    elsewhere stays data, never code. A file that is not a state dict of this model is a one-line error."""
+def read_weights(path: str) -> dict:
+    """A weights file (a ``state_dict``) read with ``weights_only=True``: a file from elsewhere stays data,
+    never code. Anything else is a one-line error naming the file."""
     if not os.path.isfile(path):
         raise CTRBenchError(f"weights file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise CTRBenchError(f"{path} is not a weights file torch can load safely ({exc.__class__.__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); give the .model "
-                            f"checkpoint a ctrbench run wrote")
+                            f"{first}); give the .model checkpoint a ctrbench run wrote")
     if not isinstance(state, dict):
         raise CTRBenchError(f"{path} holds a {type(state).__name__}, not a state dict of model weights")
+    return state
+
+
+def load_weights(model, path: str, state: dict | None = None) -> None:
+    """Load the weights file ``path`` (or its ``state`` already read by :func:`read_weights`) into
+    ``model``; weights that do not fit the model are a one-line error."""
+    state = read_weights(path) if state is None else state
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CTRBenchError(f"{path} does not fit {type(model).__name__} on this feature map "
                             f"({str(exc).splitlines()[0][:200]}); was it trained with another config?")
     model.to(model.device)
+
+
+def read_state(path: str | None, config_hash: str | None, world_size: int = 1) -> dict:
+    """A run's resume state file, read with ``weights_only=True`` and checked: ctrbench's format, saved
+    by the same config (hash) with the same number of processes. Anything else is a one-line error."""
+    if not path or not os.path.isfile(path):
+        raise CTRBenchError(f"no resume state at {path}; run without --resume")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # truncated, foreign, old
+        raise CTRBenchError(f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged or "
+                            f"written by an older ctrbench); delete it and run without --resume")
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+        raise CTRBenchError(f"{path} is not a ctrbench resume state; delete it and run without --resume")
+    if config_hash and payload.get("config_hash") != config_hash:
+        raise CTRBenchError(f"{path} was saved by another config (hash {payload.get('config_hash')}, "
+                            f"this run {config_hash}); delete it or run without --resume")
+    if payload.get("world_size", 1) != world_size:
+        raise CTRBenchError(f"{path} was saved with {payload.get('world_size', 1)} process(es), this run "
+                            f"has {world_size}; resume with the same number of processes")
+    return payload
 
 
 @dataclass
@@ -412,25 +440,13 @@ class Trainer:
         save_torch(payload, path)
         self.write_progress("train", force=True)
 
-    def load_state(self) -> TrainState:
+    def load_state(self, payload: dict | None = None) -> TrainState:
         """Continue from ``save_state``'s file, the trainer's own ``state_file`` (never a path from
-        elsewhere): weights, optimisers, counters, position and RNG, when its config hash is this run's."""
+        elsewhere): weights, optimisers, counters, position and RNG, when its config hash is this run's.
+        ``payload``: that file as :func:`read_state` returned it (the runner checks it before any work)."""
         path = self.state_file
-        if not path or not os.path.isfile(path):
-            raise CTRBenchError(f"no resume state at {path}; run without --resume")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # truncated, foreign, old
-            raise CTRBenchError(f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged or "
-                                f"written by an older ctrbench); delete it and run without --resume")
-        if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-            raise CTRBenchError(f"{path} is not a ctrbench resume state; delete it and run without --resume")
-        if self.config_hash and payload.get("config_hash") != self.config_hash:
-            raise CTRBenchError(f"{path} was saved by another config (hash {payload.get('config_hash')}, "
-                                f"this run {self.config_hash}); delete it or run without --resume")
-        if payload.get("world_size", 1) != self.dist.world_size:
-            raise CTRBenchError(f"{path} was saved with {payload.get('world_size', 1)} process(es), this run has "
-                                f"{self.dist.world_size}; resume with the same number of processes")
+        if payload is None:
+            payload = read_state(path, self.config_hash, self.dist.world_size)
         known = {f.name for f in fields(TrainState)}
         state = TrainState(**{k: v for k, v in payload["trainer"].items() if k in known})
         if state.best_metric is not None and not os.path.isfile(self.model.checkpoint):

@@ -1,6 +1,11 @@
-"""Bad input at the run level: each case is one `error:` line, exit code 2, no traceback, and leaves the
-records and checkpoints of the earlier run untouched. Plus the properties behind them: runs of one expid
-never share files, a record's metrics are those of its own weights, foreign files are never loaded."""
+"""Bad input at the run level, table-driven: every case is one ``ctrbench`` command that must end with exit
+code 2 and exactly one ``error:`` line naming the path/key/value and the fix, without a traceback, leaving
+the records and checkpoints of an earlier run as they were (a run's log may only grow).
+
+Classes here: runs sharing files (issue 14.1), stale weights (14.2), preflight (14.4), sweep and resume
+details (14.8), untrusted files (14.9). The commands run in-process through ``benchmark.cli.main``; the
+property tests after the table start real concurrent processes where concurrency is the point.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +15,38 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 import torch
 
 from tests.conftest import CONFIG, REPO
 
-FAST = ["--set", "verbose=0"]
 
+def ctrbench(args: list[str], capsys) -> tuple[int, str, str]:
+    """``ctrbench ARGS`` in-process through the console entry point: (exit code, stdout, stderr)."""
+    from benchmark import cli
 
-def ctrbench(*args, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RAY_ADDRESS="")
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    argv = sys.argv
+    capsys.readouterr()
+    sys.argv = ["ctrbench", *args]
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # anything but a clean exit is what these cases exist to catch
+        raise AssertionError(f"ctrbench {' '.join(args)} raised {type(exc).__name__}: {exc}\n"
+                             f"{capsys.readouterr().err}")
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def snapshot(*roots) -> dict:
-    """md5 of every file under the roots (lock files aside: a refused run may find one); logs whole."""
+    """Every file under the roots: logs by content, the rest by md5 (lock files aside)."""
     out = {}
     for root in roots:
         for folder, _, files in os.walk(root):
@@ -57,314 +71,168 @@ def assert_untouched(before: dict, after: dict) -> None:
 
 @pytest.fixture(scope="module")
 def earlier(tmp_path_factory):
-    """One finished DCN_tiny run: its records file, model_root and data root."""
-    base = tmp_path_factory.mktemp("earlier")
-    paths = {
-        "results": str(base / "runs.jsonl"),
-        "model_root": str(base / "ck"),
-        "data": str(base / "data"),
-        "base": str(base),
-    }
-    res = ctrbench(
-        "run",
-        "--expid",
-        "DCN_tiny",
-        "--data-root",
-        paths["data"],
-        "--results",
-        paths["results"],
-        "--set",
-        f"model_root={paths['model_root']}",
-        *FAST,
-    )
-    assert res.returncode == 0, res.stderr
-    return paths
+    """A finished DCN_tiny run: its records file, model_root (best checkpoint, log) and built data."""
+    from benchmark.config import load_config
+    from benchmark.runner import run_experiment
+
+    ws = str(tmp_path_factory.mktemp("earlier"))
+    params = load_config(CONFIG, "DCN_tiny", ["verbose=0", f"model_root={ws}/ck"], f"{ws}/data")
+    record = run_experiment(params, f"{ws}/results/runs.jsonl", quiet=True)
+    assert os.path.isfile(os.path.join(ws, "ck", "tiny", record["run_id"] + ".model"))
+    return ws
 
 
-def _params(earlier, *sets):
+def _params(ws: str, *sets):
     from benchmark.config import load_config
 
-    params = load_config(
-        CONFIG, "DCN_tiny", ["verbose=0", f"model_root={earlier['model_root']}", *sets], earlier["data"]
-    )
-    return params
+    return load_config(CONFIG, "DCN_tiny", ["verbose=0", f"model_root={ws}/ck", *sets], f"{ws}/data")
 
 
-def _run(earlier, *extra):
-    return [
-        "run",
-        "--expid",
-        "DCN_tiny",
-        "--data-root",
-        earlier["data"],
-        "--results",
-        earlier["results"],
-        "--set",
-        f"model_root={earlier['model_root']}",
-        *FAST,
-        *extra,
-    ]
-
-
-# ---- setups of the cases that need files ----------------------------------------------------------------
-
-
-def _a_file(earlier, tmp_path):
-    path = tmp_path / "a_file"
-    path.write_text("not a folder\n")
-    return str(path)
-
-
-def _malicious_weights(earlier, tmp_path):
-    """A pickle that would create a file when unpickled without weights_only."""
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    path = tmp_path / "evil.model"
-    with open(path, "wb") as fd:
-        pickle.dump({"w": Payload()}, fd)
-    return str(path)
-
-
-def _other_weights(earlier, tmp_path):
-    """Weights of another model (LR) for the same data."""
-    path = tmp_path / "lr.model"
-    torch.save({"embedding_layer.weight": torch.zeros(3, 3)}, path)
-    return str(path)
-
-
-def _foreign_state(earlier, tmp_path):
-    """A resume state of another config placed under this run's name."""
+def _state_path(ws: str) -> str:
     from benchmark.runner import run_paths
 
-    params = _params(earlier)
-    payload = {"format": 2, "config_hash": "0123456789ab", "trainer": {}, "world_size": 1}
-    torch.save(payload, run_paths(params).state)
-    return run_paths(params).state
+    return run_paths(_params(ws)).state
 
 
-def _junk_state(earlier, tmp_path):
-    from benchmark.runner import run_paths
+# ---- files some cases need (each written into the case's own tmp folder, or as the run's state) --------
 
-    path = run_paths(_params(earlier)).state
-    with open(path, "wb") as fd:
+def _a_file(ws, tmp):
+    with open(os.path.join(tmp, "a_file"), "w") as fd:
+        fd.write("not a folder\n")
+
+
+def _foreign_state(ws, tmp):
+    """A resume state of another config under this run's name."""
+    torch.save({"format": 2, "config_hash": "0123456789ab", "trainer": {}, "world_size": 1}, _state_path(ws))
+
+
+def _damaged_state(ws, tmp):
+    with open(_state_path(ws), "wb") as fd:
         fd.write(b"\x80\x04 truncated")
-    return path
 
 
-# (id, setup(earlier, tmp_path) -> value or None, args(earlier, value, tmp_path), what the error line says)
+class _Payload:
+    """Unpickled without weights_only, this would create the file ``marker``."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _code_as_weights(ws, tmp):
+    with open(os.path.join(tmp, "evil.model"), "wb") as fd:
+        pickle.dump({"w": _Payload(os.path.join(tmp, "pwned"))}, fd)
+
+
+def _weights_of_another_model(ws, tmp):
+    torch.save({"embedding_layer.weight": torch.zeros(3, 3)}, os.path.join(tmp, "lr.model"))
+
+
+# ---- the table -----------------------------------------------------------------------------------------
+
+RUN = ["run", "--expid", "DCN_tiny", "--data-root", "{ws}/data", "--set", "model_root={ws}/ck",
+       "--set", "verbose=0"]
+WITH_RESULTS = RUN + ["--results", "{ws}/results/runs.jsonl"]
+INFER = ["bench-infer", "--expid", "DCN_tiny", "--data-root", "{ws}/data", "--set", "model_root={ws}/ck",
+         "--batches", "1", "--repeats", "1"]
+SWEEP = ["sweep", "--results", "{ws}/results/runs.jsonl", "--data-root", "{ws}/data", "--set",
+         "model_root={ws}/ck"]
+
+
+@dataclass
+class Case:
+    id: str
+    args: list[str]                       # {ws}: the earlier run's workspace, {tmp}: the case's tmp folder
+    expect: list[str]                     # substrings of the one error line
+    setup: Callable[[str, str], None] | None = None
+
+
 CASES = [
-    (
-        "results-is-a-directory",
-        None,
-        lambda e, v, t: _run(e)[:5] + ["--results", str(t)] + _run(e)[7:],
-        ["is a directory", "runs.jsonl"],
-    ),
-    (
-        "results-under-a-file",
-        _a_file,
-        lambda e, v, t: _run(e)[:5] + ["--results", os.path.join(v, "runs.jsonl")] + _run(e)[7:],
-        ["--results", "is a file, not a directory"],
-    ),
-    (
-        "results-on-a-read-only-fs",
-        None,
-        lambda e, v, t: _run(e)[:5] + ["--results", "/proc/ctrbench/runs.jsonl"] + _run(e)[7:],
-        ["--results", "/proc", "not writable"],
-    ),
-    (
-        "model-root-is-a-file",
-        _a_file,
-        lambda e, v, t: _run(e, "--set", f"model_root={v}"),
-        ["model_root", "not writable", "--set model_root=DIR"],
-    ),
-    (
-        "model-root-on-a-read-only-fs",
-        None,
-        lambda e, v, t: _run(e, "--set", "model_root=/proc/ctrbench"),
-        ["model_root", "/proc/ctrbench"],
-    ),
-    ("monitor-unknown", None, lambda e, v, t: _run(e, "--set", "monitor=AUCC"), ["monitor", "AUCC", "AUC"]),
-    (
-        "epochs-zero-never-evaluates-the-old-checkpoint",
-        None,
-        lambda e, v, t: _run(e, "--set", "epochs=0"),
-        ["epochs=0", ">= 1"],
-    ),
-    (
-        "resume-state-of-another-config",
-        _foreign_state,
-        lambda e, v, t: _run(e, "--resume"),
-        ["another config", "without --resume"],
-    ),
-    (
-        "resume-state-damaged",
-        _junk_state,
-        lambda e, v, t: _run(e, "--resume"),
-        ["cannot read the resume state", "delete it"],
-    ),
-    (
-        "sweep-glob-matching-nothing-beside-one-that-matches",
-        None,
-        lambda e, v, t: [
-            "sweep",
-            "--expids",
-            "DCN_tiny,DCN_tinyy*",
-            "--results",
-            e["results"],
-            "--data-root",
-            e["data"],
-            "--set",
-            f"model_root={e['model_root']}",
-        ],
-        ["DCN_tinyy*", "matches no expid"],
-    ),
-    (
-        "sweep-ray-auto-without-a-cluster",
-        None,
-        lambda e, v, t: [
-            "sweep",
-            "--expids",
-            "DCN_tiny",
-            "--seeds",
-            "7",
-            "--ray-address",
-            "auto",
-            "--results",
-            e["results"],
-            "--data-root",
-            e["data"],
-        ],
-        ["--ray-address auto", "ray start --head", "local"],
-    ),
-    (
-        "bench-infer-checkpoint-missing",
-        None,
-        lambda e, v, t: [
-            "bench-infer",
-            "--expid",
-            "DCN_tiny",
-            "--data-root",
-            e["data"],
-            "--checkpoint",
-            str(t / "nope.model"),
-        ],
-        ["--checkpoint", "nope.model", "is not a file"],
-    ),
-    (
-        "bench-infer-checkpoint-is-code",
-        _malicious_weights,
-        lambda e, v, t: [
-            "bench-infer",
-            "--expid",
-            "DCN_tiny",
-            "--data-root",
-            e["data"],
-            "--batches",
-            "1",
-            "--repeats",
-            "1",
-            "--set",
-            f"model_root={e['model_root']}",
-            "--checkpoint",
-            v,
-        ],
-        ["evil.model", "not a weights file torch can load safely"],
-    ),
-    (
-        "bench-infer-checkpoint-of-another-model",
-        _other_weights,
-        lambda e, v, t: [
-            "bench-infer",
-            "--expid",
-            "DCN_tiny",
-            "--data-root",
-            e["data"],
-            "--batches",
-            "1",
-            "--repeats",
-            "1",
-            "--set",
-            f"model_root={e['model_root']}",
-            "--checkpoint",
-            v,
-        ],
-        ["lr.model", "does not fit DCN"],
-    ),
+    # preflight (14.4): checked before the first step, nothing written
+    Case("results-is-a-directory", RUN + ["--results", "{tmp}"],
+         ["--results", "is a directory", "runs.jsonl"]),
+    Case("results-under-a-file", RUN + ["--results", "{tmp}/a_file/runs.jsonl"],
+         ["--results", "a_file is a file, not a directory"], _a_file),
+    Case("results-on-a-read-only-filesystem", RUN + ["--results", "/proc/ctrbench/runs.jsonl"],
+         ["--results", "/proc", "not writable"]),
+    Case("model-root-is-a-file", WITH_RESULTS + ["--set", "model_root={tmp}/a_file"],
+         ["model_root", "a_file", "not writable", "--set model_root=DIR"], _a_file),
+    Case("model-root-on-a-read-only-filesystem", WITH_RESULTS + ["--set", "model_root=/proc/ctrbench"],
+         ["model_root", "/proc/ctrbench", "not writable"]),
+    Case("monitor-unknown", WITH_RESULTS + ["--set", "monitor=AUCC"], ["monitor", "AUCC", "AUC"]),
+    # stale weights (14.2): no epoch, no evaluation of the checkpoint on disk
+    Case("epochs-zero", WITH_RESULTS + ["--set", "epochs=0"], ["epochs=0", ">= 1"]),
+    # resume (14.9): only the run's own state, only with its config hash, checked before any work
+    Case("resume-state-of-another-config", WITH_RESULTS + ["--resume"],
+         ["another config", "without --resume"], _foreign_state),
+    Case("resume-state-damaged", WITH_RESULTS + ["--resume"], ["cannot read the resume state", "delete it"],
+         _damaged_state),
+    # sweeps (14.8)
+    Case("sweep-glob-matching-nothing-beside-one-that-matches", SWEEP + ["--expids", "DCN_tiny,DCN_tinyy*"],
+         ["DCN_tinyy*", "matches no expid", "ctrbench expids"]),
+    Case("sweep-ray-auto-without-a-cluster", SWEEP + ["--expids", "DCN_tiny", "--seeds", "7", "--ray-address",
+                                                      "auto", "--ray-gpus", "0"],
+         ["--ray-address auto", "ray start --head", "--ray-address local"]),
+    # weights from elsewhere (14.9): weights_only=True, one line for anything else
+    Case("bench-infer-checkpoint-missing", INFER + ["--checkpoint", "{tmp}/nope.model"],
+         ["--checkpoint", "nope.model", "is not a file"]),
+    Case("bench-infer-checkpoint-that-is-code", INFER + ["--checkpoint", "{tmp}/evil.model"],
+         ["evil.model", "not a weights file torch can load safely"], _code_as_weights),
+    Case("bench-infer-checkpoint-of-another-model", INFER + ["--checkpoint", "{tmp}/lr.model"],
+         ["lr.model", "does not fit DCN"], _weights_of_another_model),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_run_input_is_one_error_line_and_touches_nothing(case, earlier, tmp_path):
-    name, setup, args, expected = case
-    value = setup(earlier, tmp_path) if setup else None
-    before = snapshot(earlier["model_root"], os.path.dirname(earlier["results"]))
-    res = ctrbench(*args(earlier, value, tmp_path))
-    assert res.returncode == 2, (res.returncode, res.stdout[-1000:], res.stderr[-2000:])
-    assert "Traceback" not in res.stderr
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, res.stderr
-    for text in expected:
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_run_input(case: Case, earlier, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    tmp = str(tmp_path)
+    if case.setup:
+        case.setup(earlier, tmp)
+    before = snapshot(os.path.join(earlier, "ck"), os.path.join(earlier, "results"))
+    args = [a.replace("{ws}", earlier).replace("{tmp}", tmp) for a in case.args]
+    code, out, err = ctrbench(args, capsys)
+    assert code == 2, (code, out[-1000:], err[-2000:])
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    for text in case.expect:
         assert text in errors[0], errors[0]
-    assert_untouched(before, snapshot(earlier["model_root"], os.path.dirname(earlier["results"])))
-    assert not (tmp_path / "pwned").exists()  # the malicious pickle never ran
+    assert_untouched(before, snapshot(os.path.join(earlier, "ck"), os.path.join(earlier, "results")))
+    assert not os.path.exists(os.path.join(tmp, "pwned"))      # the pickled code never ran
+    if os.path.exists(_state_path(earlier)):                   # the cases' resume states are theirs only
+        os.remove(_state_path(earlier))
 
 
-def test_a_second_identical_run_at_once_is_refused(earlier):
-    """Same expid, seed and settings, same model_root, while the first holds its run lock."""
+def test_a_second_identical_run_at_once_is_refused(earlier, capsys):
+    """Same expid, seed and settings, same model_root, while another holds the run's lock."""
     from benchmark.runner import RunLock, run_paths
 
-    before = snapshot(earlier["model_root"], os.path.dirname(earlier["results"]))
+    before = snapshot(os.path.join(earlier, "ck"), os.path.join(earlier, "results"))
     with RunLock(run_paths(_params(earlier))):
-        res = ctrbench(*_run(earlier))
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "is already running" in errors[0] and f"pid {os.getpid()}" in errors[0]
-    assert_untouched(before, snapshot(earlier["model_root"], os.path.dirname(earlier["results"])))
+        code, _, err = ctrbench([a.replace("{ws}", earlier) for a in WITH_RESULTS], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1
+    assert "is already running" in errors[0] and f"pid {os.getpid()}" in errors[0] and "--seed" in errors[0]
+    assert_untouched(before, snapshot(os.path.join(earlier, "ck"), os.path.join(earlier, "results")))
 
 
-def test_two_seeds_of_one_expid_at_once_keep_their_own_files_and_metrics(tmp_path):
-    """Two `ctrbench run` of one expid with different seeds, same model_root, started together: each has its
-    own checkpoint/state/log, and each record's metrics are those of the weights that run wrote."""
-    from benchmark.config import load_config
+def test_two_seeds_of_one_expid_at_once_keep_their_own_files_and_metrics(earlier, tmp_path):
+    """Two ``ctrbench run`` of one expid with different seeds, same model_root, at the same time: each has
+    its own checkpoint and log, and each record's metrics are those of the weights that run wrote."""
     from benchmark.runner import prepare_run, run_paths
     from benchmark.train import Trainer, load_weights
 
-    results, model_root, data = tmp_path / "runs.jsonl", tmp_path / "ck", tmp_path / "data"
-    assert ctrbench("data", "build", "tiny", "--data-root", str(data)).returncode == 0
+    results, model_root = tmp_path / "runs.jsonl", tmp_path / "ck"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmark",
-                "run",
-                "--expid",
-                "DCN_tiny",
-                "--seed",
-                str(seed),
-                "--data-root",
-                str(data),
-                "--results",
-                str(results),
-                "--set",
-                f"model_root={model_root}",
-                "--set",
-                "epochs=2",
-                *FAST,
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in (1, 2)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--expid", "DCN_tiny",
+                               "--seed", str(seed), "--data-root", f"{earlier}/data",
+                               "--results", str(results), "--set", f"model_root={model_root}",
+                               "--set", "verbose=0"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for seed in (1, 2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
@@ -372,25 +240,19 @@ def test_two_seeds_of_one_expid_at_once_keep_their_own_files_and_metrics(tmp_pat
     assert sorted(records) == [1, 2] and records[1]["run_id"] != records[2]["run_id"]
     assert records[1]["test"] != records[2]["test"]
     for seed, record in records.items():
-        params = load_config(
-            CONFIG,
-            "DCN_tiny",
-            ["verbose=0", f"model_root={model_root}", "epochs=2", f"seed={seed}"],
-            str(data),
-        )
+        params = _params(earlier, f"seed={seed}", f"model_root={model_root}")
         paths = run_paths(params)
-        assert paths.run_id == record["run_id"] and os.path.isfile(paths.checkpoint)
-        assert (
-            os.path.isfile(paths.log) and not os.path.exists(paths.state) and not os.path.exists(paths.lock)
-        )
+        assert paths.run_id == record["run_id"]
+        assert os.path.isfile(paths.checkpoint) and os.path.isfile(paths.log)
+        assert not os.path.exists(paths.state) and not os.path.exists(paths.lock)
         setup = prepare_run(params, splits=("test",), require=("test",))
         load_weights(setup.model, paths.checkpoint)
         assert Trainer(setup.model, params).evaluate(setup.loaders["test"]) == record["test"]
 
 
 def test_the_trainer_never_loads_weights_it_did_not_write(earlier, tmp_path):
-    """A file already at the checkpoint path (another run's weights) is never evaluated: fit refuses a run
-    without an epoch and leaves the file as it was."""
+    """A file already at the checkpoint path (another run's weights) is never evaluated: ``fit`` refuses a
+    run without an epoch and leaves the file as it was."""
     from benchmark.errors import CTRBenchError
     from benchmark.runner import prepare_run
     from benchmark.train import Trainer
@@ -404,4 +266,4 @@ def test_the_trainer_never_loads_weights_it_did_not_write(earlier, tmp_path):
         trainer.fit(setup.loaders["train"], setup.loaders["valid"], 0)
     assert trainer.state.best_metric is None
     assert open(setup.model.checkpoint, "rb").read() == stamp
-    assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())  # zeros never loaded
+    assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())   # zeros never loaded

@@ -44,12 +44,16 @@ class _Subject:
         quiet: bool = True,
     ):
         from ..runner import prepare_run
-        from ..train import load_weights
+        from ..train import load_weights, read_weights
 
         self.params = params
         bs = int(batch_size or params.get("eval_batch_size") or params["batch_size"])
         if split not in ("train", "valid", "test"):
             raise CTRBenchError(f"--split {split}: use test, valid or train")
+        self.checkpoint, weights = None, None
+        if isinstance(load_checkpoint, str):  # --checkpoint FILE: read (as data) before any work
+            self.checkpoint = os.path.abspath(load_checkpoint)
+            weights = read_weights(self.checkpoint)
         try:
             setup = prepare_run(
                 params,
@@ -72,13 +76,10 @@ class _Subject:
         self.samples = sum(len(next(iter(b.values()))) for b in self.batches)
         self.batch_size = bs
         self.model = setup.model
-        self.checkpoint = None
-        if isinstance(load_checkpoint, str):  # --checkpoint FILE
-            self.checkpoint = os.path.abspath(load_checkpoint)
-        elif load_checkpoint and os.path.isfile(setup.paths.checkpoint):  # the same run's best weights
+        if load_checkpoint is True and os.path.isfile(setup.paths.checkpoint):  # the same run's best weights
             self.checkpoint = setup.paths.checkpoint
         if self.checkpoint:
-            load_weights(self.model, self.checkpoint)
+            load_weights(self.model, self.checkpoint, weights)
         self.model.eval()
         self.n_params = setup.n_params
         self.times: list[float] = []  # seconds per pass over self.batches
