@@ -70,10 +70,9 @@ def _line_count(fd: int, size: int) -> int:
 
 def append_record(path: str, record: dict) -> None:
     """Append ``record`` as one line, in one write, under an exclusive lock (see the module doc)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     data = record_line(record)
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         side = keep_aside(path, data)

@@ -6,6 +6,13 @@ import os
 
 import pytest
 
+# One intra-op thread per test process and the runs it starts (set before torch is imported): two
+# pytest workers on two CPUs with torch's default of a thread per core oversubscribe the machine, and
+# the small steps of the suite then mostly wait on each other (a table's `reproduce --check` took 4x the
+# CPU time with two threads). An explicit OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "config")
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))

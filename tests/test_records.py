@@ -68,3 +68,20 @@ def test_failed_append_keeps_the_record_aside(tmp_path, monkeypatch):
     side = err.value.message.split("kept in ")[1].split(":")[0]
     assert path.read_bytes() == before                       # the half line is cut off again
     assert [json.loads(line) for line in open(side)] == [{"a": 2, "payload": "x" * 100}]
+
+
+def test_unopenable_records_path_keeps_the_record_aside(tmp_path, monkeypatch):
+    import pytest
+
+    from benchmark.errors import CTRBenchError
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))        # the folder next to it cannot hold it
+    (tmp_path / "home").mkdir()
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be\n")
+    with pytest.raises(CTRBenchError) as err:
+        append_record(str(blocker / "runs.jsonl"), {"a": 1})
+    assert "cannot open the run records file" in err.value.message and "kept in" in err.value.message
+    side = err.value.message.split("kept in ")[1].split(":")[0]
+    assert side.startswith(str(tmp_path / "home")) and json.loads(open(side).read()) == {"a": 1}
+    assert blocker.read_text().startswith("a file")
