@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -190,15 +191,16 @@ def is_legacy_dir(directory: str) -> bool:
 
 
 def _checksum(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+    """CRC-32 of the file (corruption, not tampering: several times faster than a cryptographic hash)."""
+    crc = 0
     with open(path, "rb") as fd:
         for chunk in iter(lambda: fd.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
 
 
 def manifest(directory: str) -> dict[str, dict]:
-    """``{relative path: {size, blake2b}}`` of the files a build wrote (all but build_info.json)."""
+    """``{relative path: {size, crc32}}`` of the files a build wrote (all but build_info.json)."""
     files = {}
     for root, _, names in os.walk(directory):
         for name in sorted(names):
@@ -206,7 +208,7 @@ def manifest(directory: str) -> dict[str, dict]:
             rel = os.path.relpath(path, directory)
             if rel in (INFO_FILE, MARKER_FILE):
                 continue
-            files[rel] = {"size": os.path.getsize(path), "blake2b": _checksum(path)}
+            files[rel] = {"size": os.path.getsize(path), "crc32": _checksum(path)}
     return files
 
 
@@ -221,7 +223,7 @@ def damaged_files(directory: str, info: dict, checksums: bool) -> list[str]:
         elif os.path.getsize(path) != expected["size"]:
             problems.append(f"{path} has {os.path.getsize(path):,} bytes, not {expected['size']:,} (truncated or "
                             f"overwritten)")
-        elif checksums and _checksum(path) != expected["blake2b"]:
+        elif checksums and _checksum(path) != expected.get("crc32"):
             problems.append(f"{path} has changed contents (checksum differs)")
     return problems
 
@@ -744,7 +746,9 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
     prepared = {s: processor.preprocess(_nan_to_null(f, specs)) for s, f in frames.items()}
     units = {}
     if in_memory:
-        prepared = {s: f.collect().lazy() for s, f in prepared.items()}
+        # train is read once for the statistics and its encoding; valid and test are read when encoded,
+        # so that memory holds one split (and its encoded copy) at a time
+        prepared["train"] = prepared["train"].collect().lazy()
     else:
         units = {s: [processor.preprocess(_nan_to_null(f, specs)) for f in frames_]
                  for s, frames_ in _file_units(params, dtypes).items() if s in prepared}
@@ -754,6 +758,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
     meta = pl.concat([f.select(meta_cols) for f in prepared.values()]) if meta_cols else None
     processor.fit(prepared["train"], meta_ddf=meta, min_categr_count=params.get("min_categr_count", 1),
                   rebuild_dataset=True)
+    meta = None
     encoder = Encoder(processor, specs, labels)
     block = int(params.get("data_block_size", 0) or 0)
     task = params.get("task", "binary_classification")
@@ -791,7 +796,12 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(encode_unit, work))
     else:
-        done = [encode_unit(item) for item in work]
+        done = []
+        for i, item in enumerate(work):
+            work[i] = (item[0], item[1], None, item[3])   # the split's frame is released once encoded
+            prepared.pop(item[0], None)
+            done.append(encode_unit(item))
+            del item
     rows: dict[str, int] = {}
     classes: dict[str, dict[str, set]] = {}
     for (split, _, _, _), (n, seen) in zip(work, done):
