@@ -89,9 +89,16 @@ def write_cfg(tmp_path, extra="", features=FEATURES):
     return str(cfg)
 
 
-def params_for(tmp_path, *sets, extra=""):
-    cfg = write_cfg(tmp_path, extra)
+def params_for(tmp_path, *sets, extra="", features=FEATURES):
+    cfg = write_cfg(tmp_path, extra, features)
     return load_config(cfg, "E", list(sets))
+
+
+# every vocabulary on the frame path: sequences without shared embeddings, an embedding_dim and encoder
+FRAME_FEATURES = FEATURES.replace(",\n         share_embedding: seq_pre}", ", embedding_dim: 8}").replace(
+    "max_len: 4, padding: pre}", "max_len: 0, padding: pre, feature_encoder: null}").replace(
+    "cat_float, active: True, dtype: float, type: categorical}",
+    "cat_float, active: True, dtype: str, type: categorical, embedding_dim: 4}")
 
 
 @pytest.fixture
@@ -114,8 +121,10 @@ def fuxictr_reference(params, tmp_path):
     return fp, out
 
 
-def test_ids_equal_fuxictr_feature_processor(tmp_path, raw):
-    params = params_for(tmp_path)
+@pytest.mark.parametrize("features", [FEATURES, FRAME_FEATURES], ids=["shared-and-float", "all-frame"])
+def test_ids_equal_fuxictr_feature_processor(tmp_path, raw, features):
+    assert features is FEATURES or "share_embedding" not in features
+    params = params_for(tmp_path, features=features)
     directory = build_mod.build(params, quiet=True)
     fp, ref = fuxictr_reference(params, tmp_path)
     ours_map = json.load(open(os.path.join(directory, "feature_map.json")))
