@@ -513,11 +513,10 @@ class Trainer:
         while True:
             t0 = time.perf_counter()
             try:
-                batch = next(it)
+                batch, weight, rows = next(it)
             except StopIteration:
                 break
             self.state.loader_seconds += time.perf_counter() - t0
-            batch, weight, rows = batch
             item = (self._to_device(batch), weight, rows)
             if pending is not None:
                 yield pending

@@ -46,7 +46,7 @@ def test_run_appends_record_and_report_prints_relaimp(tmp_path):
     records = [json.loads(l) for l in open(results)]
     assert [r["expid"] for r in records] == ["LR_tiny", "DCN_tiny"]
     for key in ("valid", "test", "best_epoch", "params", "train_seconds", "samples_per_second",
-                "peak_memory_mb", "config_hash", "config", "env", "device", "seed"):
+                "peak_memory_mb", "config_hash", "run_id", "config", "env", "device", "seed"):
         assert key in records[0]
     assert records[0]["env"]["fuxictr"] == "2.3.10"
     res = ctrbench("report", "--results", results, "--baseline", "LR")

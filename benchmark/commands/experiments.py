@@ -1,4 +1,4 @@
-"""``ctrbench sweep`` (many runs, resumable, parallel; see ``benchmark/sweep.py``) and ``ctrbench plot``
+"""``ctrbench sweep`` (many runs, resumable, parallel; see ``benchmark/sweep/``) and ``ctrbench plot``
 (PNG learning curves and per-model metric bars with error bars across seeds, from the run records)."""
 
 from __future__ import annotations
