@@ -344,3 +344,65 @@ def test_missing_optuna_is_one_error_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
     assert "pip install 'ctrbench[tune]'" in err and "'optuna'" in err
+
+
+class _Ref:
+    def __init__(self, value):
+        self.value = value
+
+
+class _FakeRay:
+    """Just enough of ray's API for sweep's executor: tasks run when they are submitted."""
+
+    def __init__(self):
+        self.inits, self.options, self.calls = [], [], []
+
+    def init(self, **kw):
+        self.inits.append(kw)
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+    def remote(self, **options):
+        self.options.append(options)
+        ray = self
+
+        def wrap(fn):
+            class Task:
+                @staticmethod
+                def remote(*args):
+                    ray.calls.append(args)
+                    return _Ref(fn(*args))
+
+            return Task
+
+        return wrap
+
+    def wait(self, refs, num_returns, timeout):
+        return list(refs), []
+
+    def get(self, ref):
+        return ref.value
+
+    def cancel(self, ref, force=False):
+        pass
+
+
+def test_ray_tasks_are_workers_of_the_study(tmp_path, data_root):
+    """--ray-address: sweep's Ray executor sends one worker loop per slot; they share the study's total."""
+    path = _space(tmp_path, {"learning_rate": [1e-2, 3e-2]})
+    sets = [f"model_root={tmp_path}/ck", "epochs=1"]
+    space = tune_mod.load_space(path, "DNN_tiny", CONFIG, sets, data_root)
+    cfg = tune_mod.TuneConfig(path, "DNN_tiny", CONFIG, sets, data_root, str(tmp_path / "runs.jsonl"),
+                              tune_mod.storage_url(None, str(tmp_path / "tune"), "r"), "r", 2, "grid", "none")
+    tune_mod.open_study(cfg, space)
+    fake = _FakeRay()
+    executor = tune_mod.TuneRayExecutor("ray://head:10001", 2, 0.0, ray_module=fake)
+    executor.start_workers(cfg)
+    executor.wait(0.01)
+    assert fake.inits[0]["address"] == "ray://head:10001" and fake.options[-1]["num_gpus"] == 0.0
+    assert [call[1] for call in fake.calls] == [-1, -1]                 # two workers, CPU
+    study = _study(tmp_path, "r")
+    assert _states(study)["COMPLETE"] == 2
+    assert sorted(t.params["learning_rate"] for t in study.trials) == [1e-2, 3e-2]   # the grid, once each
+    assert len(read_records(str(tmp_path / "runs.jsonl"))) == 2
