@@ -15,13 +15,13 @@ file: it is expanded by ``sweep``'s expansion (the same generated expids, datase
 directory) and its choices become the categorical space (grid sampler by default).
 
 **Trials.** Each trial resolves to a ``sweep.RunSpec`` and runs through ``runner.run_experiment`` with
-``resume=True`` (run id ``<expid>_s<seed>_<config hash>``, as every run): it appends an ordinary record
-to the records file. A trial whose config already has a record reuses it; one identical to a pruned
-trial is pruned again without training; two processes that draw the same config take turns (a file
-lock per run), so no config is trained twice. The intermediate values are the validation monitor (``monitor``, e.g.
-``AUC`` or ``{AUC: 1, logloss: -1}``) at every evaluation, so the pruner (median or asynchronous
-successive halving) stops weak trials at the evaluation where they fall behind; a pruned run writes no
-record and its files are removed.
+``resume=True`` (run id ``<expid>_s<seed>_<config hash>``, as every run): it appends an ordinary record to
+the records file. A trial whose config already has a record reuses it; one identical to a pruned trial is
+pruned again without training; two processes that draw the same config take turns (a file lock per run), so
+no config is trained twice. The intermediate values are the validation monitor (``monitor``, e.g. ``AUC`` or
+``{AUC: 1, logloss: -1}``) at every evaluation, so the pruner (median or asynchronous successive halving)
+stops weak trials at the evaluation where they fall behind; a pruned run writes no record and its files are
+removed.
 
 **Study.** Optuna RDB storage: ``<out>/<study>.db`` (SQLite, ``<out>`` = ``tune/`` next to the records
 file) unless ``--storage`` names any SQLAlchemy URL (PostgreSQL/MySQL for several machines). The
