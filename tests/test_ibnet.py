@@ -15,7 +15,7 @@ from model_zoo.layers.activations import Mice
 from model_zoo.ibnet.contrastive import ibcl_bounds, ibcl_loss
 from model_zoo.ibnet.masks import MaskAugmentation, RelaxedBernoulliMask, fill_mask
 
-# Per-field vocab sizes of the authors' Table IV logs (spec ibnet.md §6; padding and OOV included).
+# Per-field vocab sizes of the authors' Table IV logs (padding and OOV included).
 AVAZU = dict(C1=9, C14=2556, C15=10, C16=11, C17=434, C18=6, C19=70, C20=173, C21=62, app_category=33,
              app_domain=400, app_id=6545, banner_pos=9, device_conn_type=6, device_id=820509,
              device_ip=2903322, device_model=7259, device_type=7, hour=26, site_category=27,
@@ -38,7 +38,7 @@ LOGGED = {
 
 
 def formula(vocab, d, hidden, batch_norm, mice=True, layers=3):
-    """Spec ibnet.md §6, written out term by term."""
+    """The count of the authors' logs, written out term by term."""
     D = len(vocab) * d
     total = sum(vocab.values()) * d + layers * 2 * D + (D * D + D) + (2 * D * D + D)
     dims = [D] + hidden
@@ -78,7 +78,7 @@ def test_parameter_count_equals_authors_log(name):
 
 
 def test_relu_and_dcn_counts():
-    # the MovieLens log's count needs Mice: ReLU gives 2,131,261 (spec §5 #13)
+    # the MovieLens log's count needs Mice: ReLU gives 2,131,261 (the authors' code uses Mice)
     assert count_parameters(build(MOVIELENS, 20, dnn_hidden_units=[400] * 3, dnn_activations="relu")) == 2_131_261
     # mask_type none = DCN: L*2D + MLP + fc over the same embeddings
     d, hidden = 20, [400] * 3
@@ -162,7 +162,7 @@ def test_ibcl_matches_the_loop_definition():
         denom = sum(math.exp(F.cosine_similarity(C[i], Ct[j], dim=0).item() / tau) for j in range(6))
         total += -math.log(math.exp(1 / tau) / denom + 1e-5)
     assert ibcl_loss(cs, augs, tau).item() == pytest.approx(total / 6, rel=1e-5)
-    # C~ = -C: every similarity flips sign (spec §15)
+    # C~ = -C: every similarity flips sign
     expected = 0.0
     for i in range(6):
         denom = sum(math.exp(-F.cosine_similarity(C[i], C[j], dim=0).item() / tau) for j in range(6))

@@ -1,6 +1,6 @@
-"""MaskFusion (specs/maskfusion.md): the mechanism, its nine hosts, parameter counts and training.
+"""MaskFusion (Liao et al., ICLR 2023): the mechanism, its nine hosts, parameter counts and training.
 
-Parameter counts are checked against the spec's section 2.9 numbers for the paper's Criteo-Kaggle
+Parameter counts are checked against the paper's Table 3 sizes for its Criteo-Kaggle
 DLRM (full DLRM vocabulary, 26 categorical + 13 numeric fields, d = 16; built on the meta device so
 the 540M embedding rows take no memory) and against closed forms for every host x variant.
 """
@@ -23,7 +23,7 @@ from tests.oracles import (controller_param_count, fused_mlp_param_count, mask_g
                            smooth_l0_steps_to_floor)
 from model_zoo.maskfusion import DENSE_FIELD, HOSTS, VARIANTS
 
-# specs/maskfusion.md section 6: DLRM's Criteo-Kaggle vocabulary (33,762,577 rows in all).
+# DLRM's Criteo-Kaggle vocabulary (33,762,577 rows in all).
 CRITEO_DLRM_VOCAB = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27,
                      14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
 NUMERIC = [f"I{i}" for i in range(1, 14)]
@@ -171,12 +171,12 @@ def _meta_count(monkeypatch, host, variant, d=16, **kw):
                                               ("smoothl0_fwmf", 542_089_746)])
 def test_dlrm_criteo_counts_match_the_spec(monkeypatch, variant, expected):
     assert sum(CRITEO_DLRM_VOCAB) == 33_762_577
-    # spec 2.9: 540,677,217 = 33,762,577 x 16 + bottom 155,984 + top 320,001 (paper: 540.68M / 540.67M)
+    # 540,677,217 = 33,762,577 x 16 + bottom 155,984 + top 320,001 (paper: 540.68M / 540.67M)
     assert _meta_count(monkeypatch, "DLRM", variant, top_mlp_units=[512, 256]) == expected
 
 
 def test_paper_table_counts_under_the_every_layer_reading(monkeypatch):
-    """Spec 2.9's forensic fits of Tables 3/4 (paper values in the comments)."""
+    """Fits of the paper's Tables 3/4 (paper values in the comments)."""
     dcn = {"num_cross_layers": 3, "dnn_hidden_units": [512, 256]}
     assert round(_meta_count(monkeypatch, "DCN", "adaptive_dwmf", d=8, **dcn) / 1e6, 2) == 271.56   # 271.57M
     two = {"num_cross_layers": 3, "dnn_hidden_units": [512]}

@@ -1,7 +1,7 @@
 """Baseline zoo, part 1: WideDeep, DeepFM, xDeepFM, DCN/DCNv2, AutoInt(+), AFN(+), FiGNN, GraphFM, EDCN.
 
-Parameter counts are checked three ways: a closed-form formula per model, the IBNet spec's logged
-DCN count on Avazu_x4 (ibnet.md §6), and the "Total number of parameters" lines of the BARS
+Parameter counts are checked three ways: a closed-form formula per model, the DCN count logged by
+the IBNet authors on Avazu_x4, and the "Total number of parameters" lines of the BARS
 benchmark logs of FuxiCTR (reczoo/BARS, ranking/ctr/<Model>/<Model>_{frappe,criteo}_x1). Those
 logs give no per-field vocab sizes, only totals; every count depends on the vocab through its
 sum V only, so V is recovered once per dataset from one log (DCN on Frappe_x1: V = 5,389; DCNv2
@@ -27,7 +27,7 @@ from tests.conftest import CONFIG
 MODELS = ["WideDeep", "DeepFM", "xDeepFM", "DCNv2", "AutoInt", "AutoIntPlus", "AFN", "AFNPlus",
           "FiGNN", "GraphFM", "EDCN"]
 
-# ibnet.md §6: Avazu_x4 vocab sizes (min_categr_count 2, padding and OOV included), V = 3,750,999.
+# The IBNet authors' Avazu_x4 vocab sizes (min_categr_count 2, padding and OOV included), V = 3,750,999.
 AVAZU_X4 = {"C1": 9, "C14": 2556, "C15": 10, "C16": 11, "C17": 434, "C18": 6, "C19": 70, "C20": 173,
             "C21": 62, "app_category": 33, "app_domain": 400, "app_id": 6545, "banner_pos": 9,
             "device_conn_type": 6, "device_id": 820509, "device_ip": 2903322, "device_model": 7259,
@@ -44,7 +44,7 @@ def build(name, fmap, **params):
 
 
 def frappe_map(dim=10):
-    # The min-count-2 sizes of ibnet.md §6 sum to 5,383; BARS used min count 1 (V = 5,389), so the
+    # The min-count-2 sizes of the IBNet logs sum to 5,383; BARS used min count 1 (V = 5,389), so the
     # six extra rows are put on `user` (only the sum enters any count).
     sizes = [942 + 6, 4084, 9, 9, 4, 5, 4, 11, 82, 233]
     return feature_map_from_vocab(dict(zip(FRAPPE_FIELDS, sizes)), dim)
@@ -120,7 +120,7 @@ def edcn_count(V, F, d, layers, bn, bridge="hadamard_product"):
             + layers * extra + 3 * D + 1)
 
 
-# ---- the IBNet spec's DCN count (must-have) ----------------------------------------------------
+# ---- the IBNet authors' logged DCN count ----------------------------------------------------
 def test_dcn_on_avazu_x4_matches_ibnet_logged_count():
     fmap = feature_map_from_vocab(AVAZU_X4, 20)
     assert sum(AVAZU_X4.values()) == 3750999 and fmap.num_fields == 24
