@@ -29,7 +29,8 @@ def make_optimizer(name, params, lr: float):
     cls_name = _OPTIMIZERS.get(str(name).lower(), str(name))
     cls = getattr(torch.optim, cls_name, None)
     if cls is None:
-        raise ModelConfigError(f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, sgd")
+        raise ModelConfigError(f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, "
+                               f"sgd")
     return cls(params, lr=float(lr))
 
 

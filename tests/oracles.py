@@ -90,7 +90,8 @@ def fused_mlp_param_count(input_dim: int, units, fuse_dim: int, fused_positions=
     ``fuse_dim`` extra inputs at every position in ``fused_positions`` (default: all)."""
     dims = [int(input_dim)] + [int(u) for u in units]
     fused = set(range(len(units))) if fused_positions is None else set(fused_positions)
-    return sum((dims[t] + (fuse_dim if t in fused else 0)) * dims[t + 1] + dims[t + 1] for t in range(len(units)))
+    return sum((dims[t] + (fuse_dim if t in fused else 0)) * dims[t + 1] + dims[t + 1]
+               for t in range(len(units)))
 
 
 def mask_generator_param_count(num_fields: int, embedding_dim: int, granularity: str = "dimension",
@@ -102,7 +103,8 @@ def mask_generator_param_count(num_fields: int, embedding_dim: int, granularity:
 
 
 def controller_param_count(num_fields: int, embedding_dim: int, positions: int, mask_type: str,
-                           granularity: str = "dimension", hidden_units=(512, 256), smooth_l0: bool = False) -> int:
+                           granularity: str = "dimension", hidden_units=(512, 256),
+                           smooth_l0: bool = False) -> int:
     """Parameters MaskFusion adds besides the widened DNN layers."""
     nd = num_fields * embedding_dim
     if mask_type == "adaptive":

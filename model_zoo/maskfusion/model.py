@@ -100,7 +100,8 @@ def _merge(defaults: dict, given, where: str) -> dict:
     out = {}
     for key, default in defaults.items():
         value = given.get(key, default)
-        out[key] = _merge(default, value, f"{where}.{key}") if isinstance(default, dict) else copy.deepcopy(value)
+        nested = isinstance(default, dict)
+        out[key] = _merge(default, value, f"{where}.{key}") if nested else copy.deepcopy(value)
     return out
 
 
@@ -130,7 +131,8 @@ def parse_config(block, host: str = "model") -> dict:
     if not isinstance(sl0["eps_decay_interval"], int) or sl0["eps_decay_interval"] < 1:
         raise ModelConfigError("maskfusion.smooth_l0.eps_decay_interval must be a positive number of steps")
     if sl0["enabled"] and cfg["mask_type"] == "dcnv2":
-        raise ModelConfigError("maskfusion.smooth_l0 works on the masked features (mask_type adaptive, static "
+        raise ModelConfigError("maskfusion.smooth_l0 works on the masked features (mask_type adaptive, "
+                               "static "
                                "or none), not on the dcnv2 controller")
     return cfg
 
@@ -197,7 +199,8 @@ class MaskFusion:
             units = [int(u) for u in kwargs.pop("bottom_mlp_units", None) or [512, 256, 64, embedding_dim]]
             if units[-1] != embedding_dim:
                 raise ModelConfigError(f"bottom_mlp_units={units} must end in embedding_dim={embedding_dim} "
-                                       f"(the dense vector is one more field); e.g. [512, 256, 64, {embedding_dim}]")
+                                       f"(the dense vector is one more field); "
+                                       f"e.g. [512, 256, 64, {embedding_dim}]")
             self.mf_bottom_units = units
             feature_map, self.mf_numeric_fields = dense_field_map(feature_map, embedding_dim)
         elif not self.sites.encodes_numerics:
@@ -227,9 +230,9 @@ class MaskFusion:
                 module.feature_encoders[DENSE_FIELD] = nn.Linear(n_num, 1, bias=False)
             else:
                 units = self.mf_bottom_units[:-1] + [out_dim]
+                activations = self.params.get("bottom_mlp_activations", "relu")
                 module.feature_encoders[DENSE_FIELD] = MLP(
-                    n_num, hidden_units=units, hidden_activations=self.params.get("bottom_mlp_activations", "relu"),
-                    activation_options=self.params)
+                    n_num, hidden_units=units, hidden_activations=activations, activation_options=self.params)
 
     def _fused_tower(self) -> tuple[str, MLP_Block]:
         name = self.mf_config["tower"]
@@ -248,13 +251,15 @@ class MaskFusion:
         tower_name, tower = self._fused_tower()
         positions = [(tower.mlp, i) for i, m in enumerate(tower.mlp) if type(m) is nn.Linear]
         if not positions:
-            raise ModelConfigError(f"{type(self).__name__}: the host's {tower_name} has no linear layer to fuse")
+            raise ModelConfigError(f"{type(self).__name__}: the host's {tower_name} has no linear layer "
+                                   f"to fuse")
         head_name = self.sites.head or "fc"
         head = getattr(self, head_name, None)
         head_ok = type(head) is nn.Linear and head.out_features == 1
         fuse_head = cfg["fuse_head"]
         if fuse_head == "auto":
-            fuse_head = self.sites.head is not None and head_ok and tower.mlp[positions[-1][1]].out_features != 1
+            last_out = tower.mlp[positions[-1][1]].out_features
+            fuse_head = self.sites.head is not None and head_ok and last_out != 1
         if fuse_head:
             if not head_ok:
                 raise ModelConfigError(f"{type(self).__name__}: maskfusion.fuse_head needs a linear output "
@@ -290,7 +295,8 @@ class MaskFusion:
             if sl0["enabled"] else None
         self.mask_fusion = MaskFusionLayer(
             n, d, len(positions), mask_type=cfg["mask_type"], granularity=cfg["granularity"],
-            generator_hidden_units=cfg["generator_hidden_units"], generator_activation=cfg["generator_activation"],
+            generator_hidden_units=cfg["generator_hidden_units"],
+            generator_activation=cfg["generator_activation"],
             instance_norm=cfg["instance_norm"], in_eps=cfg["in_eps"],
             zero_init_generators=cfg["zero_init_generators"], smooth_l0=smooth,
             dcn_mode=cfg["dcn_controller"]["mode"], dcn_input=cfg["dcn_controller"]["input"],
@@ -426,7 +432,8 @@ class MaskFusion_xDeepFM(MaskFusion, xDeepFM):
 
 @register_model
 class MaskFusion_DCN(MaskFusion, DCN):
-    __doc__ = _DOC.format(host="DCN") + "\n\nThe DNN has no output unit: fc on [cross ; h] is its fused output layer."
+    __doc__ = _DOC.format(host="DCN") + ("\n\nThe DNN has no output unit: fc on [cross ; h] is its fused "
+                                         "output layer.")
     sites = FusionSites(towers=("dnn",), head="fc")
 
 
