@@ -215,7 +215,9 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
       (FuxiCTR's ``../../../data/Frappe_x1_h5/train.h5``) is that path: it is not joined onto data_root
       again, and moves with ``--data-root``. Any other relative split path is joined onto data_root,
       unless only the same path taken from the folder above ``yaml_dir`` exists.
-    - Built data goes to ``<build_root>/<dataset_id>/``; build_root defaults to data_root.
+    - Built data goes to ``<build_root>/<dataset_id>/``; build_root defaults to data_root, or to
+      ``<data_root>/built`` when the raw splits are kept in ``<data_root>/<dataset_id>/`` (FuxiCTR's
+      layout, whose builds fuxictr writes beside the csv files).
     - A path given with ``--set`` (``train_data=...``) is typed on the command line: it resolves
       against the working directory (``load_config``).
     """
@@ -243,6 +245,7 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
     build_root = dataset.get("build_root")
     if build_root is None:
         build_root = root
+        dataset["_build_root_default"] = True   # data.build.data_dir moves it off raw files kept there
     elif not os.path.isabs(str(build_root)):
         build_root = os.path.normpath(os.path.join(base, str(build_root)))
     dataset["data_root"] = root

@@ -408,3 +408,27 @@ def test_processor_pickle_holds_the_fitted_state_only(tmp_path, raw):
     tok = processor.processor_dict["cat_str::tokenizer"]
     vocab = json.load(open(os.path.join(directory, "feature_vocab.json")))["cat_str"]
     assert tok.encode_category(["a", "b", "zzz"]) == [vocab["a"], vocab["b"], vocab["__OOV__"]]
+
+
+def test_fuxictr_layout_raw_files_in_the_dataset_folder_build_beside_them(tmp_path):
+    """FuxiCTR keeps data/<dataset_id>/train.csv and builds next to it; with build_root left to its default
+    the build goes to data/built/<dataset_id>/ instead of replacing the raw folder."""
+    make_raw(str(tmp_path / "data" / "allkinds"))
+    cfg = tmp_path / "exp" / "config"      # FuxiCTR's layout: exp/config/{dataset,model}_config.yaml
+    cfg.mkdir(parents=True)
+    text = textwrap.dedent("""
+        allkinds:
+          data_root: ../data/
+          train_data: ../data/allkinds/train.csv
+          valid_data: ../data/allkinds/valid.csv
+          test_data: ../data/allkinds/test.csv
+          min_categr_count: 2
+        """) + textwrap.indent(textwrap.dedent(FEATURES), "  ")
+    (cfg / "dataset_config.yaml").write_text(text)
+    (cfg / "model_config.yaml").write_text("E: {model: DNN, dataset_id: allkinds, group_id: user_meta}\n")
+    params = load_config(str(cfg), "E", [])
+    directory = build_mod.build(params, quiet=True)
+    assert directory == str(tmp_path / "data" / "built" / "allkinds")
+    assert sorted(os.listdir(tmp_path / "data" / "allkinds")) == ["test.csv", "train.csv", "valid.csv"]
+    with pytest.raises(CTRBenchError, match="lies inside the build directory"):
+        build_mod.build(dict(params, build_root=str(tmp_path / "data"), _build_root_default=False), quiet=True)

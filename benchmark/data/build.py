@@ -162,7 +162,16 @@ def build_key(params: dict) -> str:
 
 
 def data_dir(params: dict) -> str:
-    return os.path.join(params["build_root"], params["dataset_id"])
+    """``<build_root>/<dataset_id>``; with the default build_root (data_root) and raw csv/parquet splits
+    inside that folder (FuxiCTR's ``data/<dataset_id>/train.csv``), ``<data_root>/built/<dataset_id>``
+    instead, since a build replaces its whole folder."""
+    target = os.path.join(params["build_root"], params["dataset_id"])
+    if params.get("_build_root_default") and params.get("data_format", "csv") != "h5":
+        inside = [p for p in raw_paths(params).values()
+                  if p and os.path.abspath(p).startswith(os.path.abspath(target) + os.sep)]
+        if inside:
+            return os.path.join(params["build_root"], "built", params["dataset_id"])
+    return target
 
 
 def read_info(directory: str) -> dict | None:
@@ -645,13 +654,14 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         dtypes[spec["name"]] = {"str": pl.String, "float": pl.Float64, "int": pl.Int64}.get(
             str(spec["dtype"]), pl.String)
     frames = _split_sources(params, specs, labels, dtypes)
-    os.makedirs(params["build_root"], exist_ok=True)
-    if not os.access(params["build_root"], os.W_OK):
-        raise CTRBenchError(f"cannot write built data to {params['build_root']}; set build_root in "
+    parent = os.path.dirname(target)   # build_root, or build_root/built (data_dir)
+    os.makedirs(parent, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise CTRBenchError(f"cannot write built data to {parent}; set build_root in "
                             f"{params.get('_dataset_config_file')} or pass --build-root")
-    for name in remove_stale_builds(params["build_root"], params["dataset_id"]):
-        log.info("Removed %s, left by a build that was killed", os.path.join(params["build_root"], name))
-    tmp = os.path.join(params["build_root"], f".{params['dataset_id']}.building-{os.getpid()}")
+    for name in remove_stale_builds(parent, params["dataset_id"]):
+        log.info("Removed %s, left by a build that was killed", os.path.join(parent, name))
+    tmp = os.path.join(parent, f".{params['dataset_id']}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
