@@ -5,7 +5,7 @@ RESULTS ?= results
 # torch==2.13.0 resolves to the CPU build here; an existing torch (e.g. a CUDA build) is kept as is.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast test-tables bench-build reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
+.PHONY: install demo test test-fast test-tables lint bench-build reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
 	reproduce-dlf reproduce-sfg reproduce-maskfusion
 
 # make reproduce-<paper> [SMOKE=1] [DATASETS=a,b] [MODELS=m,n] [SEEDS=1,2,3] [GPU=0]
@@ -39,8 +39,14 @@ test-fast:
 test-tables: install
 	CTRBENCH_FULL_SMOKE=1 $(PYTHON) -m pytest -n 2 --dist worksteal tests/test_reproduce.py
 
+# ruff (configured in pyproject.toml): lint rules and the formatter's layout, line length 110
+lint: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+# the builder on Kaggle Criteo's cardinality profile (4.8M rows) against the bare polars floor
 bench-build: install
-	$(PYTHON) scripts/bench_build.py
+	$(PYTHON) scripts/bench_build.py --profile criteo --rows 4800000 --methods ctrbench,floor
 
 reproduce-table4: install
 	$(REPRODUCE) results/targets/ibnet_table4.yaml

@@ -22,8 +22,18 @@ from .commands import datasets as dataset_cmds
 from .commands import experiments as experiment_cmds
 from .commands import reproduce as reproduce_cmds
 from .commands import tune as tune_cmds
-from .commands.common import (REPO, ConfigOpt, DataRootOpt, DebugOpt, SetOpt, console,  # noqa: F401
-                              default_config_dir, default_results, out, setup_logging)
+from .commands.common import (  # noqa: F401
+    REPO,
+    ConfigOpt,
+    DataRootOpt,
+    DebugOpt,
+    SetOpt,
+    console,
+    default_config_dir,
+    default_results,
+    out,
+    setup_logging,
+)
 from .errors import USER_ERRORS, CTRBenchError
 from .util import split_list
 

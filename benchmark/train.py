@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -57,8 +57,14 @@ import numpy as np
 import torch
 from fuxictr.utils import Monitor
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .distributed import DistContext
 from .errors import CTRBenchError

@@ -94,8 +94,9 @@ def data(work: str, rows: int, max_card: int, seed: int) -> tuple[dict, str, dic
 
 
 def make_model(name: str, fmap, base: dict, seed: int):
-    import model_zoo
     from fuxictr.pytorch.torch_utils import seed_everything
+
+    import model_zoo
 
     spec = dict(MODELS[name])
     if spec["model"] not in model_zoo.registry():

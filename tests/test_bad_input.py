@@ -26,7 +26,6 @@ from benchmark import records as records_mod
 from benchmark.records import append_record
 from tests.conftest import CONFIG
 
-
 # ---- the runner -------------------------------------------------------------------------------------
 
 def snapshot(root: str) -> dict[str, str]:

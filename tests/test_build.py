@@ -11,8 +11,8 @@ from fuxictr.datasets import avazu, criteo
 
 from benchmark.config import load_config
 from benchmark.data import build as build_mod
-from benchmark.data import vocab as vocab_mod
 from benchmark.data import h5io
+from benchmark.data import vocab as vocab_mod
 from benchmark.errors import CTRBenchError
 
 ROWS = 600
@@ -76,7 +76,7 @@ def write_cfg(tmp_path, extra="", features=FEATURES):
     cfg = tmp_path / "config"
     (cfg / "dataset_config").mkdir(parents=True, exist_ok=True)
     (cfg / "model_config").mkdir(exist_ok=True)
-    (cfg / "dataset_config" / "d.yaml").write_text(textwrap.dedent(f"""
+    (cfg / "dataset_config" / "d.yaml").write_text(textwrap.dedent("""
         allkinds:
           data_root: ../raw/
           build_root: ../built/

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +19,6 @@ import zipfile
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from benchmark.config import load_dataset_config, load_sections
 from benchmark.data import build as build_mod

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from benchmark.data.loader import load_feature_map, make_loaders
+from benchmark.data.loader import make_loaders
 from benchmark.runner import prepare_data
 
 

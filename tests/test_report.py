@@ -1,7 +1,9 @@
+import math
+
 import pytest
 
 from benchmark.errors import CTRBenchError
-from benchmark.report import build_table, relaimp_auc, relaimp_loss, render
+from benchmark.report import build_table, relaimp_auc, relaimp_loss, render, significance, significance_test
 
 
 def test_relaimp_on_ibnet_table4():
@@ -42,10 +44,6 @@ def test_empty_and_bad_baseline():
 
 
 # ---- statistics: t-tests, best marks, efficiency columns --------------------------------------------
-
-import math
-
-from benchmark.report import significance, significance_test
 
 
 def test_paired_t_matches_the_closed_form_and_pairs_by_seed():

@@ -97,7 +97,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
     assert record["test"] == reference["test"] and record["valid"] == reference["valid"]
     assert record["best_epoch"] == reference["best_epoch"] and record["epochs_run"] == reference["epochs_run"]
     assert record["config_hash"] == reference["config_hash"]
-    strip = lambda h: [{k: v for k, v in e.items()} for e in h]
+    def strip(h):
+        return [{k: v for k, v in e.items()} for e in h]
     assert strip(record["history"]) == strip(reference["history"])
     assert any(h["lr"] < 3e-3 for h in reference["history"]) or len(reference["history"]) >= 4
     assert not os.path.exists(state_file)             # removed once the record is written

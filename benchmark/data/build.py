@@ -34,6 +34,7 @@ from typing import Iterator
 
 import numpy as np
 import polars as pl
+
 from ..errors import CTRBenchError
 from . import h5io
 from .encode import Encoder
