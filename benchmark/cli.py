@@ -123,7 +123,7 @@ def report(results: str = typer.Option(None, "--results", help="Run records file
                                            help="Add s/epoch, samples/s, inference ms/100 and peak memory.")):
     """Model x dataset table of Logloss/AUC (mean ± std over seeds), #params, RelaImp and t-tests."""
     from .records import read_records
-    from .report import build_table, render
+    from .report import build_table, render, write_table
 
     path = results or default_results()
     if not os.path.isfile(path):
@@ -133,9 +133,7 @@ def report(results: str = typer.Option(None, "--results", help="Run records file
                         efficiency=efficiency, mark_best=mark)
     text = render(table, fmt)
     if out_file:
-        os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-        with open(out_file, "w") as fd:
-            fd.write(text)
+        write_table(out_file, text, path)   # refuses the records file (or any file of records)
         console.print(f"wrote {out_file}")
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import CTRBenchError
 from .records import looks_like_records
+from .util import atomic_write
 
 SIGNIFICANCE_METHODS = ("auto", "paired", "welch", "welch_levene")
 EFFICIENCY = (("seconds_per_epoch", "s/epoch"), ("samples_per_second", "samples/s"),
@@ -361,16 +362,8 @@ def write_table(path: str, text: str, results: str | None = None) -> None:
         raise CTRBenchError(f"--out {path} holds JSON records (a run records file or a ledger); writing the "
                             f"table there would replace them: choose another file, e.g. "
                             f"{os.path.splitext(path)[0]}_table.md")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        with open(tmp, "w", encoding="utf-8") as fd:
-            fd.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise CTRBenchError(f"cannot write the table to {path}: {exc.strerror}")
