@@ -21,7 +21,6 @@ so an interrupted build is never taken as complete; an unchanged config reuses t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import CTRBenchError
+from ..util import json_hash
 from . import h5io
 from .encode import Encoder
 from .processor import Processor
@@ -158,8 +158,7 @@ def build_key(params: dict) -> str:
                 files[f"{split}:{os.path.basename(f)}"] = [st.st_size, int(st.st_mtime)]
     payload["files"] = files
     payload["format"] = BUILD_FORMAT
-    blob = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.md5(blob.encode()).hexdigest()
+    return json_hash(payload)
 
 
 def data_dir(params: dict) -> str:

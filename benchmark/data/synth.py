@@ -15,6 +15,8 @@ import os
 import numpy as np
 import polars as pl
 
+from ..util import atomic_path
+
 DEFAULTS = {"rows": 100_000, "n_numeric": 13, "n_categorical": 26, "max_cardinality": 20_000,
             "sequence": False, "seq_max_len": 5, "seed": 2023, "splits": [0.8, 0.1, 0.1],
             "missing_rate": 0.05, "latent_dim": 4, "positive_rate": 0.25}
@@ -118,9 +120,8 @@ def write_splits(out_dir: str, cfg: dict | None = None) -> dict[str, str]:
     paths = {}
     for split, part in parts.items():
         path = os.path.join(out_dir, f"{split}.csv")
-        tmp = path + ".tmp"
-        part.write_csv(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            part.write_csv(tmp)
         paths[split] = path
     return paths
 
@@ -223,8 +224,7 @@ def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8,
     outputs += [(split, os.path.join(out_dir, f"{split}.csv"), n) for split, n in zip(("valid", "test"), counts[1:])]
     paths = {}
     for split, path, n_split in outputs:
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fd:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fd:
             done = 0
             while done < n_split:
                 n = min(chunk_rows, n_split - done)
@@ -238,6 +238,5 @@ def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8,
                     cols[f"C{i + 1}"] = tokens.scatter(empty, None) if len(empty) else tokens
                 pl.DataFrame(cols).write_csv(fd, include_header=done == 0)
                 done += n
-        os.replace(tmp, path)
         paths[split] = os.path.dirname(path) if split == "train" and train_files > 1 else path
     return paths
