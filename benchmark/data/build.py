@@ -44,7 +44,7 @@ BUILD_FORMAT = 1
 INFO_FILE = "build_info.json"
 # Raw inputs up to this many bytes are read once into memory; larger ones stream in two passes.
 IN_MEMORY_BYTES = 2 * 1024 ** 3   # input held in memory when the free memory cannot be read
-STREAM_CHUNK_ROWS = 200_000
+STREAM_CHUNK_ROWS = 1_000_000   # rows per batch of a streamed build (about 0.5 GB of Criteo-like columns)
 
 log = logging.getLogger("ctrbench")
 
