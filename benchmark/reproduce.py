@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from . import config as config_mod
-from .errors import CTRBenchError
+from .errors import USER_ERRORS, CTRBenchError
 from .records import read_records
 from .report import relaimp_auc
 
@@ -93,7 +93,9 @@ def plan(targets: dict, datasets=None, models=None, seeds=None, smoke: bool = Fa
         ds = targets["datasets"][column]
         for row in rows:
             spec = targets["rows"][row]
-            for seed in (seeds or targets["seeds"]):
+            # a row may pin its own seeds per column (the seed of the authors' log for that cell)
+            row_seeds = (spec.get("seeds") or {}).get(column) if isinstance(spec.get("seeds"), dict) else None
+            for seed in (seeds or row_seeds or targets["seeds"]):
                 sets = {"dataset_id": ds["dataset_id"]}
                 sets.update(_flatten_sets(targets.get("set"), column))
                 sets.update(_flatten_sets(spec.get("set"), column))
@@ -126,8 +128,8 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
         key = (cell.row, cell.column)
         try:
             params = config_mod.load_config(config_dir, cell.expid, _as_set_args(sets), data_root)
-        except CTRBenchError as exc:
-            status[key] = f"config error: {exc.message}"
+        except USER_ERRORS as exc:  # the config's or the model's own check
+            status[key] = f"config error: {str(exc)}"
             continue
         if (config_mod.config_hash(params), cell.seed) in done:
             continue
@@ -139,8 +141,8 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
                           highlight=False)
         try:
             run_experiment(params, results_path, console, quiet=quiet)
-        except CTRBenchError as exc:
-            message = exc.message
+        except USER_ERRORS as exc:  # the config's or the model's own check
+            message = str(exc)
             if "is missing" in message:
                 missing_data[params["dataset_id"]] = f"missing data: {message}"
                 status[key] = missing_data[params["dataset_id"]]
@@ -182,8 +184,8 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
                 y_pred = model(batch)["y_pred"]
             if not bool(torch.isfinite(y_pred).all()):
                 raise CTRBenchError("non-finite predictions after one step")
-        except CTRBenchError as exc:
-            errors[key] = exc.message
+        except USER_ERRORS as exc:  # the config's or the model's own check
+            errors[key] = str(exc)
         except Exception as exc:  # a model that cannot run is what the check is for
             errors[key] = f"{type(exc).__name__}: {exc}"
     return errors

@@ -257,6 +257,10 @@ class Trainer:
 
     # ---- steps --------------------------------------------------------------------------------
     def optimizers(self):
+        """Every optimiser a step steps: the model's own list (the zoo's ``CTRModel.optimizers``), else
+        fuxictr's one optimiser."""
+        if hasattr(self.model, "optimizers"):
+            return list(self.model.optimizers())
         return [self.model.optimizer] + list(getattr(self.model, "aux_optimizers", []))
 
     def _autocast(self):

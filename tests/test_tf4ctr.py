@@ -428,3 +428,6 @@ def test_table2_v1_cells_monitor_auc_alone_and_kkbox_runs_the_logged_seed(load):
     base = {c.column: c.sets["monitor"] for c in cells if c.row == "DualMLP"}
     assert base["frappe"] == {"AUC": 1, "gAUC": 1} and base["criteo"] == "AUC"
     assert targets["rows"]["DualMLP + TF"]["seeds"] == {"kkbox": [2024]}
+    seeds = {(c.row, c.column): c.seed for c in cells}
+    assert seeds[("DualMLP + TF", "kkbox")] == 2024 and seeds[("DualMLP + TF", "criteo")] == 2023
+    assert seeds[("DualMLP", "kkbox")] == 2023

@@ -10,7 +10,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from ..errors import CTRBenchError
+from ..errors import USER_ERRORS, CTRBenchError
 from .expand import RunSpec
 from .ledger import sweep_dir
 
@@ -53,8 +53,8 @@ class InProcessExecutor:
                 params["_progress_file"] = os.path.join(self.progress_dir, f"{spec.run_id}.json")
             record = run_experiment(params, self.results, quiet=True, resume=True)
             self._done.append(Outcome(spec, True, record=record))
-        except CTRBenchError as exc:
-            self._done.append(Outcome(spec, False, exc.message))
+        except USER_ERRORS as exc:  # the config's or the model's own check
+            self._done.append(Outcome(spec, False, str(exc)))
         except Exception as exc:  # a crash of one run must not end the sweep
             error = f"{exc.__class__.__name__}: {exc}"
             if self.log_dir:
