@@ -39,11 +39,13 @@ def information_abundance(normalised: np.ndarray) -> float:
 
 def pearson(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Column-wise Pearson correlations (D_left x D_right); constant columns give 0."""
+
     def standardise(x):
         std = x.std(axis=0, ddof=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             z = (x - x.mean(axis=0)) / std
         return np.nan_to_num(z)
+
     return standardise(left).T @ standardise(right) / max(len(left) - 1, 1)
 
 
@@ -62,8 +64,10 @@ def analysis_params(params: dict) -> dict:
     if issubclass(cls, Generative):
         return params
     if params["model"] not in GEN_OF:
-        raise CTRBenchError(f"analyze supports {', '.join(GEN_OF)} and their _GEN versions; "
-                            f"expid '{params['expid']}' uses {params['model']}")
+        raise CTRBenchError(
+            f"analyze supports {', '.join(GEN_OF)} and their _GEN versions; "
+            f"expid '{params['expid']}' uses {params['model']}"
+        )
     return dict(params, model=GEN_OF[params["model"]], generative=False)
 
 
@@ -94,10 +98,17 @@ def train_and_analyse(params: dict, samples: int, console=None) -> dict:
     left = torch.cat(parts["left"])[:rows].numpy().astype(np.float64)
     right = torch.cat(parts["right"])[:rows].numpy().astype(np.float64)
     normalised = spectrum(emb)
-    return {"expid": params["expid"], "model": params["model"], "generative": bool(getattr(model, "generative", True)),
-            "dataset_id": params["dataset_id"], "samples": rows, "test": test,
-            "information_abundance": information_abundance(normalised), "spectrum": normalised.tolist(),
-            "redundancy": redundancy(left, right)}
+    return {
+        "expid": params["expid"],
+        "model": params["model"],
+        "generative": bool(getattr(model, "generative", True)),
+        "dataset_id": params["dataset_id"],
+        "samples": rows,
+        "test": test,
+        "information_abundance": information_abundance(normalised),
+        "spectrum": normalised.tolist(),
+        "redundancy": redundancy(left, right),
+    }
 
 
 def plot_spectra(results: list[dict], path: str) -> None:
@@ -110,7 +121,9 @@ def plot_spectra(results: list[dict], path: str) -> None:
     for res in results:
         values = np.asarray(res["spectrum"])
         values = np.log(np.clip(values, 1e-12, None))
-        label = f"{res['expid']} ({'GEN' if res['generative'] else 'DIS'}), IA={res['information_abundance']:.2f}"
+        label = (
+            f"{res['expid']} ({'GEN' if res['generative'] else 'DIS'}), IA={res['information_abundance']:.2f}"
+        )
         ax.plot(np.arange(1, len(values) + 1), values, label=label)
     ax.set_xlabel("index k")
     ax.set_ylabel("log normalised singular value")

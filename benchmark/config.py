@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "model_root": "./checkpoints/",
     "verbose": 1,
     "metrics": ["logloss", "AUC"],
-    "logloss_eps": None,        # no clipping, as fuxictr 2.3.10 (ctrbench's Base sets the papers' 1e-7)
+    "logloss_eps": None,  # no clipping, as fuxictr 2.3.10 (ctrbench's Base sets the papers' 1e-7)
     "task": "binary_classification",
     "optimizer": "adam",
     "loss": "binary_crossentropy",
@@ -125,8 +125,9 @@ def _parse_yaml(path: str) -> dict:
     if content is None:
         return {}
     if not isinstance(content, dict):
-        raise CTRBenchError(f"{path} must hold a mapping of section names to settings, "
-                            f"found {type(content).__name__}")
+        raise CTRBenchError(
+            f"{path} must hold a mapping of section names to settings, found {type(content).__name__}"
+        )
     return content
 
 
@@ -136,8 +137,10 @@ def _config_files(config_dir: str, kind: str) -> list[str]:
     if os.path.isfile(single):
         files = [single] + files
     if not files:
-        raise CTRBenchError(f"no {kind}.yaml or {kind}/*.yaml under {config_dir}; "
-                            f"pass --config pointing at a FuxiCTR-style config directory")
+        raise CTRBenchError(
+            f"no {kind}.yaml or {kind}/*.yaml under {config_dir}; "
+            f"pass --config pointing at a FuxiCTR-style config directory"
+        )
     return files
 
 
@@ -150,8 +153,10 @@ def load_sections(config_dir: str, kind: str) -> dict[str, tuple[dict, str]]:
             if name.startswith("_"):
                 continue  # a template section (YAML anchor source), not an expid or dataset
             if name in sections and name != "Base":
-                raise CTRBenchError(f"section '{name}' is defined twice: in {sections[name][1]} "
-                                    f"and {path}; rename one of them")
+                raise CTRBenchError(
+                    f"section '{name}' is defined twice: in {sections[name][1]} "
+                    f"and {path}; rename one of them"
+                )
             if body is None:
                 body = {}
             if not isinstance(body, dict):
@@ -235,7 +240,7 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
             continue
         norm = os.path.normpath(str(path))
         if norm.startswith(prefix + os.sep):
-            resolved = os.path.join(root, norm[len(prefix) + 1:])
+            resolved = os.path.join(root, norm[len(prefix) + 1 :])
         else:
             resolved = os.path.join(root, norm)
             beside = os.path.join(base, norm)
@@ -245,7 +250,7 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
     build_root = dataset.get("build_root")
     if build_root is None:
         build_root = root
-        dataset["_build_root_default"] = True   # data.build.data_dir moves it off raw files kept there
+        dataset["_build_root_default"] = True  # data.build.data_dir moves it off raw files kept there
     elif not os.path.isabs(str(build_root)):
         build_root = os.path.normpath(os.path.join(base, str(build_root)))
     dataset["data_root"] = root
@@ -257,9 +262,11 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
 def load_dataset_config(config_dir: str, dataset_id: str, data_root: str | None = None) -> dict:
     sections = load_sections(config_dir, "dataset_config")
     if dataset_id not in sections:
-        raise CTRBenchError(f"unknown dataset_id '{dataset_id}'{closest(dataset_id, sections)}: "
-                            f"add a '{dataset_id}:' section to {config_dir}/dataset_config/ "
-                            f"or run 'ctrbench data list'")
+        raise CTRBenchError(
+            f"unknown dataset_id '{dataset_id}'{closest(dataset_id, sections)}: "
+            f"add a '{dataset_id}:' section to {config_dir}/dataset_config/ "
+            f"or run 'ctrbench data list'"
+        )
     body, path = sections[dataset_id]
     dataset = coerce_numbers(copy.deepcopy(body))
     dataset["dataset_id"] = dataset_id
@@ -267,16 +274,19 @@ def load_dataset_config(config_dir: str, dataset_id: str, data_root: str | None 
     return resolve_dataset_paths(dataset, os.path.dirname(os.path.abspath(path)), data_root)
 
 
-def load_config(config_dir: str, expid: str, overrides: list[str] | None = None,
-                data_root: str | None = None) -> dict:
+def load_config(
+    config_dir: str, expid: str, overrides: list[str] | None = None, data_root: str | None = None
+) -> dict:
     """Resolved parameters of one experiment: defaults < Base < expid < dataset < --set."""
     config_dir = os.path.abspath(config_dir)
     if not os.path.isdir(config_dir):
         raise CTRBenchError(f"config directory {config_dir} does not exist; pass --config DIR")
     sections = load_sections(config_dir, "model_config")
     if expid not in sections or expid == "Base":
-        raise CTRBenchError(f"unknown expid '{expid}'{closest(expid, [s for s in sections if s != 'Base'])}; "
-                            f"expids live in {config_dir}/model_config/ (list them with 'ctrbench expids')")
+        raise CTRBenchError(
+            f"unknown expid '{expid}'{closest(expid, [s for s in sections if s != 'Base'])}; "
+            f"expids live in {config_dir}/model_config/ (list them with 'ctrbench expids')"
+        )
     set_values = parse_set(overrides)
     params = copy.deepcopy(DEFAULTS)
     params.update(coerce_numbers(copy.deepcopy(sections.get("Base", ({}, ""))[0])))
@@ -284,11 +294,14 @@ def load_config(config_dir: str, expid: str, overrides: list[str] | None = None,
     params.update(coerce_numbers(copy.deepcopy(body)))
     apply_overrides(params, set_values)  # first pass: --set dataset_id=... selects another dataset
     if "model" not in params:
-        raise CTRBenchError(f"expid '{expid}' in {model_file} has no 'model' key; "
-                            f"set it to a registered model (see 'ctrbench models')")
+        raise CTRBenchError(
+            f"expid '{expid}' in {model_file} has no 'model' key; "
+            f"set it to a registered model (see 'ctrbench models')"
+        )
     if not params.get("dataset_id"):
-        raise CTRBenchError(f"expid '{expid}' in {model_file} has no 'dataset_id'; "
-                            f"add one or pass --set dataset_id=ID")
+        raise CTRBenchError(
+            f"expid '{expid}' in {model_file} has no 'dataset_id'; add one or pass --set dataset_id=ID"
+        )
     dataset = load_dataset_config(config_dir, str(params["dataset_id"]), data_root)
     params.update(dataset)
     apply_overrides(params, set_values)  # second pass: --set wins over dataset keys too
@@ -315,6 +328,7 @@ def load_config(config_dir: str, expid: str, overrides: list[str] | None = None,
 # One table: each rule names the key (``*suffix`` matches every key ending so, at any depth of the
 # settings outside the data specs), what the value must be, an example, and whether null/absent is
 # allowed. ``validate_params`` applies them all, then the model class's own ``check_params`` hook.
+
 
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -353,8 +367,10 @@ def _metric_problem(names: list, params: dict, what: str) -> str | None:
     known = ", ".join(METRICS) + ", NDCG(k=N)"
     for name in names:
         if not is_metric(name):
-            return f"names {what} '{name}'{closest(str(name), METRICS)} that ctrbench does not compute; " \
-                   f"choose among {known}"
+            return (
+                f"names {what} '{name}'{closest(str(name), METRICS)} that ctrbench does not compute; "
+                f"choose among {known}"
+            )
         if needs_group(name) and not params.get("group_id"):
             return f"asks for {name}, which averages over groups: set group_id to the column that groups rows"
     return None
@@ -377,6 +393,7 @@ def _monitor(v, params) -> str | None:
 def _choice(*choices):
     def check(v, params) -> str | None:
         return None if v in choices else f"must be one of {', '.join(map(str, choices))}"
+
     return check
 
 
@@ -384,10 +401,13 @@ def optimizer_names() -> dict[str, str]:
     """torch.optim optimisers by lower-case name (the zoo's ``optimizer:`` key is case-insensitive)."""
     import torch
 
-    return {name.lower(): name for name in dir(torch.optim)
-            if isinstance(getattr(torch.optim, name), type)
-            and issubclass(getattr(torch.optim, name), torch.optim.Optimizer)
-            and name != "Optimizer"}
+    return {
+        name.lower(): name
+        for name in dir(torch.optim)
+        if isinstance(getattr(torch.optim, name), type)
+        and issubclass(getattr(torch.optim, name), torch.optim.Optimizer)
+        and name != "Optimizer"
+    }
 
 
 def _optimizer(v, params) -> str | None:
@@ -402,7 +422,9 @@ def _loss(v, params) -> str | None:
 
     if isinstance(v, str) and v.lower() in LOSSES:
         return None
-    return f"is not a loss of the model zoo{closest(str(v).lower(), LOSSES)}; choose among {', '.join(LOSSES)}"
+    return (
+        f"is not a loss of the model zoo{closest(str(v).lower(), LOSSES)}; choose among {', '.join(LOSSES)}"
+    )
 
 
 def _logloss_eps(v, params) -> str | None:
@@ -411,10 +433,10 @@ def _logloss_eps(v, params) -> str | None:
 
 @dataclass(frozen=True)
 class Rule:
-    key: str                                   # a key, or "*suffix" for every key ending in suffix
-    check: Callable[[Any, dict], "str | None"]   # the problem with a value, None when it is fine
+    key: str  # a key, or "*suffix" for every key ending in suffix
+    check: Callable[[Any, dict], "str | None"]  # the problem with a value, None when it is fine
     example: str
-    required: bool = False                     # null/absent is an error (else it means "not used")
+    required: bool = False  # null/absent is an error (else it means "not used")
 
     def matches(self, key: str) -> bool:
         return key.endswith(self.key[1:]) if self.key.startswith("*") else key == self.key
@@ -525,10 +547,22 @@ def list_expids(config_dir: str) -> list[str]:
     return sorted(s for s in load_sections(os.path.abspath(config_dir), "model_config") if s != "Base")
 
 
-def config_hash(params: dict, exclude=("gpu", "verbose", "model_root", "config_dir",
-                                       "_model_config_file", "_dataset_config_file",
-                                       "data_root", "build_root", "train_data", "valid_data",
-                                       "test_data")) -> str:
+def config_hash(
+    params: dict,
+    exclude=(
+        "gpu",
+        "verbose",
+        "model_root",
+        "config_dir",
+        "_model_config_file",
+        "_dataset_config_file",
+        "data_root",
+        "build_root",
+        "train_data",
+        "valid_data",
+        "test_data",
+    ),
+) -> str:
     """Stable hash of the settings that define an experiment (not where it runs)."""
     public = {k: v for k, v in params.items() if k not in exclude and not k.startswith("_")}
     blob = json.dumps(public, sort_keys=True, default=str)

@@ -10,9 +10,15 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
-def feature_map_from_vocab(vocab_sizes: dict, embedding_dim: int | None = None, dataset_id: str = "vocab",
-                           numeric: list[str] | None = None, label: str = "label",
-                           sequence: dict | None = None, max_len: int = 3):
+def feature_map_from_vocab(
+    vocab_sizes: dict,
+    embedding_dim: int | None = None,
+    dataset_id: str = "vocab",
+    numeric: list[str] | None = None,
+    label: str = "label",
+    sequence: dict | None = None,
+    max_len: int = 3,
+):
     """``sequence`` = {name: vocab_size} adds ``max_len`` sequence fields pooled by masked averaging
     (fuxictr's default encoder), e.g. KKBox's genre_ids and artist_name."""
     from fuxictr.features import FeatureMap
@@ -26,8 +32,14 @@ def feature_map_from_vocab(vocab_sizes: dict, embedding_dim: int | None = None, 
     for name, size in vocab_sizes.items():
         features[name] = {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": int(size)}
     for name, size in (sequence or {}).items():
-        features[name] = {"source": "", "type": "sequence", "padding_idx": 0, "vocab_size": int(size),
-                          "max_len": int(max_len), "feature_encoder": "layers.MaskedAveragePooling()"}
+        features[name] = {
+            "source": "",
+            "type": "sequence",
+            "padding_idx": 0,
+            "vocab_size": int(size),
+            "max_len": int(max_len),
+            "feature_encoder": "layers.MaskedAveragePooling()",
+        }
     fmap.features = features
     fmap.num_fields = fmap.get_num_fields()
     fmap.total_features = sum(vocab_sizes.values()) + sum((sequence or {}).values()) + len(numeric or [])
@@ -42,8 +54,16 @@ def count_parameters(model) -> int:
 
 def model_kwargs(**overrides) -> dict:
     """Keyword arguments a zoo model needs when built outside a run (CPU, no checkpoint writes)."""
-    kwargs = {"gpu": -1, "verbose": 0, "model_root": "/tmp/ctrbench_checkpoints", "metrics": ["logloss", "AUC"],
-              "optimizer": "adam", "loss": "binary_crossentropy", "learning_rate": 1e-3,
-              "embedding_regularizer": 0, "net_regularizer": 0}
+    kwargs = {
+        "gpu": -1,
+        "verbose": 0,
+        "model_root": "/tmp/ctrbench_checkpoints",
+        "metrics": ["logloss", "AUC"],
+        "optimizer": "adam",
+        "loss": "binary_crossentropy",
+        "learning_rate": 1e-3,
+        "embedding_regularizer": 0,
+        "net_regularizer": 0,
+    }
     kwargs.update(overrides)
     return kwargs

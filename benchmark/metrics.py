@@ -59,5 +59,7 @@ def evaluate_metrics(y_true, y_pred, metrics, group_id=None, logloss_eps: float 
     delegated = [name for name in metrics if name not in ours]
     values = dict(fuxictr_metrics(y_true, y_pred, delegated, group_id)) if delegated else {}
     for name in ours:
-        values[name] = average_precision(y_true, y_pred) if name == "AP" else logloss(y_true, y_pred, logloss_eps)
+        values[name] = (
+            average_precision(y_true, y_pred) if name == "AP" else logloss(y_true, y_pred, logloss_eps)
+        )
     return OrderedDict((name, values[name]) for name in metrics)

@@ -36,16 +36,23 @@ def environment() -> dict:
 
     from . import __version__
 
-    return {"ctrbench": __version__, "fuxictr": fuxictr.__version__, "torch": torch.__version__,
-            "polars": polars.__version__, "python": platform.python_version(), "host": platform.node(),
-            "git_commit": git_commit()}
+    return {
+        "ctrbench": __version__,
+        "fuxictr": fuxictr.__version__,
+        "torch": torch.__version__,
+        "polars": polars.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "git_commit": git_commit(),
+    }
 
 
 def git_commit() -> str | None:
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        out = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -76,16 +83,21 @@ def append_record(path: str, record: dict) -> None:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         side = keep_aside(path, data)
-        raise CTRBenchError(f"cannot open the run records file {path} ({exc.strerror}); the record is "
-                            f"kept in {side}: append it with 'cat {side} >> {path}' once {path} is writable")
+        raise CTRBenchError(
+            f"cannot open the run records file {path} ({exc.strerror}); the record is "
+            f"kept in {side}: append it with 'cat {side} >> {path}' once {path} is writable"
+        )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = _line_count(fd, size) + 1
-            log.warning("%s:%d: the last line is torn (no newline at its end, an interrupted write); it is "
-                        "left as is and skipped when reading, and the new record starts on the next line",
-                        path, line)
+            log.warning(
+                "%s:%d: the last line is torn (no newline at its end, an interrupted write); it is "
+                "left as is and skipped when reading, and the new record starts on the next line",
+                path,
+                line,
+            )
             data = b"\n" + data
         try:
             written = os.write(fd, data)
@@ -95,8 +107,10 @@ def append_record(path: str, record: dict) -> None:
         except OSError as exc:
             _cut_back(fd, size)
             side = keep_aside(path, data.lstrip(b"\n"))
-            raise CTRBenchError(f"could not append the run record to {path} ({exc.strerror or exc}); the record "
-                                f"is kept in {side}: append it with 'cat {side} >> {path}' once there is room")
+            raise CTRBenchError(
+                f"could not append the run record to {path} ({exc.strerror or exc}); the record "
+                f"is kept in {side}: append it with 'cat {side} >> {path}' once there is room"
+            )
     finally:
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -142,8 +156,10 @@ def keep_aside(path: str, data: bytes) -> str:
             os.unlink(side)
         except OSError:
             pass
-    raise CTRBenchError(f"could not write the run record to {path} nor to a side file ({'; '.join(errors)}); "
-                        f"the record: {data.decode('utf-8', 'replace').strip()}")
+    raise CTRBenchError(
+        f"could not write the run record to {path} nor to a side file ({'; '.join(errors)}); "
+        f"the record: {data.decode('utf-8', 'replace').strip()}"
+    )
 
 
 def read_records(path: str) -> list[dict]:
@@ -165,7 +181,9 @@ def read_records(path: str) -> list[dict]:
                 log.warning("%s:%d: skipped, %s", path, number, why)
                 continue
             if not isinstance(record, dict):
-                log.warning("%s:%d: skipped, a JSON %s, not a run record", path, number, type(record).__name__)
+                log.warning(
+                    "%s:%d: skipped, a JSON %s, not a run record", path, number, type(record).__name__
+                )
                 continue
             records.append(record)
     return records
@@ -196,6 +214,7 @@ def looks_like_records(path: str) -> bool:
 def _jsonable(value):
     try:
         import numpy as np
+
         if isinstance(value, np.generic):
             return value.item()
     except ImportError:

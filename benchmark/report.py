@@ -35,8 +35,12 @@ from .records import looks_like_records
 from .util import atomic_write
 
 SIGNIFICANCE_METHODS = ("auto", "paired", "welch", "welch_levene")
-EFFICIENCY = (("seconds_per_epoch", "s/epoch"), ("samples_per_second", "samples/s"),
-              ("infer_ms_per_100", "infer ms/100"), ("peak_memory_mb", "peak MB"))
+EFFICIENCY = (
+    ("seconds_per_epoch", "s/epoch"),
+    ("samples_per_second", "samples/s"),
+    ("infer_ms_per_100", "infer ms/100"),
+    ("peak_memory_mb", "peak MB"),
+)
 
 
 def relaimp_auc(auc: float, base: float) -> float:
@@ -85,6 +89,7 @@ def _mean_std(values) -> tuple[float, float]:
 
 # ---- significance ---------------------------------------------------------------------------------
 
+
 def _constant_case(a: np.ndarray, b: np.ndarray, alternative: str) -> float | None:
     """p-value when the t statistic is undefined (no spread): 0 for a real difference in the tested
     direction, 1 otherwise; None when spread exists."""
@@ -98,8 +103,15 @@ def _constant_case(a: np.ndarray, b: np.ndarray, alternative: str) -> float | No
     return 0.0
 
 
-def significance_test(values, baseline_values, method: str = "auto", alternative: str = "two-sided",
-                      seeds=None, baseline_seeds=None, levene_alpha: float = 0.05) -> dict | None:
+def significance_test(
+    values,
+    baseline_values,
+    method: str = "auto",
+    alternative: str = "two-sided",
+    seeds=None,
+    baseline_seeds=None,
+    levene_alpha: float = 0.05,
+) -> dict | None:
     """A t-test of ``values`` against ``baseline_values`` (scipy.stats); None with < 2 values a side.
 
     ``seeds``/``baseline_seeds`` pair values by seed for the paired test (and let ``auto`` choose
@@ -113,8 +125,11 @@ def significance_test(values, baseline_values, method: str = "auto", alternative
     a, b = np.asarray(values, dtype=float), np.asarray(baseline_values, dtype=float)
     if method == "welch_levene" and alternative == "two-sided":
         alternative = "greater"
-    same_seeds = (seeds is not None and baseline_seeds is not None
-                  and sorted(map(str, seeds)) == sorted(map(str, baseline_seeds)))
+    same_seeds = (
+        seeds is not None
+        and baseline_seeds is not None
+        and sorted(map(str, seeds)) == sorted(map(str, baseline_seeds))
+    )
     if method == "auto":
         method = "paired" if (same_seeds or (seeds is None and len(a) == len(b))) else "welch"
     if method == "paired" and seeds is not None and baseline_seeds is not None:
@@ -128,8 +143,12 @@ def significance_test(values, baseline_values, method: str = "auto", alternative
     if method == "paired":
         d = a - b
         if np.allclose(d, d[0]):
-            return {**result, "test": "paired", "t": math.copysign(math.inf, d[0]) if d[0] else 0.0,
-                    "p": _constant_case(a, b, alternative)}
+            return {
+                **result,
+                "test": "paired",
+                "t": math.copysign(math.inf, d[0]) if d[0] else 0.0,
+                "p": _constant_case(a, b, alternative),
+            }
         res = stats.ttest_rel(a, b, alternative=alternative)
         return {**result, "test": "paired", "t": float(res.statistic), "p": float(res.pvalue)}
     if np.ptp(a) == 0 and np.ptp(b) == 0:
@@ -140,12 +159,21 @@ def significance_test(values, baseline_values, method: str = "auto", alternative
         result["levene_p"] = float(lev.pvalue) if np.isfinite(lev.pvalue) else None
         equal_var = result["levene_p"] is not None and result["levene_p"] >= levene_alpha
     res = stats.ttest_ind(a, b, equal_var=equal_var, alternative=alternative)
-    return {**result, "test": "student" if equal_var else "welch", "t": float(res.statistic),
-            "p": float(res.pvalue)}
+    return {
+        **result,
+        "test": "student" if equal_var else "welch",
+        "t": float(res.statistic),
+        "p": float(res.pvalue),
+    }
 
 
-def significance(values, baseline_values, paired: bool | None = None, alternative: str = "two-sided",
-                 method: str | None = None) -> float | None:
+def significance(
+    values,
+    baseline_values,
+    paired: bool | None = None,
+    alternative: str = "two-sided",
+    method: str | None = None,
+) -> float | None:
     """p-value of a t-test between two lists of per-seed metrics (scipy.stats).
 
     Paired (``ttest_rel``) when ``paired`` is true, or when None and both lists have the same length
@@ -160,9 +188,18 @@ def significance(values, baseline_values, paired: bool | None = None, alternativ
 
 # ---- the table ---------------------------------------------------------------------------------------
 
-def build_table(records: list[dict], baseline: str | None = None, datasets=None, models=None,
-                split: str = "test", significance: str | None = None, alpha: float = 0.05,
-                efficiency: bool = False, mark_best: bool = False) -> dict:
+
+def build_table(
+    records: list[dict],
+    baseline: str | None = None,
+    datasets=None,
+    models=None,
+    split: str = "test",
+    significance: str | None = None,
+    alpha: float = 0.05,
+    efficiency: bool = False,
+    mark_best: bool = False,
+) -> dict:
     """A table structure: {datasets, models, cells{(m, d): {...}}} with RelaImp filled in (and
     p-values, best marks and efficiency columns when asked)."""
     cells = aggregate(records, split, datasets, models)
@@ -171,7 +208,9 @@ def build_table(records: list[dict], baseline: str | None = None, datasets=None,
     ds_order = list(datasets) if datasets else list(OrderedDict.fromkeys(d for _, d in cells))
     model_order = list(models) if models else list(OrderedDict.fromkeys(m for m, _ in cells))
     if baseline and baseline not in model_order:
-        raise CTRBenchError(f"--baseline {baseline} has no records; models with records: {', '.join(model_order)}")
+        raise CTRBenchError(
+            f"--baseline {baseline} has no records; models with records: {', '.join(model_order)}"
+        )
     if significance and significance not in SIGNIFICANCE_METHODS:
         raise CTRBenchError(f"--significance {significance}: choose one of {', '.join(SIGNIFICANCE_METHODS)}")
     out = {}
@@ -198,17 +237,33 @@ def build_table(records: list[dict], baseline: str | None = None, datasets=None,
                 if metric not in row or metric not in base:
                     continue
                 alternative = better if significance == "welch_levene" else "two-sided"
-                res = significance_test(row[metric + "_values"], base[metric + "_values"], significance,
-                                        alternative, row["seeds"], base["seeds"])
+                res = significance_test(
+                    row[metric + "_values"],
+                    base[metric + "_values"],
+                    significance,
+                    alternative,
+                    row["seeds"],
+                    base["seeds"],
+                )
                 if res is None:
                     continue
-                row[metric + "_p"], row[metric + "_t"], row[metric + "_test"] = res["p"], res["t"], res["test"]
+                row[metric + "_p"], row[metric + "_t"], row[metric + "_test"] = (
+                    res["p"],
+                    res["t"],
+                    res["test"],
+                )
                 row[metric + "_sig"] = res["p"] < alpha
     if mark_best:
         for d in ds_order:
             for metric, best_high in (("AUC", True), ("logloss", False)):
-                values = sorted({round(out[(m, d)][metric], 12) for m in model_order
-                                 if (m, d) in out and metric in out[(m, d)]}, reverse=best_high)
+                values = sorted(
+                    {
+                        round(out[(m, d)][metric], 12)
+                        for m in model_order
+                        if (m, d) in out and metric in out[(m, d)]
+                    },
+                    reverse=best_high,
+                )
                 for m in model_order:
                     row = out.get((m, d))
                     if row is None or metric not in row:
@@ -216,9 +271,17 @@ def build_table(records: list[dict], baseline: str | None = None, datasets=None,
                     rank = values.index(round(row[metric], 12))
                     if rank < 2 and len(values) > 1:
                         row[metric + "_mark"] = "best" if rank == 0 else "second"
-    return {"datasets": ds_order, "models": model_order, "cells": out, "baseline": baseline, "split": split,
-            "significance": significance if baseline else None, "alpha": alpha, "efficiency": efficiency,
-            "mark_best": mark_best}
+    return {
+        "datasets": ds_order,
+        "models": model_order,
+        "cells": out,
+        "baseline": baseline,
+        "split": split,
+        "significance": significance if baseline else None,
+        "alpha": alpha,
+        "efficiency": efficiency,
+        "mark_best": mark_best,
+    }
 
 
 def _fmt(row, metric, digits, pct=False):
@@ -272,13 +335,21 @@ def _grid(table: dict) -> tuple[list[str], list[list[tuple[str, str | None, bool
         line = [(m, None, False)]
         for d in table["datasets"]:
             row = table["cells"].get((m, d))
-            get = (lambda key, default=None: row.get(key, default)) if row else (lambda key, default=None: default)
-            line += [(_fmt(row, "logloss", 6), get("logloss_mark"), bool(get("logloss_sig", False))),
-                     (_fmt(row, "AUC", 4, pct=True), get("AUC_mark"), bool(get("AUC_sig", False))),
-                     (_params(get("params")), None, False)]
+            get = (
+                (lambda key, default=None: row.get(key, default))
+                if row
+                else (lambda key, default=None: default)
+            )
+            line += [
+                (_fmt(row, "logloss", 6), get("logloss_mark"), bool(get("logloss_sig", False))),
+                (_fmt(row, "AUC", 4, pct=True), get("AUC_mark"), bool(get("AUC_sig", False))),
+                (_params(get("params")), None, False),
+            ]
             if table["baseline"]:
-                line += [(f"{row['relaimp_loss']:+.2f}%" if row and "relaimp_loss" in row else "–", None, False),
-                         (f"{row['relaimp_auc']:+.2f}%" if row and "relaimp_auc" in row else "–", None, False)]
+                line += [
+                    (f"{row['relaimp_loss']:+.2f}%" if row and "relaimp_loss" in row else "–", None, False),
+                    (f"{row['relaimp_auc']:+.2f}%" if row and "relaimp_auc" in row else "–", None, False),
+                ]
             if sig:
                 line += [(_pvalue(row), None, False)]
             if eff:
@@ -325,16 +396,25 @@ def render(table: dict, fmt: str = "md") -> str:
     header, grid = _grid(table)
     notes = []
     if table.get("significance"):
-        test = {"auto": "paired t-test on shared seeds, else Welch's", "paired": "paired t-test",
-                "welch": "Welch's t-test", "welch_levene": "Levene's test, then one-tailed Student's/Welch's t-test"}
-        notes.append(f"* p < {table['alpha']:g} against {table['baseline']} over seeds "
-                     f"({test[table['significance']]})")
+        test = {
+            "auto": "paired t-test on shared seeds, else Welch's",
+            "paired": "paired t-test",
+            "welch": "Welch's t-test",
+            "welch_levene": "Levene's test, then one-tailed Student's/Welch's t-test",
+        }
+        notes.append(
+            f"* p < {table['alpha']:g} against {table['baseline']} over seeds ({test[table['significance']]})"
+        )
     if table.get("mark_best"):
         notes.append("best in bold, second best underlined")
     if fmt == "latex":
         cols = "l" + "r" * (len(header) - 1)
-        lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(_latex_escape(h) for h in header) + r" \\",
-                 r"\midrule"]
+        lines = [
+            rf"\begin{{tabular}}{{{cols}}}",
+            r"\toprule",
+            " & ".join(_latex_escape(h) for h in header) + r" \\",
+            r"\midrule",
+        ]
         lines += [" & ".join(_latex_cell(*c) for c in line) + r" \\" for line in grid]
         lines += [r"\bottomrule", r"\end{tabular}"]
         lines += [f"% {n}" for n in notes]
@@ -353,15 +433,21 @@ def write_table(path: str, text: str, results: str | None = None) -> None:
     never leaves half a table). Refused when ``path`` is the ``results`` file it was built from or any
     existing file of JSON records (run records, a sweep ledger): the table would replace them."""
     if results and os.path.exists(path) and os.path.exists(results) and os.path.samefile(path, results):
-        raise CTRBenchError(f"--out {path} is the run records file given as --results; writing the table "
-                            f"there would replace the records: choose another file, e.g. "
-                            f"{os.path.splitext(path)[0]}_table.md")
+        raise CTRBenchError(
+            f"--out {path} is the run records file given as --results; writing the table "
+            f"there would replace the records: choose another file, e.g. "
+            f"{os.path.splitext(path)[0]}_table.md"
+        )
     if os.path.isdir(path):
-        raise CTRBenchError(f"--out {path} is a directory; give a file name, e.g. {os.path.join(path, 'table.md')}")
+        raise CTRBenchError(
+            f"--out {path} is a directory; give a file name, e.g. {os.path.join(path, 'table.md')}"
+        )
     if looks_like_records(path):
-        raise CTRBenchError(f"--out {path} holds JSON records (a run records file or a ledger); writing the "
-                            f"table there would replace them: choose another file, e.g. "
-                            f"{os.path.splitext(path)[0]}_table.md")
+        raise CTRBenchError(
+            f"--out {path} holds JSON records (a run records file or a ledger); writing the "
+            f"table there would replace them: choose another file, e.g. "
+            f"{os.path.splitext(path)[0]}_table.md"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         atomic_write(path, text)

@@ -62,7 +62,9 @@ def load_targets(path: str) -> dict:
     targets = config_mod.read_yaml(path)
     for key in ("name", "datasets", "rows"):
         if key not in targets:
-            raise CTRBenchError(f"targets file {path} lacks '{key}'; see benchmark/reproduce.py for the format")
+            raise CTRBenchError(
+                f"targets file {path} lacks '{key}'; see benchmark/reproduce.py for the format"
+            )
     for col, spec in targets["datasets"].items():
         if not isinstance(spec, dict) or "dataset_id" not in spec:
             raise CTRBenchError(f"{path}: datasets.{col} needs a dataset_id (and a smoke fixture)")
@@ -95,12 +97,18 @@ def plan(targets: dict, datasets=None, models=None, seeds=None, smoke: bool = Fa
             spec = targets["rows"][row]
             # a row may pin its own seeds per column (the seed of the authors' log for that cell)
             row_seeds = (spec.get("seeds") or {}).get(column) if isinstance(spec.get("seeds"), dict) else None
-            for seed in (seeds or row_seeds or targets["seeds"]):
+            for seed in seeds or row_seeds or targets["seeds"]:
                 sets = {"dataset_id": ds["dataset_id"]}
                 sets.update(_flatten_sets(targets.get("set"), column))
                 sets.update(_flatten_sets(spec.get("set"), column))
-                sets.update({"seed": int(seed), "report_name": row, "table_column": column,
-                             "table_name": targets["name"]})
+                sets.update(
+                    {
+                        "seed": int(seed),
+                        "report_name": row,
+                        "table_column": column,
+                        "table_name": targets["name"],
+                    }
+                )
                 if smoke:
                     sets.update(SMOKE_SETS)
                     sets["dataset_id"] = ds.get("smoke", "tiny")
@@ -109,12 +117,21 @@ def plan(targets: dict, datasets=None, models=None, seeds=None, smoke: bool = Fa
 
 
 def _as_set_args(sets: dict) -> list[str]:
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-            for k, v in sets.items()]
+    return [
+        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for k, v in sets.items()
+    ]
 
 
-def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: str | None = None,
-              gpu: int | None = None, console=None, quiet: bool = True) -> dict:
+def run_cells(
+    cells: list[Cell],
+    results_path: str,
+    config_dir: str,
+    data_root: str | None = None,
+    gpu: int | None = None,
+    console=None,
+    quiet: bool = True,
+) -> dict:
     """Run every cell not yet recorded; returns {(row, column): status} for cells that did not run."""
     from .runner import run_experiment
 
@@ -137,8 +154,10 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
             status[key] = missing_data[params["dataset_id"]]
             continue
         if console is not None:
-            console.print(f"[{i}/{len(cells)}] {cell.row} on {cell.column} (seed {cell.seed}): {cell.expid}",
-                          highlight=False)
+            console.print(
+                f"[{i}/{len(cells)}] {cell.row} on {cell.column} (seed {cell.seed}): {cell.expid}",
+                highlight=False,
+            )
         try:
             run_experiment(params, results_path, console, quiet=quiet)
         except USER_ERRORS as exc:  # the config's or the model's own check
@@ -151,8 +170,9 @@ def run_cells(cells: list[Cell], results_path: str, config_dir: str, data_root: 
     return status
 
 
-def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None,
-                batch_rows: int = 64) -> dict:
+def check_cells(
+    cells: list[Cell], config_dir: str, data_root: str | None = None, batch_rows: int = 64
+) -> dict:
     """Resolve every cell and take one training step and one prediction with its model on one batch
     of ``batch_rows`` rows of the cell's data (no epochs, no records): catches unknown expids, bad
     settings and shape errors in minutes before a long run. Identical configurations (other seeds)
@@ -175,8 +195,12 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
             if fingerprint in checked:
                 continue
             checked.add(fingerprint)
-            setup = prepare_run(params, splits=("train",), require=("train",),  # data reused by build key
-                                loader_params={"shuffle": False, "batch_size": batch_rows})
+            setup = prepare_run(
+                params,
+                splits=("train",),
+                require=("train",),  # data reused by build key
+                loader_params={"shuffle": False, "batch_size": batch_rows},
+            )
             batch, model = next(iter(setup.loaders["train"])), setup.model
             Trainer(model, dict(params, verbose=0, resume_state=False)).train_step(batch)
             model.eval()
@@ -193,6 +217,7 @@ def check_cells(cells: list[Cell], config_dir: str, data_root: str | None = None
 
 # --------------------------------------------------------------------------------------------------
 # The table
+
 
 def _pct(auc):
     return auc * 100.0 if auc is not None and auc <= 1.0 else auc
@@ -228,8 +253,13 @@ def _pvalue(targets, cell, base):
     Welch, or Levene + one-tailed Welch as the targets file asks)."""
     from .report import significance_test
 
-    res = significance_test(cell["AUC"], base["AUC"], targets.get("significance", "auto"),
-                            seeds=cell.get("seeds"), baseline_seeds=base.get("seeds"))
+    res = significance_test(
+        cell["AUC"],
+        base["AUC"],
+        targets.get("significance", "auto"),
+        seeds=cell.get("seeds"),
+        baseline_seeds=base.get("seeds"),
+    )
     return None if res is None else res["p"]
 
 
@@ -308,17 +338,32 @@ def render(targets: dict, header, body, status: dict, smoke: bool) -> tuple[str,
     return "\n".join(md) + "\n", buf.getvalue()
 
 
-def check(path: str, config_dir: str = "config", datasets=None, models=None, smoke: bool = False,
-          data_root: str | None = None) -> tuple[int, dict]:
+def check(
+    path: str,
+    config_dir: str = "config",
+    datasets=None,
+    models=None,
+    smoke: bool = False,
+    data_root: str | None = None,
+) -> tuple[int, dict]:
     """``reproduce --check``: every cell of a targets file (one seed) through :func:`check_cells`."""
     targets = load_targets(path)
     cells = plan(targets, datasets, models, targets["seeds"][:1], smoke)
     return len(cells), check_cells(cells, config_dir, data_root)
 
 
-def reproduce(path: str, out_dir: str = "results", config_dir: str = "config", datasets=None, models=None,
-              seeds=None, smoke: bool = False, gpu: int | None = None, data_root: str | None = None,
-              console=None) -> dict:
+def reproduce(
+    path: str,
+    out_dir: str = "results",
+    config_dir: str = "config",
+    datasets=None,
+    models=None,
+    seeds=None,
+    smoke: bool = False,
+    gpu: int | None = None,
+    data_root: str | None = None,
+    console=None,
+) -> dict:
     targets = load_targets(path)
     cells = plan(targets, datasets, models, seeds, smoke)
     suffix = "_smoke" if smoke else ""
@@ -336,5 +381,10 @@ def reproduce(path: str, out_dir: str = "results", config_dir: str = "config", d
     with open(os.path.join(out_dir, f"{targets['name']}{suffix}.csv"), "w") as fd:
         fd.write(csv_text)
     incomplete = [(c.row, c.column) for c in cells if (c.row, c.column) not in collected]
-    return {"markdown": md, "path": md_path, "status": status, "incomplete": sorted(set(incomplete)),
-            "cells": collected}
+    return {
+        "markdown": md,
+        "path": md_path,
+        "status": status,
+        "incomplete": sorted(set(incomplete)),
+        "cells": collected,
+    }

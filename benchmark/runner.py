@@ -260,7 +260,11 @@ def prepare_run(
     if not dist.is_main:
         directory, feature_map = prepare_data(params, quiet=True)
     loaders = loader_mod.make_loaders(
-        feature_map, directory, {**params, **(loader_params or {})}, splits=splits, pin_memory=device != "cpu",
+        feature_map,
+        directory,
+        {**params, **(loader_params or {})},
+        splits=splits,
+        pin_memory=device != "cpu",
         device=device,
     )
     missing = [s for s in require if s not in loaders]
@@ -332,14 +336,18 @@ def train_run(
             preflight(params, results_path, paths)
         with RunLock(paths, enabled=ctx.is_main):
             # the run's own resume state, checked (format, config hash, processes) before any work
-            saved = read_state(paths.state, chash, ctx.world_size) if resume and os.path.isfile(paths.state) \
+            saved = (
+                read_state(paths.state, chash, ctx.world_size)
+                if resume and os.path.isfile(paths.state)
                 else None
+            )
             handler = _file_logger(paths, ctx.rank, append=saved is not None)
             try:
                 if ctx.is_main:
                     callbacks += tracking.callbacks_for(params, paths.run_id, handler.baseFilename)
-                output = _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, paths,
-                                chash)
+                output = _train(
+                    params, results_path, console, quiet, resume, saved, callbacks, ctx, paths, chash
+                )
             finally:
                 for callback in callbacks:
                     if hasattr(callback, "close"):

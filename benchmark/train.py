@@ -73,27 +73,27 @@ from .util import atomic_write, atomic_write_json, sync
 
 log = logging.getLogger("ctrbench.train")
 
-STATE_FORMAT = 2   # 2: RNG states as tensors, loadable with weights_only=True
+STATE_FORMAT = 2  # 2: RNG states as tensors, loadable with weights_only=True
 
 
 @dataclass
 class TrainState:
     """Everything the loop needs to continue where it stopped."""
 
-    epoch: int = 0                  # current epoch (0-based)
-    batch: int = 0                  # batches of the current epoch already done
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # batches of the current epoch already done
     total_steps: int = 0
     best_metric: float | None = None
     best_epoch: int = 0
     stopping_steps: int = 0
     stop: bool = False
-    history: list = field(default_factory=list)   # one dict per evaluation
+    history: list = field(default_factory=list)  # one dict per evaluation
     train_seconds: float = 0.0
     train_samples: int = 0
-    loader_seconds: float = 0.0     # time spent waiting for the next batch
-    epoch_loss: float = 0.0         # running loss sum of the current epoch (for the epoch line)
+    loader_seconds: float = 0.0  # time spent waiting for the next batch
+    epoch_loss: float = 0.0  # running loss sum of the current epoch (for the epoch line)
     epoch_batches: int = 0
-    resumed: int = 0                # how many times this run was resumed
+    resumed: int = 0  # how many times this run was resumed
 
 
 def amp_dtype(value) -> torch.dtype | None:
@@ -126,8 +126,10 @@ def read_weights(path: str) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise CTRBenchError(f"{path} is not a weights file torch can load safely ({exc.__class__.__name__}: "
-                            f"{first}); give the .model checkpoint a ctrbench run wrote")
+        raise CTRBenchError(
+            f"{path} is not a weights file torch can load safely ({exc.__class__.__name__}: "
+            f"{first}); give the .model checkpoint a ctrbench run wrote"
+        )
     if not isinstance(state, dict):
         raise CTRBenchError(f"{path} holds a {type(state).__name__}, not a state dict of model weights")
     return state
@@ -140,8 +142,10 @@ def load_weights(model, path: str, state: dict | None = None) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CTRBenchError(f"{path} does not fit {type(model).__name__} on this feature map "
-                            f"({str(exc).splitlines()[0][:200]}); was it trained with another config?")
+        raise CTRBenchError(
+            f"{path} does not fit {type(model).__name__} on this feature map "
+            f"({str(exc).splitlines()[0][:200]}); was it trained with another config?"
+        )
     model.to(model.device)
 
 
@@ -153,16 +157,22 @@ def read_state(path: str | None, config_hash: str | None, world_size: int = 1) -
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # truncated, foreign, old
-        raise CTRBenchError(f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged or "
-                            f"written by an older ctrbench); delete it and run without --resume")
+        raise CTRBenchError(
+            f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged or "
+            f"written by an older ctrbench); delete it and run without --resume"
+        )
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CTRBenchError(f"{path} is not a ctrbench resume state; delete it and run without --resume")
     if config_hash and payload.get("config_hash") != config_hash:
-        raise CTRBenchError(f"{path} was saved by another config (hash {payload.get('config_hash')}, "
-                            f"this run {config_hash}); delete it or run without --resume")
+        raise CTRBenchError(
+            f"{path} was saved by another config (hash {payload.get('config_hash')}, "
+            f"this run {config_hash}); delete it or run without --resume"
+        )
     if payload.get("world_size", 1) != world_size:
-        raise CTRBenchError(f"{path} was saved with {payload.get('world_size', 1)} process(es), this run "
-                            f"has {world_size}; resume with the same number of processes")
+        raise CTRBenchError(
+            f"{path} was saved with {payload.get('world_size', 1)} process(es), this run "
+            f"has {world_size}; resume with the same number of processes"
+        )
     return payload
 
 
@@ -176,7 +186,7 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     history: list
-    train_seconds: float            # wall time of fit
+    train_seconds: float  # wall time of fit
     seconds_per_epoch: float
     samples_per_second: float
     loader_wait_pct: float
@@ -192,9 +202,17 @@ class TrainResult:
 class Trainer:
     """Drives a fuxictr ``BaseModel`` subclass through fit / evaluate."""
 
-    def __init__(self, model, params: dict, console: Console | None = None, dist: DistContext | None = None,
-                 state_file: str | None = None, progress_file: str | None = None, config_hash: str | None = None,
-                 callbacks=None):
+    def __init__(
+        self,
+        model,
+        params: dict,
+        console: Console | None = None,
+        dist: DistContext | None = None,
+        state_file: str | None = None,
+        progress_file: str | None = None,
+        config_hash: str | None = None,
+        callbacks=None,
+    ):
         self.model = model
         # objects with optional on_step(step, logs) (every log_steps steps: mean loss, lr, samples/s),
         # on_eval(epoch, metrics) (each validation: every metric of ``metrics`` plus epoch, step, lr and
@@ -211,8 +229,7 @@ class Trainer:
         self.max_norm = float(params.get("max_gradient_norm", 10.0) or 0.0)
         self.reduce_lr = bool(params.get("reduce_lr_on_plateau", True))
         self.state = TrainState()
-        self.show_progress = (bool(params.get("verbose", 1)) and self.console.is_terminal
-                              and self.dist.is_main)
+        self.show_progress = bool(params.get("verbose", 1)) and self.console.is_terminal and self.dist.is_main
         self.device = torch.device(getattr(model, "device", "cpu"))
         self.amp = amp_dtype(params.get("amp"))
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
@@ -235,9 +252,13 @@ class Trainer:
             self.train_module = self.dist.wrap(model, bool(params.get("ddp_find_unused_parameters", True)))
         compile_opt = params.get("compile")
         if compile_opt:
-            backend = "inductor" if compile_opt is True or str(compile_opt).lower() == "true" else str(compile_opt)
+            backend = (
+                "inductor" if compile_opt is True or str(compile_opt).lower() == "true" else str(compile_opt)
+            )
             self.train_module = torch.compile(self.train_module, backend=backend)
-            self.eval_module = torch.compile(model, backend=backend) if self.dist.enabled else self.train_module
+            self.eval_module = (
+                torch.compile(model, backend=backend) if self.dist.enabled else self.train_module
+            )
 
     def _use_fused_optimizers(self, wanted) -> bool:
         """``fused_optimizer: true``: Adam/AdamW take torch's fused kernel (one pass over each
@@ -272,7 +293,10 @@ class Trainer:
         """Under autocast: outputs back to fp32, and y_pred recomputed from the fp32 logit."""
         if self.amp is None:
             return return_dict
-        out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in return_dict.items()}
+        out = {
+            k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in return_dict.items()
+        }
         if "logit" in out and "y_pred" in out and hasattr(self.model, "output_activation"):
             out["y_pred"] = self.model.output_activation(out["logit"])
         return out
@@ -343,8 +367,12 @@ class Trainer:
     def evaluate(self, loader, metrics=None) -> dict[str, float]:
         y_true, y_pred, group = self.predict(loader)
         metrics = list(metrics or self.params.get("metrics", ["logloss", "AUC"]))
-        return {k: float(v) for k, v in evaluate_metrics(y_true, y_pred, metrics, group,
-                                                           self.params.get("logloss_eps")).items()}
+        return {
+            k: float(v)
+            for k, v in evaluate_metrics(
+                y_true, y_pred, metrics, group, self.params.get("logloss_eps")
+            ).items()
+        }
 
     # ---- early stopping -------------------------------------------------------------------------
     def _improved(self, value: float) -> bool:
@@ -374,16 +402,27 @@ class Trainer:
 
     def validate(self, valid_loader) -> dict:
         metrics = self.monitor.get_metrics()
-        wanted = list(dict.fromkeys([*metrics, *self.params.get("metrics", [])])) if self.callbacks else metrics
+        wanted = (
+            list(dict.fromkeys([*metrics, *self.params.get("metrics", [])])) if self.callbacks else metrics
+        )
         every = self.evaluate(valid_loader, wanted)
-        logs = {k: every[k] for k in metrics}          # history and early stopping see the monitored ones
+        logs = {k: every[k] for k in metrics}  # history and early stopping see the monitored ones
         lr = self.model.optimizer.param_groups[0]["lr"]
-        self.state.history.append({"epoch": self.state.epoch + 1, "step": self.state.total_steps, **logs,
-                                   "lr": lr})
+        self.state.history.append(
+            {"epoch": self.state.epoch + 1, "step": self.state.total_steps, **logs, "lr": lr}
+        )
         self.checkpoint_and_earlystop(logs)
-        self._notify("on_eval", self.state.epoch + 1,
-                     {"epoch": self.state.epoch + 1, "step": self.state.total_steps,
-                      "evaluation": len(self.state.history), **every, "lr": lr})
+        self._notify(
+            "on_eval",
+            self.state.epoch + 1,
+            {
+                "epoch": self.state.epoch + 1,
+                "step": self.state.total_steps,
+                "evaluation": len(self.state.history),
+                **every,
+                "lr": lr,
+            },
+        )
         self.model.train()
         return logs
 
@@ -400,10 +439,17 @@ class Trainer:
         if self.state.total_steps % self.log_steps:
             return
         now = time.perf_counter()
-        rate = (self.state.train_samples - self._cb_samples) / max(now - self._cb_time, 1e-9) \
-            if self._cb_time is not None else None
-        logs = {"loss": float(self._cb_loss) / self._cb_n, "lr": self.model.optimizer.param_groups[0]["lr"],
-                "samples_per_second": rate, "epoch": self.state.epoch + 1}
+        rate = (
+            (self.state.train_samples - self._cb_samples) / max(now - self._cb_time, 1e-9)
+            if self._cb_time is not None
+            else None
+        )
+        logs = {
+            "loss": float(self._cb_loss) / self._cb_n,
+            "lr": self.model.optimizer.param_groups[0]["lr"],
+            "samples_per_second": rate,
+            "epoch": self.state.epoch + 1,
+        }
         self._cb_loss, self._cb_n, self._cb_time, self._cb_samples = None, 0, now, self.state.train_samples
         self._notify("on_step", self.state.total_steps, logs)
 
@@ -412,10 +458,11 @@ class Trainer:
         """The RNG states as tensors and plain values (what ``weights_only=True`` loads)."""
         version, mt, gauss = random.getstate()
         kind, keys, pos, has_gauss, cached = np.random.get_state()
-        rng = {"python": [version, torch.tensor(mt, dtype=torch.int64), gauss],
-               "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                         float(cached)],
-               "torch": torch.get_rng_state()}
+        rng = {
+            "python": [version, torch.tensor(mt, dtype=torch.int64), gauss],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+        }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return rng
@@ -440,11 +487,16 @@ class Trainer:
         if not self.dist.is_main:
             return
         payload = {
-            "format": STATE_FORMAT, "config_hash": self.config_hash, "trainer": asdict(self.state),
-            "model": self.model.state_dict(), "optimizer": self.model.optimizer.state_dict(),
+            "format": STATE_FORMAT,
+            "config_hash": self.config_hash,
+            "trainer": asdict(self.state),
+            "model": self.model.state_dict(),
+            "optimizer": self.model.optimizer.state_dict(),
             "aux_optimizers": [opt.state_dict() for opt in getattr(self.model, "aux_optimizers", [])],
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": rngs, "best_checkpoint": self.model.checkpoint, "world_size": self.dist.world_size,
+            "rng": rngs,
+            "best_checkpoint": self.model.checkpoint,
+            "world_size": self.dist.world_size,
         }
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         save_torch(payload, path)
@@ -460,8 +512,10 @@ class Trainer:
         known = {f.name for f in fields(TrainState)}
         state = TrainState(**{k: v for k, v in payload["trainer"].items() if k in known})
         if state.best_metric is not None and not os.path.isfile(self.model.checkpoint):
-            raise CTRBenchError(f"the best checkpoint {self.model.checkpoint} of the resumed run is missing; "
-                                f"delete {path} and run without --resume")
+            raise CTRBenchError(
+                f"the best checkpoint {self.model.checkpoint} of the resumed run is missing; "
+                f"delete {path} and run without --resume"
+            )
         self.model.load_state_dict(payload["model"])
         self.model.optimizer.load_state_dict(payload["optimizer"])
         for opt, sd in zip(getattr(self.model, "aux_optimizers", []), payload.get("aux_optimizers") or []):
@@ -472,8 +526,13 @@ class Trainer:
         self._set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         state.resumed += 1
         self.state = state
-        log.info("Resumed from %s at epoch %d, batch %d (step %d)", path, state.epoch + 1, state.batch,
-                 state.total_steps)
+        log.info(
+            "Resumed from %s at epoch %d, batch %d (step %d)",
+            path,
+            state.epoch + 1,
+            state.batch,
+            state.total_steps,
+        )
         return state
 
     def remove_state(self) -> None:
@@ -481,8 +540,9 @@ class Trainer:
             os.remove(self.state_file)
 
     # ---- progress -----------------------------------------------------------------------------------
-    def write_progress(self, status: str, force: bool = False, epochs: int | None = None,
-                       batches: int | None = None) -> None:
+    def write_progress(
+        self, status: str, force: bool = False, epochs: int | None = None, batches: int | None = None
+    ) -> None:
         """Rewrite ``progress_file`` (at most once a second unless forced)."""
         if not self.progress_file or not self.dist.is_main:
             return
@@ -502,12 +562,24 @@ class Trainer:
         total = max(epochs * batches, 1)
         steps = st.total_steps - self._fit_steps0
         eta = elapsed / steps * max(total - done, 0) if steps > 0 and status != "done" else 0.0
-        payload = {"pid": os.getpid(), "status": status, "epoch": st.epoch + (0 if status == "done" else 1),
-                   "epochs": epochs, "batch": st.batch, "batches": batches, "steps": st.total_steps,
-                   "fraction": min(done / total, 1.0), "samples_per_second": st.train_samples / max(st.train_seconds, 1e-9),
-                   "valid": {k: v for k, v in last.items() if k not in ("epoch", "step", "lr")},
-                   "best": st.best_metric, "best_epoch": st.best_epoch, "elapsed": elapsed, "eta": eta,
-                   "resumed": st.resumed, "time": time.time()}
+        payload = {
+            "pid": os.getpid(),
+            "status": status,
+            "epoch": st.epoch + (0 if status == "done" else 1),
+            "epochs": epochs,
+            "batch": st.batch,
+            "batches": batches,
+            "steps": st.total_steps,
+            "fraction": min(done / total, 1.0),
+            "samples_per_second": st.train_samples / max(st.train_seconds, 1e-9),
+            "valid": {k: v for k, v in last.items() if k not in ("epoch", "step", "lr")},
+            "best": st.best_metric,
+            "best_epoch": st.best_epoch,
+            "elapsed": elapsed,
+            "eta": eta,
+            "resumed": st.resumed,
+            "time": time.time(),
+        }
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.progress_file)), exist_ok=True)
             atomic_write_json(self.progress_file, payload)
@@ -540,9 +612,9 @@ class Trainer:
         if self.checkpoint_steps and self.state.total_steps % self.checkpoint_steps == 0:
             return True
         if not self.checkpoint_seconds or (self.dist.enabled and self.state.total_steps % 20):
-            return False   # under DDP the clock is consulted every 20 steps, in step on all ranks
+            return False  # under DDP the clock is consulted every 20 steps, in step on all ranks
         due = time.perf_counter() - self._last_state_save >= self.checkpoint_seconds
-        return self.dist.any(due, self.device)   # every rank saves at the same step
+        return self.dist.any(due, self.device)  # every rank saves at the same step
 
     def fit(self, train_loader, valid_loader, epochs: int, on_checkpoint=None) -> TrainState:
         """Train until early stopping or ``epochs``; ``on_checkpoint(trainer)`` runs after each eval.
@@ -555,7 +627,12 @@ class Trainer:
         state = self.state
         self._fit_started, self._fit_steps0 = time.perf_counter(), state.total_steps
         self._last_state_save = time.perf_counter()
-        self._cb_loss, self._cb_n, self._cb_time, self._cb_samples = None, 0, time.perf_counter(), state.train_samples
+        self._cb_loss, self._cb_n, self._cb_time, self._cb_samples = (
+            None,
+            0,
+            time.perf_counter(),
+            state.train_samples,
+        )
         self.write_progress("train", force=True, epochs=epochs, batches=n_batches)
         while state.epoch < epochs and not state.stop:
             train_loader.set_epoch(state.epoch)
@@ -563,8 +640,13 @@ class Trainer:
             started = time.perf_counter()
             loss_sum, loss_n, ui_updated = None, 0, 0.0
             with self._progress(n_batches) as progress:
-                task = progress.add_task(f"epoch {state.epoch + 1}", total=n_batches, completed=state.batch,
-                                         loss=float("nan"), rate=0.0)
+                task = progress.add_task(
+                    f"epoch {state.epoch + 1}",
+                    total=n_batches,
+                    completed=state.batch,
+                    loss=float("nan"),
+                    rate=0.0,
+                )
                 for batch, weight, rows in self._batches(train_loader, state.batch):
                     loss = self.train_step(batch, weight)
                     loss_sum = loss if loss_sum is None else loss_sum + loss
@@ -574,11 +656,16 @@ class Trainer:
                     state.train_samples += rows
                     if self.callbacks:
                         self._log_step(loss)
-                    if self.show_progress and (time.perf_counter() - ui_updated >= 0.2 or state.batch == n_batches):
+                    if self.show_progress and (
+                        time.perf_counter() - ui_updated >= 0.2 or state.batch == n_batches
+                    ):
                         ui_updated = time.perf_counter()
-                        progress.update(task, completed=state.batch,
-                                        loss=(state.epoch_loss + float(loss_sum)) / (state.epoch_batches + loss_n),
-                                        rate=state.train_samples / max(state.train_seconds + ui_updated - started, 1e-9))
+                        progress.update(
+                            task,
+                            completed=state.batch,
+                            loss=(state.epoch_loss + float(loss_sum)) / (state.epoch_batches + loss_n),
+                            rate=state.train_samples / max(state.train_seconds + ui_updated - started, 1e-9),
+                        )
                     eval_now = state.total_steps % eval_steps == 0 and state.batch < n_batches
                     if eval_now or self._checkpoint_due():
                         state.epoch_loss += float(loss_sum)
@@ -611,7 +698,7 @@ class Trainer:
                 on_checkpoint(self)
             self.save_state()
         self.dist.barrier()
-        if state.best_metric is not None:   # saved by this run (or the run it resumed, same config hash)
+        if state.best_metric is not None:  # saved by this run (or the run it resumed, same config hash)
             load_weights(self.model, self.model.checkpoint)
         self.write_progress("eval", force=True)
         return state
@@ -630,27 +717,43 @@ class Trainer:
                 infer = round(self.last_predict_seconds * 1000.0 / self.last_predict_rows * 100.0, 4)
         busy = max(state.train_seconds, 1e-9)
         return TrainResult(
-            valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch,
-            history=state.history, train_seconds=round(train_seconds, 3),
+            valid=valid,
+            test=test,
+            best_epoch=state.best_epoch,
+            epochs_run=state.epoch,
+            history=state.history,
+            train_seconds=round(train_seconds, 3),
             seconds_per_epoch=round(state.train_seconds / max(1, state.epoch), 3),
             samples_per_second=round(state.train_samples / busy, 1),
             loader_wait_pct=round(100.0 * state.loader_seconds / busy, 3),
-            infer_ms_per_100=infer, fused_optimizer=self.fused_optimizer, world_size=self.dist.world_size,
-            resumed=state.resumed)
+            infer_ms_per_100=infer,
+            fused_optimizer=self.fused_optimizer,
+            world_size=self.dist.world_size,
+            resumed=state.resumed,
+        )
 
     def _epoch_line(self, loss: float, logs: dict) -> None:
         metrics = " ".join(f"{k}={v:.6f}" for k, v in logs.items())
         lr = self.model.optimizer.param_groups[0]["lr"]
-        line = (f"epoch {self.state.epoch + 1}: train loss {loss:.6f}  valid {metrics}  lr {lr:.2e}"
-                f"{'  (best)' if self.state.stopping_steps == 0 else ''}")
+        line = (
+            f"epoch {self.state.epoch + 1}: train loss {loss:.6f}  valid {metrics}  lr {lr:.2e}"
+            f"{'  (best)' if self.state.stopping_steps == 0 else ''}"
+        )
         log.info(line)
         if self.params.get("verbose", 1) and self.dist.is_main:
             self.console.print(line, highlight=False)
         self.write_progress("train", force=True)
 
     def _progress(self, total: int) -> Progress:
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:,.0f} samples/s"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
-                        disable=not self.show_progress)
-
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:,.0f} samples/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.show_progress,
+        )

@@ -29,8 +29,9 @@ def register_model(cls=None, *, name: str | None = None):
     def wrap(klass):
         key = name or klass.__name__
         if key in _REGISTRY and _REGISTRY[key] is not klass:
-            raise ValueError(f"model name '{key}' is registered twice "
-                             f"({_REGISTRY[key].__module__} and {klass.__module__})")
+            raise ValueError(
+                f"model name '{key}' is registered twice ({_REGISTRY[key].__module__} and {klass.__module__})"
+            )
         _REGISTRY[key] = klass
         return klass
 

@@ -12,15 +12,21 @@ from __future__ import annotations
 import os
 
 import torch
-from torch import nn
 from fuxictr.pytorch.models import BaseModel
+from torch import nn
 
 from .errors import ModelConfigError
 from .layers.losses import get_loss_fn
 from .layers.mlp import MLP
 
-_OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "sgd": "SGD",
-               "rmsprop": "RMSprop", "sparseadam": "SparseAdam"}
+_OPTIMIZERS = {
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adagrad": "Adagrad",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+    "sparseadam": "SparseAdam",
+}
 
 
 def make_optimizer(name, params, lr: float):
@@ -29,8 +35,9 @@ def make_optimizer(name, params, lr: float):
     cls_name = _OPTIMIZERS.get(str(name).lower(), str(name))
     cls = getattr(torch.optim, cls_name, None)
     if cls is None:
-        raise ModelConfigError(f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, "
-                               f"sgd")
+        raise ModelConfigError(
+            f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, sgd"
+        )
     return cls(params, lr=float(lr))
 
 
@@ -46,11 +53,23 @@ def _regularizer(value):
 class CTRModel(BaseModel):
     """Base class of the zoo's models (not registered itself)."""
 
-    def __init__(self, feature_map, model_id="CTRModel", gpu=-1, embedding_regularizer=None,
-                 net_regularizer=None, **kwargs):
-        super().__init__(feature_map, model_id=model_id, gpu=gpu,
-                         embedding_regularizer=_regularizer(embedding_regularizer),
-                         net_regularizer=_regularizer(net_regularizer), **kwargs)
+    def __init__(
+        self,
+        feature_map,
+        model_id="CTRModel",
+        gpu=-1,
+        embedding_regularizer=None,
+        net_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            feature_map,
+            model_id=model_id,
+            gpu=gpu,
+            embedding_regularizer=_regularizer(embedding_regularizer),
+            net_regularizer=_regularizer(net_regularizer),
+            **kwargs,
+        )
         self.params = kwargs
         self.aux_optimizers: list[torch.optim.Optimizer] = []
 
@@ -70,13 +89,24 @@ class CTRModel(BaseModel):
 
     def finish(self):
         """Compile, initialise and move to the device; the last line of every model's __init__."""
-        self.compile(self.params.get("optimizer", "adam"), self.params.get("loss", "binary_crossentropy"),
-                     self.params.get("learning_rate", 1e-3))
+        self.compile(
+            self.params.get("optimizer", "adam"),
+            self.params.get("loss", "binary_crossentropy"),
+            self.params.get("learning_rate", 1e-3),
+        )
         self.reset_parameters()
         self.model_to_device()
 
-    def dnn_tower(self, hidden_units, activations="relu", dropout=0, batch_norm=False, options=None,
-                  optional: bool = True, output_dim: int | None = 1):
+    def dnn_tower(
+        self,
+        hidden_units,
+        activations="relu",
+        dropout=0,
+        batch_norm=False,
+        options=None,
+        optional: bool = True,
+        output_dim: int | None = 1,
+    ):
         """The deep tower of two-stream models: an MLP on the flattened field embeddings, with a 1-unit
         output (``output_dim=None``: none, for the models that read the tower's last hidden layer through
         ``fc``; ``options``: activation settings such as Mice's). ``None`` when ``hidden_units`` is empty
@@ -84,9 +114,15 @@ class CTRModel(BaseModel):
         units = list(hidden_units or [])
         if not units and optional:
             return None
-        return MLP(self.feature_map.sum_emb_out_dim(), hidden_units=units, hidden_activations=activations,
-                   output_dim=output_dim, dropout_rates=dropout, batch_norm=batch_norm,
-                   activation_options=options or {})
+        return MLP(
+            self.feature_map.sum_emb_out_dim(),
+            hidden_units=units,
+            hidden_activations=activations,
+            output_dim=output_dim,
+            dropout_rates=dropout,
+            batch_norm=batch_norm,
+            activation_options=options or {},
+        )
 
     def tower_width(self, hidden_units) -> int:
         """Width of ``dnn_tower(hidden_units, output_dim=None)``'s output (0 without a tower)."""
@@ -111,8 +147,11 @@ class CTRModel(BaseModel):
 
     def count_parameters(self, count_embedding: bool = True) -> int:
         """Trainable parameters; fuxictr's own method logs the same total but returns None."""
-        return sum(p.numel() for name, p in self.named_parameters()
-                   if p.requires_grad and (count_embedding or "embedding" not in name))
+        return sum(
+            p.numel()
+            for name, p in self.named_parameters()
+            if p.requires_grad and (count_embedding or "embedding" not in name)
+        )
 
     # ---- the training step: fuxictr's own fit and ctrbench's trainer step through these ----------
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -135,7 +174,7 @@ class CTRModel(BaseModel):
             nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
         for opt in self.optimizers():
             opt.step()
-        self.on_train_step_end(self._total_steps - 1)   # fit counts the step before running it
+        self.on_train_step_end(self._total_steps - 1)  # fit counts the step before running it
         return loss
 
     def save_weights(self, checkpoint):

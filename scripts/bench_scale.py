@@ -43,8 +43,7 @@ def generate(path: str, rows: int, seed: int = 2023) -> float:
     rng = np.random.default_rng(seed)
     cards = np.unique(np.exp(np.linspace(np.log(3), np.log(200_000), 26)).astype(np.int64))
     cards = np.concatenate([cards, cards[-1] + np.arange(26 - len(cards))])
-    tokens = [pl.Series(np.char.mod("%08x", rng.integers(0, 2 ** 32, int(c), dtype=np.uint64)))
-              for c in cards]
+    tokens = [pl.Series(np.char.mod("%08x", rng.integers(0, 2**32, int(c), dtype=np.uint64))) for c in cards]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as fd:
         done = 0
@@ -109,8 +108,12 @@ print(json.dumps({"stage": stage, "rows": rows, "seconds": round(seconds, 1),
 
 def run_stage(stage: str, work: str, block: int, buckets: int, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", POLARS_MAX_THREADS=str(threads), PYTHONHASHSEED="0")
-    res = subprocess.run([sys.executable, "-c", CHILD, stage, work, str(block), str(buckets), REPO],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, stage, work, str(block), str(buckets), REPO],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if res.returncode != 0:
         raise SystemExit(f"{stage} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -124,7 +127,9 @@ def main() -> None:
     ap.add_argument("--hash", type=int, default=0, help="Also build with C1-C26 hashed into N buckets.")
     ap.add_argument("--threads", type=int, default=1, help="POLARS_MAX_THREADS of the measured processes.")
     ap.add_argument("--keep", action="store_true", help="Keep the scratch files.")
-    ap.add_argument("--reuse", action="store_true", help="Reuse a raw train.txt kept by an earlier --keep run.")
+    ap.add_argument(
+        "--reuse", action="store_true", help="Reuse a raw train.txt kept by an earlier --keep run."
+    )
     args = ap.parse_args()
     results = []
     for rows in [int(r) for r in args.rows.split(",") if r]:
@@ -135,24 +140,37 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
             seconds = generate(raw, rows)
-            print(f"{rows:,} rows: generated {os.path.getsize(raw) / 2 ** 30:.2f} GiB in {seconds:.0f}s", flush=True)
+            print(
+                f"{rows:,} rows: generated {os.path.getsize(raw) / 2**30:.2f} GiB in {seconds:.0f}s",
+                flush=True,
+            )
         stages = ["prepare", "build"] + (["build-hashed"] if args.hash else [])
         for stage in stages:
-            out = run_stage(stage, work, args.block, args.hash if stage == "build-hashed" else 0, args.threads)
+            out = run_stage(
+                stage, work, args.block, args.hash if stage == "build-hashed" else 0, args.threads
+            )
             out["input_rows"] = rows
             results.append(out)
             print(json.dumps(out), flush=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print("\n| stage | input rows | rows processed | wall s | CPU s | rows/s (wall) | peak RSS (MB) | "
-          "of which anonymous | of which file-backed |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| stage | input rows | rows processed | wall s | CPU s | rows/s (wall) | peak RSS (MB) | "
+        "of which anonymous | of which file-backed |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for r in results:
-        print(f"| {r['stage']} | {r['input_rows']:,} | {r['rows']:,} | {r['seconds']} | {r['cpu_s']} | "
-              f"{r['rows_per_s']:,} | {r['peak_rss_mb']:,} | {r['peak_anon_mb']:,} | {r['peak_file_mb']:,} |")
-    print("\nPeak RSS counts the memory-mapped input pages polars touches (file-backed, reclaimable page "
-          "cache); the anonymous peak is the heap the process really needs.")
-    print(f"\ndata_block_size {args.block:,}, POLARS_MAX_THREADS {args.threads}, OMP_NUM_THREADS 1, "
-          f"{os.cpu_count()} CPUs")
+        print(
+            f"| {r['stage']} | {r['input_rows']:,} | {r['rows']:,} | {r['seconds']} | {r['cpu_s']} | "
+            f"{r['rows_per_s']:,} | {r['peak_rss_mb']:,} | {r['peak_anon_mb']:,} | {r['peak_file_mb']:,} |"
+        )
+    print(
+        "\nPeak RSS counts the memory-mapped input pages polars touches (file-backed, reclaimable page "
+        "cache); the anonymous peak is the heap the process really needs."
+    )
+    print(
+        f"\ndata_block_size {args.block:,}, POLARS_MAX_THREADS {args.threads}, OMP_NUM_THREADS 1, "
+        f"{os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,13 @@ import torch  # noqa: E402
 
 MODELS = {
     "DNN": {"model": "DNN", "hidden_units": [400, 400, 400], "hidden_activations": "relu"},
-    "DCNv2": {"model": "DCNv2", "model_structure": "parallel", "num_cross_layers": 3,
-              "dnn_hidden_units": [400, 400, 400], "dnn_activations": "relu"},
+    "DCNv2": {
+        "model": "DCNv2",
+        "model_structure": "parallel",
+        "num_cross_layers": 3,
+        "dnn_hidden_units": [400, 400, 400],
+        "dnn_activations": "relu",
+    },
     "IBNet": {"model": "IBNet", "num_cross_layers": 3, "dnn_hidden_units": [400, 400, 400]},
 }
 FALLBACK = {"DCNv2": "DCN", "IBNet": "DCN"}
@@ -70,8 +75,14 @@ def data(work: str, rows: int, max_card: int, seed: int) -> tuple[dict, str, dic
         json.dump(cfg, open(stamp, "w"))
         print(f"wrote {rows:,} synthetic rows in {time.perf_counter() - t:.1f}s", flush=True)
     params = dataset_config("bench_train", cfg, raw, min_categr_count=2)
-    params.update({"dataset_id": "bench_train", "data_root": raw, "build_root": os.path.join(work, "built"),
-                   "data_format": "csv"})
+    params.update(
+        {
+            "dataset_id": "bench_train",
+            "data_root": raw,
+            "build_root": os.path.join(work, "built"),
+            "data_format": "csv",
+        }
+    )
     t = time.perf_counter()
     directory = build(params, quiet=True)
     print(f"ctrbench build (or reuse): {time.perf_counter() - t:.1f}s -> {directory}", flush=True)
@@ -79,16 +90,23 @@ def data(work: str, rows: int, max_card: int, seed: int) -> tuple[dict, str, dic
     for split in ("train", "valid"):
         path = os.path.join(work, "parquet", f"{split}.parquet")
         parquet[split] = path
-        if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(os.path.join(directory, "feature_map.json")):
+        if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(
+            os.path.join(directory, "feature_map.json")
+        ):
             continue
         os.makedirs(os.path.dirname(path), exist_ok=True)
         arrays = {}
         for f in h5io.split_files(directory, split):
             for k, v in h5io.read_block(f).items():
                 arrays.setdefault(k, []).append(v)
-        table = pa.table({k: pa.array(np.concatenate(v).astype(np.float64 if k in ("label",) or
-                                                               k.startswith("I") else np.int64))
-                          for k, v in arrays.items()})
+        table = pa.table(
+            {
+                k: pa.array(
+                    np.concatenate(v).astype(np.float64 if k in ("label",) or k.startswith("I") else np.int64)
+                )
+                for k, v in arrays.items()
+            }
+        )
         pq.write_table(table, path)
     return params, directory, parquet
 
@@ -165,9 +183,14 @@ def loader_child(work: str, params: dict, batch_size: int) -> dict:
     stop.set()
     sampler.join()
     tensors = train.tensor_bytes()
-    return {"load_s": load_s, "rows_per_s": rows / epoch_s, "tensor_gb": tensors / 2 ** 30,
-            "rss_after_load_gb": after_load / 2 ** 30, "rss_peak_gb": (peak[0] - base) / 2 ** 30,
-            "peak_over_tensors": (peak[0] - base) / tensors}
+    return {
+        "load_s": load_s,
+        "rows_per_s": rows / epoch_s,
+        "tensor_gb": tensors / 2**30,
+        "rss_after_load_gb": after_load / 2**30,
+        "rss_peak_gb": (peak[0] - base) / 2**30,
+        "peak_over_tensors": (peak[0] - base) / tensors,
+    }
 
 
 def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool, on_device: bool = False) -> dict:
@@ -190,16 +213,29 @@ def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool, on_
     t = time.perf_counter()
     metrics = trainer.evaluate(loaders["valid"])
     eval_s = time.perf_counter() - t
-    return {"init_s": init, "train_sps": rows / train_s, "eval_sps": loaders["valid"].num_samples / eval_s,
-            "wait_pct": 100 * wait / train_s, "steps": steps, "AUC": metrics["AUC"]}
+    return {
+        "init_s": init,
+        "train_sps": rows / train_s,
+        "eval_sps": loaders["valid"].num_samples / eval_s,
+        "wait_pct": 100 * wait / train_s,
+        "steps": steps,
+        "AUC": metrics["AUC"],
+    }
 
 
 def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
     from fuxictr.pytorch.dataloaders import RankDataLoader
 
     t = time.perf_counter()
-    gens = RankDataLoader(fmap, stage="train", train_data=parquet["train"], valid_data=parquet["valid"],
-                          batch_size=params["batch_size"], shuffle=True, data_format="parquet")
+    gens = RankDataLoader(
+        fmap,
+        stage="train",
+        train_data=parquet["train"],
+        valid_data=parquet["valid"],
+        batch_size=params["batch_size"],
+        shuffle=True,
+        data_format="parquet",
+    )
     train_gen, valid_gen = gens.make_iterator() if hasattr(gens, "make_iterator") else gens
     init = time.perf_counter() - t
     model._max_gradient_norm = 10.0
@@ -208,8 +244,14 @@ def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
     t = time.perf_counter()
     metrics = model.evaluate(valid_gen, ["logloss", "AUC"])
     eval_s = time.perf_counter() - t
-    return {"init_s": init, "train_sps": rows / train_s, "eval_sps": valid_gen.num_samples / eval_s,
-            "wait_pct": 100 * wait / train_s, "steps": steps, "AUC": metrics["AUC"]}
+    return {
+        "init_s": init,
+        "train_sps": rows / train_s,
+        "eval_sps": valid_gen.num_samples / eval_s,
+        "wait_pct": 100 * wait / train_s,
+        "steps": steps,
+        "AUC": metrics["AUC"],
+    }
 
 
 def main() -> None:
@@ -238,26 +280,57 @@ def main() -> None:
         print(json.dumps(loader_child(args.work, params, args.batch_size)))
         return
     params, directory, parquet = data(args.work, args.rows, args.max_card, args.seed)
-    child = subprocess.run([sys.executable, __file__, "--child-loader", "--work", args.work, "--batch-size",
-                            str(args.batch_size)], input=json.dumps(params), capture_output=True, text=True)
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child-loader",
+            "--work",
+            args.work,
+            "--batch-size",
+            str(args.batch_size),
+        ],
+        input=json.dumps(params),
+        capture_output=True,
+        text=True,
+    )
     if child.returncode == 0:
         lo = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"loader alone: {lo['rows_per_s']:,.0f} train rows/s, read in {lo['load_s']:.1f}s, tensors "
-              f"{lo['tensor_gb']:.3f} GB, RSS growth {lo['rss_after_load_gb']:.3f} GB after reading and "
-              f"{lo['rss_peak_gb']:.3f} GB at its peak over the epoch = {lo['peak_over_tensors']:.2f}x the tensors "
-              f"(target <= 1.2x)", flush=True)
+        print(
+            f"loader alone: {lo['rows_per_s']:,.0f} train rows/s, read in {lo['load_s']:.1f}s, tensors "
+            f"{lo['tensor_gb']:.3f} GB, RSS growth {lo['rss_after_load_gb']:.3f} GB after reading and "
+            f"{lo['rss_peak_gb']:.3f} GB at its peak over the epoch = {lo['peak_over_tensors']:.2f}x the tensors "
+            f"(target <= 1.2x)",
+            flush=True,
+        )
         results[("loader", "alone")] = lo
     else:
         print(f"loader benchmark failed: {child.stderr[-1500:]}", flush=True)
     fmap = load_feature_map(directory, {**params, "embedding_dim": 16})
-    base = {**params, "batch_size": args.batch_size, "eval_batch_size": args.batch_size, "seed": args.seed,
-            "gpu": args.gpu, "verbose": 0, "model_root": os.path.join(args.work, "ck"), "metrics": ["logloss", "AUC"],
-            "optimizer": "adam", "loss": "binary_crossentropy", "learning_rate": 1e-3,
-            "embedding_regularizer": 0, "net_regularizer": 0, "net_dropout": 0.0, "batch_norm": False}
+    base = {
+        **params,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.batch_size,
+        "seed": args.seed,
+        "gpu": args.gpu,
+        "verbose": 0,
+        "model_root": os.path.join(args.work, "ck"),
+        "metrics": ["logloss", "AUC"],
+        "optimizer": "adam",
+        "loss": "binary_crossentropy",
+        "learning_rate": 1e-3,
+        "embedding_regularizer": 0,
+        "net_regularizer": 0,
+        "net_dropout": 0.0,
+        "batch_norm": False,
+    }
     paths = [p for p in args.paths.split(",") if p]
-    print(f"device {'cuda:%d' % args.gpu if args.gpu >= 0 else 'cpu'}, "
-          f"torch threads {torch.get_num_threads()}, batch {args.batch_size:,}, {args.epochs} epoch(s) of "
-          f"{int(args.rows * 0.8):,} train rows, {int(args.rows * 0.1):,} valid rows", flush=True)
+    print(
+        f"device {'cuda:%d' % args.gpu if args.gpu >= 0 else 'cpu'}, "
+        f"torch threads {torch.get_num_threads()}, batch {args.batch_size:,}, {args.epochs} epoch(s) of "
+        f"{int(args.rows * 0.8):,} train rows, {int(args.rows * 0.1):,} valid rows",
+        flush=True,
+    )
     for name in [m for m in args.models.split(",") if m]:
         for path in paths:
             model, mparams = make_model(name, fmap, base, args.seed)
@@ -265,13 +338,23 @@ def main() -> None:
             if path == "fuxictr":
                 res = bench_fuxictr(model, mparams, parquet, fmap, args.epochs)
             else:
-                res = bench_ctrbench(model, mparams, directory, fmap, args.epochs, fused=path.endswith("+fused"),
-                                     on_device=path.endswith("+device"))
+                res = bench_ctrbench(
+                    model,
+                    mparams,
+                    directory,
+                    fmap,
+                    args.epochs,
+                    fused=path.endswith("+fused"),
+                    on_device=path.endswith("+device"),
+                )
             res["params"] = n_params
             results[(name, path)] = res
-            print(f"{name:6s} {path:15s} train {res['train_sps']:>9,.0f} samples/s  eval {res['eval_sps']:>9,.0f} "
-                  f"samples/s  loader wait {res['wait_pct']:5.2f}%  init {res['init_s']:.1f}s  "
-                  f"valid AUC {res['AUC']:.4f}  ({n_params:,} params)", flush=True)
+            print(
+                f"{name:6s} {path:15s} train {res['train_sps']:>9,.0f} samples/s  eval {res['eval_sps']:>9,.0f} "
+                f"samples/s  loader wait {res['wait_pct']:5.2f}%  init {res['init_s']:.1f}s  "
+                f"valid AUC {res['AUC']:.4f}  ({n_params:,} params)",
+                flush=True,
+            )
     if "fuxictr" in paths:
         print("\nratios against fuxictr's loader path (target: train >= 1.5x, eval >= 2x; loader wait < 2%)")
         for name in [m for m in args.models.split(",") if m]:
@@ -280,8 +363,10 @@ def main() -> None:
                 if path == "fuxictr" or (name, path) not in results:
                     continue
                 r = results[(name, path)]
-                print(f"{name:6s} {path:15s} train x{r['train_sps'] / base_res['train_sps']:.2f}  "
-                      f"eval x{r['eval_sps'] / base_res['eval_sps']:.2f}  loader wait {r['wait_pct']:.2f}%")
+                print(
+                    f"{name:6s} {path:15s} train x{r['train_sps'] / base_res['train_sps']:.2f}  "
+                    f"eval x{r['eval_sps'] / base_res['eval_sps']:.2f}  loader wait {r['wait_pct']:.2f}%"
+                )
     if args.json:
         with open(args.json, "w") as fd:
             json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, fd, indent=2)

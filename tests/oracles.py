@@ -20,8 +20,9 @@ def activation_param_count(name, dim: int) -> int:
     return 0
 
 
-def mlp_param_count(input_dim, hidden_units, output_dim=None, batch_norm=False, activation="relu",
-                    use_bias=True) -> int:
+def mlp_param_count(
+    input_dim, hidden_units, output_dim=None, batch_norm=False, activation="relu", use_bias=True
+) -> int:
     """``MLP`` (fuxictr's MLP_Block with the zoo's activations)."""
     dims = [input_dim] + list(hidden_units)
     total = 0
@@ -35,8 +36,13 @@ def mlp_param_count(input_dim, hidden_units, output_dim=None, batch_norm=False, 
     return total
 
 
-def self_attention_param_count(input_dim: int, attention_dim: int | None = None, use_residual: bool = True,
-                               layer_norm: bool = False, residual_projection: str = "auto") -> int:
+def self_attention_param_count(
+    input_dim: int,
+    attention_dim: int | None = None,
+    use_residual: bool = True,
+    layer_norm: bool = False,
+    residual_projection: str = "auto",
+) -> int:
     """One ``MultiHeadSelfAttention`` layer: Q, K, V (+ the residual projection, + layer norm)."""
     attention_dim = attention_dim or input_dim
     total = 3 * input_dim * attention_dim
@@ -59,16 +65,18 @@ def bilinear_fusion_param_count(dim_a: int, dim_b: int, num_heads: int) -> int:
 
 
 # ---- IBNet ----------------------------------------------------------------------------------------
-def mask_augmentation_param_count(dim: int, num_layers: int = 3, mask_type: str = "learned",
-                                  shared: bool = True) -> int:
+def mask_augmentation_param_count(
+    dim: int, num_layers: int = 3, mask_type: str = "learned", shared: bool = True
+) -> int:
     """IBNet's mask augmentation: a D x D + D mask layer (none for dropout) and a 2D -> D compression."""
     n = 1 if shared else num_layers
     mask = 0 if mask_type == "dropout" else dim * dim + dim
     return n * (mask + 2 * dim * dim + dim)
 
 
-def ibnet_branch_param_count(input_dim: int, num_cross_layers: int = 3, mask_type="learned",
-                             shared_augmentation: bool = True) -> int:
+def ibnet_branch_param_count(
+    input_dim: int, num_cross_layers: int = 3, mask_type="learned", shared_augmentation: bool = True
+) -> int:
     """IBNet's cross branch: L * 2D (cross w_l, b_l) plus the mask augmentation (paper Sec. 3.2)."""
     total = num_cross_layers * 2 * input_dim
     if mask_type not in (None, False, "none", "off"):
@@ -90,21 +98,29 @@ def fused_mlp_param_count(input_dim: int, units, fuse_dim: int, fused_positions=
     ``fuse_dim`` extra inputs at every position in ``fused_positions`` (default: all)."""
     dims = [int(input_dim)] + [int(u) for u in units]
     fused = set(range(len(units))) if fused_positions is None else set(fused_positions)
-    return sum((dims[t] + (fuse_dim if t in fused else 0)) * dims[t + 1] + dims[t + 1]
-               for t in range(len(units)))
+    return sum(
+        (dims[t] + (fuse_dim if t in fused else 0)) * dims[t + 1] + dims[t + 1] for t in range(len(units))
+    )
 
 
-def mask_generator_param_count(num_fields: int, embedding_dim: int, granularity: str = "dimension",
-                               hidden_units=(512, 256)) -> int:
+def mask_generator_param_count(
+    num_fields: int, embedding_dim: int, granularity: str = "dimension", hidden_units=(512, 256)
+) -> int:
     """One adaptive mask generator of MaskFusion: MLP n*d -> hidden -> n (feature) or n*d (dimension)."""
     nd = num_fields * embedding_dim
     out = num_fields if granularity == "feature" else nd
     return mlp_param_count(nd, list(hidden_units), output_dim=out)
 
 
-def controller_param_count(num_fields: int, embedding_dim: int, positions: int, mask_type: str,
-                           granularity: str = "dimension", hidden_units=(512, 256),
-                           smooth_l0: bool = False) -> int:
+def controller_param_count(
+    num_fields: int,
+    embedding_dim: int,
+    positions: int,
+    mask_type: str,
+    granularity: str = "dimension",
+    hidden_units=(512, 256),
+    smooth_l0: bool = False,
+) -> int:
     """Parameters MaskFusion adds besides the widened DNN layers."""
     nd = num_fields * embedding_dim
     if mask_type == "adaptive":

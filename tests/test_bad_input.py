@@ -28,6 +28,7 @@ from tests.conftest import CONFIG
 
 # ---- the runner -------------------------------------------------------------------------------------
 
+
 def snapshot(root: str) -> dict[str, str]:
     """relative path -> sha1 of every file under ``root``."""
     files = {}
@@ -65,13 +66,13 @@ def ctrbench(args: list[str], cwd: str, capsys) -> tuple[int, str, str]:
 @dataclass
 class Case:
     id: str
-    args: list[str]                      # {ws} is the workspace
-    expect: list[str]                    # substrings of the error line ({ws} substituted)
+    args: list[str]  # {ws} is the workspace
+    expect: list[str]  # substrings of the error line ({ws} substituted)
     setup: Callable[[str], None] | None = None
     patch: Callable[[pytest.MonkeyPatch, str], None] | None = None
-    new_files: list[str] = field(default_factory=list)   # globs of files the case may add
+    new_files: list[str] = field(default_factory=list)  # globs of files the case may add
     cwd: str = "{ws}"
-    warnings: list[str] = field(default_factory=list)    # substrings expected on stderr besides the error
+    warnings: list[str] = field(default_factory=list)  # substrings expected on stderr besides the error
     xfail: str | None = None
 
 
@@ -81,9 +82,19 @@ def _fill(text: str, ws: str) -> str:
 
 # ---- the workspace ----------------------------------------------------------------------------------
 
-EARLIER = [{"expid": "DCN_tiny", "model": "DCN", "report_name": "DCN", "dataset_id": "tiny", "seed": s,
-            "config_hash": f"h{s}", "test": {"AUC": 0.7 + s / 100, "logloss": 0.5}, "params": 100}
-           for s in (1, 2)]
+EARLIER = [
+    {
+        "expid": "DCN_tiny",
+        "model": "DCN",
+        "report_name": "DCN",
+        "dataset_id": "tiny",
+        "seed": s,
+        "config_hash": f"h{s}",
+        "test": {"AUC": 0.7 + s / 100, "logloss": 0.5},
+        "params": 100,
+    }
+    for s in (1, 2)
+]
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +115,21 @@ def workspace(tmp_path_factory):
 
 
 def run_args(expid: str = "DCN_tiny", *sets: str, config: str = CONFIG) -> list[str]:
-    args = ["run", "--expid", expid, "--config", config, "--data-root", "{ws}/data",
-            "--results", "{ws}/results/runs.jsonl", "--set", "model_root={ws}/checkpoints", "--set", "verbose=0"]
+    args = [
+        "run",
+        "--expid",
+        expid,
+        "--config",
+        config,
+        "--data-root",
+        "{ws}/data",
+        "--results",
+        "{ws}/results/runs.jsonl",
+        "--set",
+        "model_root={ws}/checkpoints",
+        "--set",
+        "verbose=0",
+    ]
     for s in sets:
         args += ["--set", s]
     return args
@@ -129,10 +153,19 @@ HYPER = [
     ("net_dropout=1", "net_dropout=1 ", "must be a dropout rate in [0, 1)", "net_dropout: 0.1"),
     ("net_dropout=-0.1", "net_dropout=-0.1 ", "must be a dropout rate in [0, 1)", "e.g."),
     ("dropout=[0.1, 1.5]", "dropout=[0.1, 1.5] ", "(or a list of them, one per layer)", "dropout: 0.1"),
-    ("dnn_hidden_units=[64, 0]", "dnn_hidden_units=[64, 0] ", "must be a list of positive integers",
-     "dnn_hidden_units: [400, 400, 400]"),
+    (
+        "dnn_hidden_units=[64, 0]",
+        "dnn_hidden_units=[64, 0] ",
+        "must be a list of positive integers",
+        "dnn_hidden_units: [400, 400, 400]",
+    ),
     ("dnn_hidden_units=64", "dnn_hidden_units=64 ", "must be a list of positive integers", "e.g."),
-    ("dnn_hidden_units=[32, 1.5]", "dnn_hidden_units=[32, 1.5] ", "must be a list of positive integers", "e.g."),
+    (
+        "dnn_hidden_units=[32, 1.5]",
+        "dnn_hidden_units=[32, 1.5] ",
+        "must be a list of positive integers",
+        "e.g.",
+    ),
     ("seed=1.5", "seed=1.5 ", "must be an integer", "seed: 2023"),
     ("seed=abc", "seed='abc' ", "must be an integer", "e.g."),
     ("seed=null", "seed=None ", "must be set", "seed: 2023"),
@@ -141,26 +174,48 @@ HYPER = [
     ("monitor=[AUC]", "monitor=['AUC'] ", "must be a metric name or a mapping", "e.g."),
     ("metrics=[logloss, AUCC]", "metrics=['logloss', 'AUCC'] ", "names metric 'AUCC'", "choose among"),
     ("metrics=[]", "metrics=[] ", "must be a non-empty list of metric names", "metrics: [logloss, AUC]"),
-    ("metrics=[AUC, gAUC]", "metrics=['AUC', 'gAUC'] ", "set group_id to the column that groups rows", "e.g."),
+    (
+        "metrics=[AUC, gAUC]",
+        "metrics=['AUC', 'gAUC'] ",
+        "set group_id to the column that groups rows",
+        "e.g.",
+    ),
     ("monitor_mode=maximize", "monitor_mode='maximize' ", "must be one of max, min", "monitor_mode: max"),
-    ("optimizer=adamm", "optimizer='adamm' ", "is not a torch.optim optimiser (did you mean 'adam'?)",
-     "optimizer: adam"),
-    ("loss=bcee", "loss='bcee' ", "is not a loss of the model zoo (did you mean 'bce'?)", "binary_crossentropy"),
+    (
+        "optimizer=adamm",
+        "optimizer='adamm' ",
+        "is not a torch.optim optimiser (did you mean 'adam'?)",
+        "optimizer: adam",
+    ),
+    (
+        "loss=bcee",
+        "loss='bcee' ",
+        "is not a loss of the model zoo (did you mean 'bce'?)",
+        "binary_crossentropy",
+    ),
     ("early_stop_patience=0", "early_stop_patience=0 ", "must be an integer >= 1", "early_stop_patience: 2"),
     ("eval_steps=0", "eval_steps=0 ", "must be an integer >= 1", "e.g."),
     ("max_gradient_norm=0", "max_gradient_norm=0 ", "must be a number > 0", "max_gradient_norm: 10.0"),
     ("data_block_size=-1", "data_block_size=-1 ", "must be an integer >= 0", "e.g."),
     ("logloss_eps=0.7", "logloss_eps=0.7 ", "must be a number in [0, 0.5)", "logloss_eps: 1.0e-7"),
     ("gpu=-3", "gpu=-3 ", "must be a device index, or -1 for CPU", "gpu: -1"),
-    ("model=DeepFMM", "model='DeepFMM' ", "unknown model 'DeepFMM' (did you mean 'DeepFM'?)", "registered models"),
+    (
+        "model=DeepFMM",
+        "model='DeepFMM' ",
+        "unknown model 'DeepFMM' (did you mean 'DeepFM'?)",
+        "registered models",
+    ),
 ]
 
-CASES = [Case(f"hyper:{s}", run_args("DCN_tiny", s), [shown, "(expid 'DCN_tiny', set by --set)", why, fix])
-         for s, shown, why, fix in HYPER]
+CASES = [
+    Case(f"hyper:{s}", run_args("DCN_tiny", s), [shown, "(expid 'DCN_tiny', set by --set)", why, fix])
+    for s, shown, why, fix in HYPER
+]
 
 
-def _config_dir(ws: str, name: str, model_yaml: str, dataset_yaml: str | None = None,
-                base_yaml: str | None = None) -> str:
+def _config_dir(
+    ws: str, name: str, model_yaml: str, dataset_yaml: str | None = None, base_yaml: str | None = None
+) -> str:
     cfg = os.path.join(ws, "cases", name)
     os.makedirs(os.path.join(cfg, "model_config"))
     os.makedirs(os.path.join(cfg, "dataset_config"))
@@ -170,7 +225,9 @@ def _config_dir(ws: str, name: str, model_yaml: str, dataset_yaml: str | None = 
         with open(os.path.join(cfg, "model_config", "base.yaml"), "w") as fd:
             fd.write(textwrap.dedent(base_yaml))
     if dataset_yaml is None:
-        shutil.copy(os.path.join(CONFIG, "dataset_config", "synthetic.yaml"), os.path.join(cfg, "dataset_config"))
+        shutil.copy(
+            os.path.join(CONFIG, "dataset_config", "synthetic.yaml"), os.path.join(cfg, "dataset_config")
+        )
     else:
         with open(os.path.join(cfg, "dataset_config", "d.yaml"), "w") as fd:
             fd.write(textwrap.dedent(dataset_yaml))
@@ -178,30 +235,49 @@ def _config_dir(ws: str, name: str, model_yaml: str, dataset_yaml: str | None = 
 
 
 CASES += [
-    Case("hyper:from-expid-file",
-         run_args("E", config="{ws}/cases/expid_file"),
-         ["epochs=2.7 (expid 'E', from {ws}/cases/expid_file/model_config/m.yaml)", "must be an integer >= 1"],
-         setup=lambda ws: _config_dir(ws, "expid_file", "E: {model: DNN, dataset_id: tiny, epochs: 2.7}\n")),
-    Case("hyper:from-base-section",
-         run_args("E", config="{ws}/cases/base_file"),
-         ["batch_size=0 (expid 'E', from {ws}/cases/base_file/model_config/base.yaml)", "must be an integer >= 1"],
-         setup=lambda ws: _config_dir(ws, "base_file", "E: {model: DNN, dataset_id: tiny}\n",
-                                      base_yaml="Base: {batch_size: 0}\n")),
-    Case("hyper:nested-embedding-dim",
-         run_args("E", config="{ws}/cases/nested"),
-         ["generator.embedding_dim=0 (expid 'E', from {ws}/cases/nested/model_config/m.yaml)",
-          "must be an integer >= 1"],
-         setup=lambda ws: _config_dir(ws, "nested", "E: {model: DNN, dataset_id: tiny, "
-                                                    "generator: {embedding_dim: 0}}\n")),
-    Case("hyper:unknown-model-in-file",
-         run_args("E", config="{ws}/cases/nomodel"),
-         ["model='NoSuchNet' (expid 'E', from {ws}/cases/nomodel/model_config/m.yaml)",
-          "unknown model 'NoSuchNet'", "registered models"],
-         setup=lambda ws: _config_dir(ws, "nomodel", "E: {model: NoSuchNet, dataset_id: tiny}\n")),
+    Case(
+        "hyper:from-expid-file",
+        run_args("E", config="{ws}/cases/expid_file"),
+        ["epochs=2.7 (expid 'E', from {ws}/cases/expid_file/model_config/m.yaml)", "must be an integer >= 1"],
+        setup=lambda ws: _config_dir(ws, "expid_file", "E: {model: DNN, dataset_id: tiny, epochs: 2.7}\n"),
+    ),
+    Case(
+        "hyper:from-base-section",
+        run_args("E", config="{ws}/cases/base_file"),
+        [
+            "batch_size=0 (expid 'E', from {ws}/cases/base_file/model_config/base.yaml)",
+            "must be an integer >= 1",
+        ],
+        setup=lambda ws: _config_dir(
+            ws, "base_file", "E: {model: DNN, dataset_id: tiny}\n", base_yaml="Base: {batch_size: 0}\n"
+        ),
+    ),
+    Case(
+        "hyper:nested-embedding-dim",
+        run_args("E", config="{ws}/cases/nested"),
+        [
+            "generator.embedding_dim=0 (expid 'E', from {ws}/cases/nested/model_config/m.yaml)",
+            "must be an integer >= 1",
+        ],
+        setup=lambda ws: _config_dir(
+            ws, "nested", "E: {model: DNN, dataset_id: tiny, generator: {embedding_dim: 0}}\n"
+        ),
+    ),
+    Case(
+        "hyper:unknown-model-in-file",
+        run_args("E", config="{ws}/cases/nomodel"),
+        [
+            "model='NoSuchNet' (expid 'E', from {ws}/cases/nomodel/model_config/m.yaml)",
+            "unknown model 'NoSuchNet'",
+            "registered models",
+        ],
+        setup=lambda ws: _config_dir(ws, "nomodel", "E: {model: NoSuchNet, dataset_id: tiny}\n"),
+    ),
 ]
 
 
 # ---- 14.3 run records -------------------------------------------------------------------------------
+
 
 def _no_space(monkeypatch, ws):
     """Every write to the records file fails half way with ENOSPC (a full disk)."""
@@ -224,30 +300,50 @@ def _torn_only(ws):
 
 REPORT_FIX = "(a run records file or a ledger)"
 CASES += [
-    Case("records:report-out-is-results",
-         ["report", "--results", "{ws}/results/runs.jsonl", "--out", "{ws}/results/runs.jsonl"],
-         ["--out {ws}/results/runs.jsonl is the run records file given as --results",
-          "would replace the records", "choose another file, e.g. {ws}/results/runs_table.md"]),
-    Case("records:report-out-is-another-records-file",
-         ["report", "--results", "{ws}/results/runs.jsonl", "--out", "{ws}/results/ledger.jsonl"],
-         ["--out {ws}/results/ledger.jsonl holds JSON records", REPORT_FIX, "choose another file"],
-         setup=lambda ws: open(os.path.join(ws, "results", "ledger.jsonl"), "w").write('{"status": "done"}\n')),
-    Case("records:report-out-is-a-directory",
-         ["report", "--results", "{ws}/results/runs.jsonl", "--out", "{ws}/results"],
-         ["--out {ws}/results is a directory", "give a file name"]),
-    Case("records:report-on-a-file-of-torn-lines",
-         ["report", "--results", "{ws}/results/torn.jsonl"],
-         ["no run records match"], setup=_torn_only,
-         warnings=["{ws}/results/torn.jsonl:1: skipped, a torn last line"]),
-    Case("records:report-on-a-missing-file",
-         ["report", "--results", "{ws}/results/nope.jsonl"],
-         ["no run records at {ws}/results/nope.jsonl", "pass --results"]),
-    Case("records:append-fails-with-a-full-disk",
-         run_args("LR_tiny", "epochs=1"),
-         ["could not append the run record to {ws}/results/runs.jsonl (No space left on device)",
-          "the record is kept in {ws}/results/runs.jsonl.unsaved-", "cat ", ">> {ws}/results/runs.jsonl"],
-         patch=_no_space,
-         new_files=["results/runs.jsonl.unsaved-*", "checkpoints/tiny/LR_tiny*", "data/tiny/*"]),
+    Case(
+        "records:report-out-is-results",
+        ["report", "--results", "{ws}/results/runs.jsonl", "--out", "{ws}/results/runs.jsonl"],
+        [
+            "--out {ws}/results/runs.jsonl is the run records file given as --results",
+            "would replace the records",
+            "choose another file, e.g. {ws}/results/runs_table.md",
+        ],
+    ),
+    Case(
+        "records:report-out-is-another-records-file",
+        ["report", "--results", "{ws}/results/runs.jsonl", "--out", "{ws}/results/ledger.jsonl"],
+        ["--out {ws}/results/ledger.jsonl holds JSON records", REPORT_FIX, "choose another file"],
+        setup=lambda ws: open(os.path.join(ws, "results", "ledger.jsonl"), "w").write('{"status": "done"}\n'),
+    ),
+    Case(
+        "records:report-out-is-a-directory",
+        ["report", "--results", "{ws}/results/runs.jsonl", "--out", "{ws}/results"],
+        ["--out {ws}/results is a directory", "give a file name"],
+    ),
+    Case(
+        "records:report-on-a-file-of-torn-lines",
+        ["report", "--results", "{ws}/results/torn.jsonl"],
+        ["no run records match"],
+        setup=_torn_only,
+        warnings=["{ws}/results/torn.jsonl:1: skipped, a torn last line"],
+    ),
+    Case(
+        "records:report-on-a-missing-file",
+        ["report", "--results", "{ws}/results/nope.jsonl"],
+        ["no run records at {ws}/results/nope.jsonl", "pass --results"],
+    ),
+    Case(
+        "records:append-fails-with-a-full-disk",
+        run_args("LR_tiny", "epochs=1"),
+        [
+            "could not append the run record to {ws}/results/runs.jsonl (No space left on device)",
+            "the record is kept in {ws}/results/runs.jsonl.unsaved-",
+            "cat ",
+            ">> {ws}/results/runs.jsonl",
+        ],
+        patch=_no_space,
+        new_files=["results/runs.jsonl.unsaved-*", "checkpoints/tiny/LR_tiny*", "data/tiny/*"],
+    ),
 ]
 
 
@@ -276,20 +372,27 @@ def _fuxictr_folder(ws):
     with open(os.path.join(x, "config", "dataset_config.yaml"), "w") as fd:
         fd.write(textwrap.dedent(FUXICTR_DATASET))
     with open(os.path.join(x, "config", "model_config.yaml"), "w") as fd:
-        fd.write("DNN_h5: {model: DNN, dataset_id: Frappe_x1_h5, epochs: 1}\n"
-                 "DNN_csv: {model: DNN, dataset_id: frappe_csv, epochs: 1}\n")
-    os.makedirs(os.path.join(ws, "fx", "data", "Frappe_x1_h5"))     # moved away: only an empty folder
+        fd.write(
+            "DNN_h5: {model: DNN, dataset_id: Frappe_x1_h5, epochs: 1}\n"
+            "DNN_csv: {model: DNN, dataset_id: frappe_csv, epochs: 1}\n"
+        )
+    os.makedirs(os.path.join(ws, "fx", "data", "Frappe_x1_h5"))  # moved away: only an empty folder
 
 
 def _typo_config(ws):
-    _config_dir(ws, "typo", "E: {model: DNN, dataset_id: typo}\n", """
+    _config_dir(
+        ws,
+        "typo",
+        "E: {model: DNN, dataset_id: typo}\n",
+        """
         typo:
           data_root: ../data/
           train_data: ../data/raw/tiny/trian.csv
           valid_data: ../data/raw/tiny/valid.csv
           feature_cols: [{name: [C1, C2], active: True, dtype: str, type: categorical}]
           label_col: {name: label, dtype: float}
-    """)
+    """,
+    )
 
 
 # a run that gets as far as its data opens its log first; nothing else may appear
@@ -297,38 +400,74 @@ LOGS = ["checkpoints/*/*.log", "fx/model_zoo/DNN/DNN_torch/checkpoints/*/*.log"]
 FX = "{ws}/fx/model_zoo/DNN/DNN_torch"
 RULE = "the folder above the dataset config's; a split path that starts with data_root is not joined onto it again"
 CASES += [
-    Case("paths:fuxictr-folder-csv-missing",
-         ["run", "--expid", "DNN_csv", "--config", "./config/", "--results", "{ws}/results/runs.jsonl"],
-         ["dataset 'frappe_csv' is missing {ws}/fx/data/Frappe_x1/train.csv", f"resolve against {FX}", RULE,
-          "point --data-root at the folder holding it"],
-         setup=_fuxictr_folder, cwd=FX, new_files=LOGS),
-    Case("paths:fuxictr-folder-h5-directory-empty",
-         ["run", "--expid", "DNN_h5", "--config", "./config/", "--results", "{ws}/results/runs.jsonl"],
-         ["{ws}/fx/data/Frappe_x1_h5", "feature_map.json", "train.h5"],
-         setup=_fuxictr_folder, cwd=FX, new_files=LOGS),
-    Case("paths:split-typo-in-the-config",
-         run_args("E", config="{ws}/cases/typo"),
-         ["dataset 'typo' is missing {ws}/data/raw/tiny/trian.csv", "resolve against {ws}/cases/typo", RULE],
-         setup=lambda ws: _typo_config(ws), new_files=LOGS),
-    Case("paths:data-root-elsewhere",
-         ["run", "--expid", "DNN_csv", "--config", "./config/", "--data-root", "{ws}/empty",
-          "--results", "{ws}/results/runs.jsonl"],
-         ["dataset 'frappe_csv' is missing {ws}/empty/Frappe_x1/train.csv", "point --data-root"],
-         setup=lambda ws: (_fuxictr_folder(ws), os.makedirs(os.path.join(ws, "empty"))), cwd=FX,
-         new_files=LOGS),
-    Case("paths:set-split-path-from-the-working-directory",
-         run_args("E", "train_data=raw/tiny/train.csv", config="{ws}/cases/typo"),
-         ["dataset 'typo' is missing {ws}/raw/tiny/train.csv"], setup=lambda ws: _typo_config(ws), new_files=LOGS),
-    Case("paths:config-directory-missing",
-         ["run", "--expid", "DCN_tiny", "--config", "{ws}/no_config"],
-         ["config directory {ws}/no_config does not exist", "pass --config DIR"]),
-    Case("paths:config-directory-without-model-config",
-         ["run", "--expid", "DCN_tiny", "--config", "{ws}/data"],
-         ["no model_config.yaml or model_config/*.yaml under {ws}/data", "pass --config"]),
+    Case(
+        "paths:fuxictr-folder-csv-missing",
+        ["run", "--expid", "DNN_csv", "--config", "./config/", "--results", "{ws}/results/runs.jsonl"],
+        [
+            "dataset 'frappe_csv' is missing {ws}/fx/data/Frappe_x1/train.csv",
+            f"resolve against {FX}",
+            RULE,
+            "point --data-root at the folder holding it",
+        ],
+        setup=_fuxictr_folder,
+        cwd=FX,
+        new_files=LOGS,
+    ),
+    Case(
+        "paths:fuxictr-folder-h5-directory-empty",
+        ["run", "--expid", "DNN_h5", "--config", "./config/", "--results", "{ws}/results/runs.jsonl"],
+        ["{ws}/fx/data/Frappe_x1_h5", "feature_map.json", "train.h5"],
+        setup=_fuxictr_folder,
+        cwd=FX,
+        new_files=LOGS,
+    ),
+    Case(
+        "paths:split-typo-in-the-config",
+        run_args("E", config="{ws}/cases/typo"),
+        ["dataset 'typo' is missing {ws}/data/raw/tiny/trian.csv", "resolve against {ws}/cases/typo", RULE],
+        setup=lambda ws: _typo_config(ws),
+        new_files=LOGS,
+    ),
+    Case(
+        "paths:data-root-elsewhere",
+        [
+            "run",
+            "--expid",
+            "DNN_csv",
+            "--config",
+            "./config/",
+            "--data-root",
+            "{ws}/empty",
+            "--results",
+            "{ws}/results/runs.jsonl",
+        ],
+        ["dataset 'frappe_csv' is missing {ws}/empty/Frappe_x1/train.csv", "point --data-root"],
+        setup=lambda ws: (_fuxictr_folder(ws), os.makedirs(os.path.join(ws, "empty"))),
+        cwd=FX,
+        new_files=LOGS,
+    ),
+    Case(
+        "paths:set-split-path-from-the-working-directory",
+        run_args("E", "train_data=raw/tiny/train.csv", config="{ws}/cases/typo"),
+        ["dataset 'typo' is missing {ws}/raw/tiny/train.csv"],
+        setup=lambda ws: _typo_config(ws),
+        new_files=LOGS,
+    ),
+    Case(
+        "paths:config-directory-missing",
+        ["run", "--expid", "DCN_tiny", "--config", "{ws}/no_config"],
+        ["config directory {ws}/no_config does not exist", "pass --config DIR"],
+    ),
+    Case(
+        "paths:config-directory-without-model-config",
+        ["run", "--expid", "DCN_tiny", "--config", "{ws}/data"],
+        ["no model_config.yaml or model_config/*.yaml under {ws}/data", "pass --config"],
+    ),
 ]
 
 
 # ---- the suite --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def case_ws(workspace, request):
@@ -364,13 +503,14 @@ def test_bad_input(case: Case, case_ws, capsys, monkeypatch, caplog):
     message = errors[0]
     for text in case.expect:
         assert _fill(text, ws) in message, f"{_fill(text, ws)!r} not in {message!r}"
-    flat = " ".join((err + caplog.text).split())   # warnings: the console or, under pytest, the log capture
+    flat = " ".join((err + caplog.text).split())  # warnings: the console or, under pytest, the log capture
     for text in case.warnings:
         assert _fill(text, ws) in flat, f"{_fill(text, ws)!r} not in {flat!r}"
     changed = sorted(p for p in before if after.get(p) != before[p])
     assert not changed, f"files changed or removed: {changed}"
-    added = sorted(p for p in after if p not in before
-                   and not any(fnmatch.fnmatch(p, g) for g in case.new_files))
+    added = sorted(
+        p for p in after if p not in before and not any(fnmatch.fnmatch(p, g) for g in case.new_files)
+    )
     assert not added, f"files added: {added}"
     if case.id == "records:append-fails-with-a-full-disk":
         side = message.split("kept in ")[1].split(":")[0]
@@ -395,8 +535,12 @@ def test_report_warns_on_stderr_about_every_skipped_line(tmp_path):
     path = tmp_path / "runs.jsonl"
     good = json.dumps(EARLIER[0])
     path.write_text(f"{good}\n| Model | AUC |\n[1, 2]\n{json.dumps(EARLIER[1])}\n{good[:30]}")
-    res = subprocess.run([sys.executable, "-m", "benchmark", "report", "--results", str(path)],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmark", "report", "--results", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     err = " ".join(res.stderr.split())
     assert f"{path}:2: skipped, not JSON" in err and f"{path}:3: skipped, a JSON list" in err

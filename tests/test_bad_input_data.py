@@ -27,12 +27,14 @@ ROWS = 400
 
 def _frame(n: int, seed: int, labels=None) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    return pl.DataFrame({
-        "label": rng.integers(0, 2, n) if labels is None else labels,
-        "num": rng.random(n).round(4),
-        "cat": rng.choice(["a", "b", "c", "d"], n),
-        "seq": ["^".join(rng.choice(["x", "y", "z"], rng.integers(1, 4))) for _ in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "label": rng.integers(0, 2, n) if labels is None else labels,
+            "num": rng.random(n).round(4),
+            "cat": rng.choice(["a", "b", "c", "d"], n),
+            "seq": ["^".join(rng.choice(["x", "y", "z"], rng.integers(1, 4))) for _ in range(n)],
+        }
+    )
 
 
 DATASET = """
@@ -94,12 +96,14 @@ def _append_line(split: str, line: str):
     def setup(ws):
         with open(_csv(ws, split), "a") as fd:
             fd.write(line + "\n")
+
     return setup
 
 
 def _rewrite(split: str, frame_fn):
     def setup(ws):
         frame_fn().write_csv(_csv(ws, split))
+
     return setup
 
 
@@ -107,6 +111,7 @@ def _header_only(split):
     def setup(ws):
         with open(_csv(ws, split), "w") as fd:
             fd.write("label,num,cat,seq\n")
+
     return setup
 
 
@@ -132,27 +137,65 @@ def _bad_utf8_late(ws):
 
 ERRORS = [
     # (id, setup, extra --set, substrings of the error line)
-    ("empty-label", _append_line("train", ",0.5,a,x"), [],
-     ["train.csv line 402", "label column 'label'", "empty (or NaN) value", "fix or drop that row"]),
+    (
+        "empty-label",
+        _append_line("train", ",0.5,a,x"),
+        [],
+        ["train.csv line 402", "label column 'label'", "empty (or NaN) value", "fix or drop that row"],
+    ),
     ("nan-label", _append_line("train", "NaN,0.5,a,x"), [], ["train.csv line 402", "empty (or NaN) value"]),
-    ("label-2", _append_line("valid", "2,0.5,a,x"), [], ["valid.csv line 102", "has value 2, not 0 or 1",
-                                                         "binarise the label"]),
+    (
+        "label-2",
+        _append_line("valid", "2,0.5,a,x"),
+        [],
+        ["valid.csv line 102", "has value 2, not 0 or 1", "binarise the label"],
+    ),
     ("label-minus-1", _append_line("test", "-1,0.5,a,x"), [], ["test.csv line 102", "has value -1"]),
-    ("label-yes", _append_line("train", "yes,0.5,a,x"), [], ["train.csv: line 402, column 'label'", "'yes'",
-                                                             "not a number"]),
-    ("text-in-numeric", _append_line("valid", "1,abc,a,x"), [], ["valid.csv: line 102, column 'num'", "'abc'",
-                                                                 "declare the column dtype: str"]),
-    ("non-utf8-after-first-block", _bad_utf8_late, ["build_in_memory=false"],
-     ["train.csv: line 5002 is not valid UTF-8", "iconv"]),
-    ("non-utf8-in-memory", _bad_utf8_late, ["build_in_memory=true"], ["train.csv: line 5002 is not valid UTF-8"]),
+    (
+        "label-yes",
+        _append_line("train", "yes,0.5,a,x"),
+        [],
+        ["train.csv: line 402, column 'label'", "'yes'", "not a number"],
+    ),
+    (
+        "text-in-numeric",
+        _append_line("valid", "1,abc,a,x"),
+        [],
+        ["valid.csv: line 102, column 'num'", "'abc'", "declare the column dtype: str"],
+    ),
+    (
+        "non-utf8-after-first-block",
+        _bad_utf8_late,
+        ["build_in_memory=false"],
+        ["train.csv: line 5002 is not valid UTF-8", "iconv"],
+    ),
+    (
+        "non-utf8-in-memory",
+        _bad_utf8_late,
+        ["build_in_memory=true"],
+        ["train.csv: line 5002 is not valid UTF-8"],
+    ),
     ("header-only-valid", _header_only("valid"), [], ["valid.csv has no rows", "the valid split"]),
     ("header-only-train", _header_only("train"), [], ["train.csv has no rows"]),
-    ("one-row-valid", _rewrite("valid", lambda: _frame(1, 3)), [],
-     ["the valid split", "has 1 row(s), all with label =", "AUC needs rows of both classes"]),
-    ("single-class-test", _rewrite("test", lambda: _frame(50, 3, labels=[1] * 50)), [],
-     ["the test split", "has 50 row(s), all with label = 1", "AUC needs rows of both classes"]),
+    (
+        "one-row-valid",
+        _rewrite("valid", lambda: _frame(1, 3)),
+        [],
+        ["the valid split", "has 1 row(s), all with label =", "AUC needs rows of both classes"],
+    ),
+    (
+        "single-class-test",
+        _rewrite("test", lambda: _frame(50, 3, labels=[1] * 50)),
+        [],
+        ["the test split", "has 50 row(s), all with label = 1", "AUC needs rows of both classes"],
+    ),
     ("gzip-named-csv", _gzip_named_csv, [], ["train.csv is gzip-compressed", "gunzip -k train.csv"]),
-    ("directory-as-valid", _directory_as_file, [], ["valid_data", "valid.csv is a directory with no *.csv files"]),
+    (
+        "directory-as-valid",
+        _directory_as_file,
+        [],
+        ["valid_data", "valid.csv is a directory with no *.csv files"],
+    ),
     ("empty-file", lambda ws: open(_csv(ws), "w").close(), [], ["train.csv is empty"]),
     ("build-jobs-zero-point-five", None, ["build_jobs=0.5"], ["build_jobs=0.5", "positive integer"]),
 ]
@@ -190,12 +233,14 @@ def test_a_failed_rebuild_keeps_the_earlier_build(ws, capsys, case_id, setup, se
 
 # ---- damaged builds: noticed on reuse, named, rebuilt ------------------------------------------------
 
+
 def _truncate(rel):
     def damage(directory):
         path = os.path.join(directory, rel)
         with open(path, "r+b") as fd:
             fd.truncate(os.path.getsize(path) // 2)
         return path
+
     return damage
 
 
@@ -208,6 +253,7 @@ def _flip_byte(rel):
             fd.seek(-1, 1)
             fd.write(bytes([byte[0] ^ 0xFF]))
         return path
+
     return damage
 
 
@@ -215,6 +261,7 @@ def _delete(rel):
     def damage(directory):
         os.remove(os.path.join(directory, rel))
         return os.path.join(directory, rel)
+
     return damage
 
 
@@ -258,8 +305,12 @@ def test_verify_build_names_the_damaged_file(ws, capsys):
     code, out, _ = ctrbench(["data", "verify-build", "bad", "--config", f"{ws}/config"], ws, capsys)
     assert code == 0 and "every file matches" in out
     _flip_byte("train.h5")(directory)
-    _check_error(ws, capsys, ["data", "verify-build", "bad", "--config", "{ws}/config"],
-                 ["is damaged", "train.h5 has changed contents", "ctrbench data build bad --force"])
+    _check_error(
+        ws,
+        capsys,
+        ["data", "verify-build", "bad", "--config", "{ws}/config"],
+        ["is damaged", "train.h5 has changed contents", "ctrbench data build bad --force"],
+    )
 
 
 def test_large_build_checks_sizes_on_reuse_and_checksums_on_verify(ws, monkeypatch, caplog):
@@ -274,7 +325,9 @@ def test_large_build_checks_sizes_on_reuse_and_checksums_on_verify(ws, monkeypat
     with caplog.at_level("WARNING", logger="ctrbench"):
         build_mod.build(params, quiet=True)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
-    assert build_mod.verify_build(params)[1] == [f"{directory}/valid.h5 has changed contents (checksum differs)"]
+    assert build_mod.verify_build(params)[1] == [
+        f"{directory}/valid.h5 has changed contents (checksum differs)"
+    ]
 
 
 def test_damaged_legacy_h5_is_one_error_line(ws, capsys):
@@ -288,6 +341,7 @@ def test_damaged_legacy_h5_is_one_error_line(ws, capsys):
     _truncate("train.h5")(directory)
     from benchmark.data import h5io
     from benchmark.errors import CTRBenchError
+
     with pytest.raises(CTRBenchError, match=r"train.h5 is not a readable h5 file .* damaged or truncated"):
         h5io.block_rows(os.path.join(directory, "train.h5"))
 

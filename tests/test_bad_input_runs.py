@@ -37,8 +37,9 @@ def ctrbench(args: list[str], capsys) -> tuple[int, str, str]:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:  # anything but a clean exit is what these cases exist to catch
-        raise AssertionError(f"ctrbench {' '.join(args)} raised {type(exc).__name__}: {exc}\n"
-                             f"{capsys.readouterr().err}")
+        raise AssertionError(
+            f"ctrbench {' '.join(args)} raised {type(exc).__name__}: {exc}\n{capsys.readouterr().err}"
+        )
     finally:
         sys.argv = argv
     captured = capsys.readouterr()
@@ -96,6 +97,7 @@ def _state_path(ws: str) -> str:
 
 # ---- files some cases need (each written into the case's own tmp folder, or as the run's state) --------
 
+
 def _a_file(ws, tmp):
     with open(os.path.join(tmp, "a_file"), "w") as fd:
         fd.write("not a folder\n")
@@ -132,56 +134,122 @@ def _weights_of_another_model(ws, tmp):
 
 # ---- the table -----------------------------------------------------------------------------------------
 
-RUN = ["run", "--expid", "DCN_tiny", "--data-root", "{ws}/data", "--set", "model_root={ws}/ck",
-       "--set", "verbose=0"]
+RUN = [
+    "run",
+    "--expid",
+    "DCN_tiny",
+    "--data-root",
+    "{ws}/data",
+    "--set",
+    "model_root={ws}/ck",
+    "--set",
+    "verbose=0",
+]
 WITH_RESULTS = RUN + ["--results", "{ws}/results/runs.jsonl"]
-INFER = ["bench-infer", "--expid", "DCN_tiny", "--data-root", "{ws}/data", "--set", "model_root={ws}/ck",
-         "--batches", "1", "--repeats", "1"]
-SWEEP = ["sweep", "--results", "{ws}/results/runs.jsonl", "--data-root", "{ws}/data", "--set",
-         "model_root={ws}/ck"]
+INFER = [
+    "bench-infer",
+    "--expid",
+    "DCN_tiny",
+    "--data-root",
+    "{ws}/data",
+    "--set",
+    "model_root={ws}/ck",
+    "--batches",
+    "1",
+    "--repeats",
+    "1",
+]
+SWEEP = [
+    "sweep",
+    "--results",
+    "{ws}/results/runs.jsonl",
+    "--data-root",
+    "{ws}/data",
+    "--set",
+    "model_root={ws}/ck",
+]
 
 
 @dataclass
 class Case:
     id: str
-    args: list[str]                       # {ws}: the earlier run's workspace, {tmp}: the case's tmp folder
-    expect: list[str]                     # substrings of the one error line
+    args: list[str]  # {ws}: the earlier run's workspace, {tmp}: the case's tmp folder
+    expect: list[str]  # substrings of the one error line
     setup: Callable[[str, str], None] | None = None
 
 
 CASES = [
     # preflight (14.4): checked before the first step, nothing written
-    Case("results-is-a-directory", RUN + ["--results", "{tmp}"],
-         ["--results", "is a directory", "runs.jsonl"]),
-    Case("results-under-a-file", RUN + ["--results", "{tmp}/a_file/runs.jsonl"],
-         ["--results", "a_file is a file, not a directory"], _a_file),
-    Case("results-on-a-read-only-filesystem", RUN + ["--results", "/proc/ctrbench/runs.jsonl"],
-         ["--results", "/proc", "not writable"]),
-    Case("model-root-is-a-file", WITH_RESULTS + ["--set", "model_root={tmp}/a_file"],
-         ["model_root", "a_file", "not writable", "--set model_root=DIR"], _a_file),
-    Case("model-root-on-a-read-only-filesystem", WITH_RESULTS + ["--set", "model_root=/proc/ctrbench"],
-         ["model_root", "/proc/ctrbench", "not writable"]),
+    Case(
+        "results-is-a-directory", RUN + ["--results", "{tmp}"], ["--results", "is a directory", "runs.jsonl"]
+    ),
+    Case(
+        "results-under-a-file",
+        RUN + ["--results", "{tmp}/a_file/runs.jsonl"],
+        ["--results", "a_file is a file, not a directory"],
+        _a_file,
+    ),
+    Case(
+        "results-on-a-read-only-filesystem",
+        RUN + ["--results", "/proc/ctrbench/runs.jsonl"],
+        ["--results", "/proc", "not writable"],
+    ),
+    Case(
+        "model-root-is-a-file",
+        WITH_RESULTS + ["--set", "model_root={tmp}/a_file"],
+        ["model_root", "a_file", "not writable", "--set model_root=DIR"],
+        _a_file,
+    ),
+    Case(
+        "model-root-on-a-read-only-filesystem",
+        WITH_RESULTS + ["--set", "model_root=/proc/ctrbench"],
+        ["model_root", "/proc/ctrbench", "not writable"],
+    ),
     Case("monitor-unknown", WITH_RESULTS + ["--set", "monitor=AUCC"], ["monitor", "AUCC", "AUC"]),
     # stale weights (14.2): no epoch, no evaluation of the checkpoint on disk
     Case("epochs-zero", WITH_RESULTS + ["--set", "epochs=0"], ["epochs=0", ">= 1"]),
     # resume (14.9): only the run's own state, only with its config hash, checked before any work
-    Case("resume-state-of-another-config", WITH_RESULTS + ["--resume"],
-         ["another config", "without --resume"], _foreign_state),
-    Case("resume-state-damaged", WITH_RESULTS + ["--resume"], ["cannot read the resume state", "delete it"],
-         _damaged_state),
+    Case(
+        "resume-state-of-another-config",
+        WITH_RESULTS + ["--resume"],
+        ["another config", "without --resume"],
+        _foreign_state,
+    ),
+    Case(
+        "resume-state-damaged",
+        WITH_RESULTS + ["--resume"],
+        ["cannot read the resume state", "delete it"],
+        _damaged_state,
+    ),
     # sweeps (14.8)
-    Case("sweep-glob-matching-nothing-beside-one-that-matches", SWEEP + ["--expids", "DCN_tiny,DCN_tinyy*"],
-         ["DCN_tinyy*", "matches no expid", "ctrbench expids"]),
-    Case("sweep-ray-auto-without-a-cluster", SWEEP + ["--expids", "DCN_tiny", "--seeds", "7", "--ray-address",
-                                                      "auto", "--ray-gpus", "0"],
-         ["--ray-address auto", "ray start --head", "--ray-address local"]),
+    Case(
+        "sweep-glob-matching-nothing-beside-one-that-matches",
+        SWEEP + ["--expids", "DCN_tiny,DCN_tinyy*"],
+        ["DCN_tinyy*", "matches no expid", "ctrbench expids"],
+    ),
+    Case(
+        "sweep-ray-auto-without-a-cluster",
+        SWEEP + ["--expids", "DCN_tiny", "--seeds", "7", "--ray-address", "auto", "--ray-gpus", "0"],
+        ["--ray-address auto", "ray start --head", "--ray-address local"],
+    ),
     # weights from elsewhere (14.9): weights_only=True, one line for anything else
-    Case("bench-infer-checkpoint-missing", INFER + ["--checkpoint", "{tmp}/nope.model"],
-         ["--checkpoint", "nope.model", "is not a file"]),
-    Case("bench-infer-checkpoint-that-is-code", INFER + ["--checkpoint", "{tmp}/evil.model"],
-         ["evil.model", "not a weights file torch can load safely"], _code_as_weights),
-    Case("bench-infer-checkpoint-of-another-model", INFER + ["--checkpoint", "{tmp}/lr.model"],
-         ["lr.model", "does not fit DCN"], _weights_of_another_model),
+    Case(
+        "bench-infer-checkpoint-missing",
+        INFER + ["--checkpoint", "{tmp}/nope.model"],
+        ["--checkpoint", "nope.model", "is not a file"],
+    ),
+    Case(
+        "bench-infer-checkpoint-that-is-code",
+        INFER + ["--checkpoint", "{tmp}/evil.model"],
+        ["evil.model", "not a weights file torch can load safely"],
+        _code_as_weights,
+    ),
+    Case(
+        "bench-infer-checkpoint-of-another-model",
+        INFER + ["--checkpoint", "{tmp}/lr.model"],
+        ["lr.model", "does not fit DCN"],
+        _weights_of_another_model,
+    ),
 ]
 
 
@@ -201,8 +269,8 @@ def test_bad_run_input(case: Case, earlier, tmp_path, capsys, monkeypatch):
     for text in case.expect:
         assert text in errors[0], errors[0]
     assert_untouched(before, snapshot(os.path.join(earlier, "ck"), os.path.join(earlier, "results")))
-    assert not os.path.exists(os.path.join(tmp, "pwned"))      # the pickled code never ran
-    if os.path.exists(_state_path(earlier)):                   # the cases' resume states are theirs only
+    assert not os.path.exists(os.path.join(tmp, "pwned"))  # the pickled code never ran
+    if os.path.exists(_state_path(earlier)):  # the cases' resume states are theirs only
         os.remove(_state_path(earlier))
 
 
@@ -227,12 +295,34 @@ def test_two_seeds_of_one_expid_at_once_keep_their_own_files_and_metrics(earlier
 
     results, model_root = tmp_path / "runs.jsonl", tmp_path / "ck"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--expid", "DCN_tiny",
-                               "--seed", str(seed), "--data-root", f"{earlier}/data",
-                               "--results", str(results), "--set", f"model_root={model_root}",
-                               "--set", "verbose=0"],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for seed in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmark",
+                "run",
+                "--expid",
+                "DCN_tiny",
+                "--seed",
+                str(seed),
+                "--data-root",
+                f"{earlier}/data",
+                "--results",
+                str(results),
+                "--set",
+                f"model_root={model_root}",
+                "--set",
+                "verbose=0",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
@@ -266,4 +356,4 @@ def test_the_trainer_never_loads_weights_it_did_not_write(earlier, tmp_path):
         trainer.fit(setup.loaders["train"], setup.loaders["valid"], 0)
     assert trainer.state.best_metric is None
     assert open(setup.model.checkpoint, "rb").read() == stamp
-    assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())   # zeros never loaded
+    assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())  # zeros never loaded

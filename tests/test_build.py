@@ -28,25 +28,30 @@ def make_raw(folder, rows=ROWS, seed=0, label_values=(0, 1), nan_text=False):
     os.makedirs(folder, exist_ok=True)
     out = {}
     for split, n in (("train", rows), ("valid", rows // 3), ("test", rows // 3)):
-        cat = rng.choice(["a", "b", "c", "d", "e", "f", ""], n, p=[.3, .2, .2, .1, .1, .05, .05])
+        cat = rng.choice(["a", "b", "c", "d", "e", "f", ""], n, p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05])
         num = np.round(rng.lognormal(1, 1, n), 3).astype(object)
         num[rng.random(n) < 0.1] = "NaN" if nan_text else None
         seq = ["^".join(rng.choice(["x", "y", "z", "w", "v"], rng.integers(0, 7))) for _ in range(n)]
-        hours = [f"1410{21 + int(d):02d}{int(h):02d}" for d, h in zip(rng.integers(0, 9, n), rng.integers(0, 24, n))]
-        frame = pl.DataFrame({
-            "label": rng.choice(label_values, n),
-            "num_std": [None if v is None else str(v) for v in num],
-            "num_minmax": rng.random(n).round(4),
-            "num_raw": rng.integers(0, 50, n),
-            "cat_str": cat,
-            "cat_int": rng.integers(0, 30, n),
-            "cat_float": rng.integers(0, 12, n).astype(float),
-            "crit_num": rng.integers(-1, 500, n),
-            "hour": hours,
-            "seq_pre": seq,
-            "seq_post": [s[::-1] for s in seq],
-            "user": rng.integers(0, 20, n).astype(str),
-        })
+        hours = [
+            f"1410{21 + int(d):02d}{int(h):02d}"
+            for d, h in zip(rng.integers(0, 9, n), rng.integers(0, 24, n))
+        ]
+        frame = pl.DataFrame(
+            {
+                "label": rng.choice(label_values, n),
+                "num_std": [None if v is None else str(v) for v in num],
+                "num_minmax": rng.random(n).round(4),
+                "num_raw": rng.integers(0, 50, n),
+                "cat_str": cat,
+                "cat_int": rng.integers(0, 30, n),
+                "cat_float": rng.integers(0, 12, n).astype(float),
+                "crit_num": rng.integers(-1, 500, n),
+                "hour": hours,
+                "seq_pre": seq,
+                "seq_post": [s[::-1] for s in seq],
+                "user": rng.integers(0, 20, n).astype(str),
+            }
+        )
         path = os.path.join(folder, f"{split}.csv")
         frame.write_csv(path)
         out[split] = path
@@ -76,7 +81,8 @@ def write_cfg(tmp_path, extra="", features=FEATURES):
     cfg = tmp_path / "config"
     (cfg / "dataset_config").mkdir(parents=True, exist_ok=True)
     (cfg / "model_config").mkdir(exist_ok=True)
-    (cfg / "dataset_config" / "d.yaml").write_text(textwrap.dedent("""
+    (cfg / "dataset_config" / "d.yaml").write_text(
+        textwrap.dedent("""
         allkinds:
           data_root: ../raw/
           build_root: ../built/
@@ -84,8 +90,13 @@ def write_cfg(tmp_path, extra="", features=FEATURES):
           valid_data: allkinds/valid.csv
           test_data: allkinds/test.csv
           min_categr_count: 2
-        """) + textwrap.indent(textwrap.dedent(extra), "  ") + textwrap.indent(textwrap.dedent(features), "  "))
-    (cfg / "model_config" / "m.yaml").write_text("E: {model: DNN, dataset_id: allkinds, group_id: user_meta}\n")
+        """)
+        + textwrap.indent(textwrap.dedent(extra), "  ")
+        + textwrap.indent(textwrap.dedent(features), "  ")
+    )
+    (cfg / "model_config" / "m.yaml").write_text(
+        "E: {model: DNN, dataset_id: allkinds, group_id: user_meta}\n"
+    )
     return str(cfg)
 
 
@@ -95,10 +106,14 @@ def params_for(tmp_path, *sets, extra="", features=FEATURES):
 
 
 # every vocabulary on the frame path: sequences without shared embeddings, an embedding_dim and encoder
-FRAME_FEATURES = FEATURES.replace(",\n         share_embedding: seq_pre}", ", embedding_dim: 8}").replace(
-    "max_len: 4, padding: pre}", "max_len: 0, padding: pre, feature_encoder: null}").replace(
-    "cat_float, active: True, dtype: float, type: categorical}",
-    "cat_float, active: True, dtype: str, type: categorical, embedding_dim: 4}")
+FRAME_FEATURES = (
+    FEATURES.replace(",\n         share_embedding: seq_pre}", ", embedding_dim: 8}")
+    .replace("max_len: 4, padding: pre}", "max_len: 0, padding: pre, feature_encoder: null}")
+    .replace(
+        "cat_float, active: True, dtype: float, type: categorical}",
+        "cat_float, active: True, dtype: str, type: categorical, embedding_dim: 4}",
+    )
+)
 
 
 @pytest.fixture
@@ -109,8 +124,13 @@ def raw(tmp_path):
 def fuxictr_reference(params, tmp_path):
     """fuxictr's own FeatureProcessor fit + per-value transform (no Ray)."""
     specs, labels = build_mod.feature_specs(params), build_mod.label_specs(params)
-    fp = Ref(feature_cols=specs, label_col=labels, dataset_id=params["dataset_id"],
-             data_root=str(tmp_path / "ref"), group_id="user_meta")
+    fp = Ref(
+        feature_cols=specs,
+        label_col=labels,
+        dataset_id=params["dataset_id"],
+        data_root=str(tmp_path / "ref"),
+        group_id="user_meta",
+    )
     frames = {s: fp.preprocess(fp.read_data(params[f"{s}_data"])) for s in h5io.SPLITS}
     meta = pl.concat([f.select(["user_meta"]) for f in frames.values()])
     fp.fit(frames["train"], meta_ddf=meta, min_categr_count=params["min_categr_count"])
@@ -195,8 +215,9 @@ def test_blocks_match_single_file(tmp_path, raw):
 def test_streaming_build_equals_in_memory(tmp_path, raw, monkeypatch):
     in_memory = build_mod.build(params_for(tmp_path), quiet=True)
     monkeypatch.setattr(build_mod, "STREAM_CHUNK_ROWS", 100)
-    streamed = build_mod.build(params_for(tmp_path, "build_in_memory=false",
-                                          "build_root=" + str(tmp_path / "streamed")), quiet=True)
+    streamed = build_mod.build(
+        params_for(tmp_path, "build_in_memory=false", "build_root=" + str(tmp_path / "streamed")), quiet=True
+    )
     for split in h5io.SPLITS:
         a = h5io.read_block(h5io.split_files(in_memory, split)[0])
         b = h5io.read_block(h5io.split_files(streamed, split)[0])
@@ -205,23 +226,43 @@ def test_streaming_build_equals_in_memory(tmp_path, raw, monkeypatch):
 
 
 def test_valid_test_carved_from_train(tmp_path, raw):
-    params = params_for(tmp_path, "valid_data=null", "test_data=null", "valid_size=0.1", "test_size=0.2",
-                        "split_type=random", "split_seed=3")
+    params = params_for(
+        tmp_path,
+        "valid_data=null",
+        "test_data=null",
+        "valid_size=0.1",
+        "test_size=0.2",
+        "split_type=random",
+        "split_seed=3",
+    )
     directory = build_mod.build(params, quiet=True)
     rows = build_mod.read_info(directory)["rows"]
     assert sum(rows.values()) == ROWS
     assert 30 <= rows["valid"] <= 90 and 80 <= rows["test"] <= 160
-    again = build_mod.build(params_for(tmp_path, "valid_data=null", "test_data=null", "valid_size=0.1",
-                                       "test_size=0.2", "split_type=random", "split_seed=3",
-                                       "build_root=" + str(tmp_path / "again")), quiet=True)
+    again = build_mod.build(
+        params_for(
+            tmp_path,
+            "valid_data=null",
+            "test_data=null",
+            "valid_size=0.1",
+            "test_size=0.2",
+            "split_type=random",
+            "split_seed=3",
+            "build_root=" + str(tmp_path / "again"),
+        ),
+        quiet=True,
+    )
     assert build_mod.read_info(again)["rows"] == rows
 
 
 # ---- bad input: one clear message, nothing already built is lost -----------------------------------
 
+
 def test_label_outside_01(tmp_path):
     make_raw(str(tmp_path / "raw" / "allkinds"), label_values=(0, 1, 2))
-    with pytest.raises(CTRBenchError, match=r"label column .label. in .*train.csv line \d+ has value 2, not 0 or 1"):
+    with pytest.raises(
+        CTRBenchError, match=r"label column .label. in .*train.csv line \d+ has value 2, not 0 or 1"
+    ):
         build_mod.build(params_for(tmp_path), quiet=True)
 
 
@@ -235,7 +276,10 @@ def test_missing_feature_column(tmp_path, raw):
 
 def test_no_value_reaches_min_count(tmp_path, raw):
     params = params_for(tmp_path, "min_categr_count=100000")
-    with pytest.raises(CTRBenchError, match="categorical column 'cat_str' in dataset 'allkinds'.*no value occurs min_categr_count"):
+    with pytest.raises(
+        CTRBenchError,
+        match="categorical column 'cat_str' in dataset 'allkinds'.*no value occurs min_categr_count",
+    ):
         build_mod.build(params, quiet=True)
 
 
@@ -250,7 +294,10 @@ def test_vocab_and_feature_map_files_byte_identical_to_fuxictr(tmp_path, raw):
     directory = build_mod.build(params, quiet=True)
     fp, _ = fuxictr_reference(params, tmp_path)
     for name in ("feature_vocab.json", "feature_map.json"):
-        with open(os.path.join(directory, name), "rb") as ours, open(os.path.join(fp.data_dir, name), "rb") as ref:
+        with (
+            open(os.path.join(directory, name), "rb") as ours,
+            open(os.path.join(fp.data_dir, name), "rb") as ref,
+        ):
             assert ours.read() == ref.read(), name
 
 
@@ -259,8 +306,9 @@ def test_streamed_counts_merge_exactly(tmp_path, raw, monkeypatch):
     in_memory = build_mod.build(params_for(tmp_path), quiet=True)
     monkeypatch.setattr(build_mod, "STREAM_CHUNK_ROWS", 37)
     monkeypatch.setattr(vocab_mod, "MERGE_ROWS", 10)
-    streamed = build_mod.build(params_for(tmp_path, "build_in_memory=false",
-                                          "build_root=" + str(tmp_path / "streamed")), quiet=True)
+    streamed = build_mod.build(
+        params_for(tmp_path, "build_in_memory=false", "build_root=" + str(tmp_path / "streamed")), quiet=True
+    )
     for name in ("feature_vocab.json", "feature_map.json"):
         with open(os.path.join(in_memory, name)) as a, open(os.path.join(streamed, name)) as b:
             assert a.read() == b.read()
@@ -271,14 +319,23 @@ def test_streamed_counts_merge_exactly(tmp_path, raw, monkeypatch):
             np.testing.assert_array_equal(a[col], b[col])
 
 
-@pytest.mark.parametrize("values, min_count, na, expected", [
-    (["b", "a", "b", "c", "a", "b", ""], 1, "", {"b": 1, "a": 2, "c": 3}),   # (-count, value); '' is no token
-    (["b", "a", "b", "c", "a", "b"], 2, "", {"b": 1, "a": 2}),
-    ([5, 3, 3, 9, 0, 0, 0], 1, 0, {3: 1, 5: 2, 9: 3}),                        # integers by value; fill 0 dropped
-    (["é", 'q"', "x\\y", "é"], 1, "", {"é": 1, 'q"': 2, "x\\y": 3}),
-])
+@pytest.mark.parametrize(
+    "values, min_count, na, expected",
+    [
+        (
+            ["b", "a", "b", "c", "a", "b", ""],
+            1,
+            "",
+            {"b": 1, "a": 2, "c": 3},
+        ),  # (-count, value); '' is no token
+        (["b", "a", "b", "c", "a", "b"], 2, "", {"b": 1, "a": 2}),
+        ([5, 3, 3, 9, 0, 0, 0], 1, 0, {3: 1, 5: 2, 9: 3}),  # integers by value; fill 0 dropped
+        (["é", 'q"', "x\\y", "é"], 1, "", {"é": 1, 'q"': 2, "x\\y": 3}),
+    ],
+)
 def test_vocabulary_rule_equals_fuxictr_tokenizer(values, min_count, na, expected):
     from fuxictr.preprocess.tokenizer import Tokenizer
+
     counts = vocab_mod.count_values(pl.DataFrame({"value": values})).collect()
     frame = vocab_mod.vocabulary(counts, min_count, na)
     tok = Tokenizer(min_freq=min_count, na_value=na)
@@ -298,14 +355,17 @@ def test_build_key_ignores_spelled_out_defaults(tmp_path, raw):
     base = params_for(tmp_path)
     spelled = dict(base, data_block_size=0, min_categr_count=base.get("min_categr_count", 1))
     unset = {k: v for k, v in base.items() if k != "data_block_size"}
-    assert build_mod.build_key(spelled) == build_mod.build_key(unset) == build_mod.build_key(
-        dict(base, data_block_size=None))
+    assert (
+        build_mod.build_key(spelled)
+        == build_mod.build_key(unset)
+        == build_mod.build_key(dict(base, data_block_size=None))
+    )
     assert build_mod.build_key(dict(base, data_block_size=100)) != build_mod.build_key(base)
 
 
 def test_in_memory_choice_follows_estimated_memory(tmp_path, raw, monkeypatch):
     params = params_for(tmp_path)
-    monkeypatch.setattr(build_mod, "available_memory", lambda: 10 ** 12)
+    monkeypatch.setattr(build_mod, "available_memory", lambda: 10**12)
     assert build_mod.choose_in_memory(params)[0] is True
     monkeypatch.setattr(build_mod, "available_memory", lambda: 1000)
     fits, why = build_mod.choose_in_memory(params)
@@ -378,11 +438,21 @@ def _columns(directory, split):
 def test_multi_file_split_builds_files_in_parallel_identically(tmp_path, raw, block, hashed):
     folder = _split_into_files(raw, str(tmp_path / "raw" / "allkinds" / "train"))
     sets = [f"train_data={folder}", f"data_block_size={block}"] + (["hash_buckets=1000"] if hashed else [])
-    reference = build_mod.build(params_for(tmp_path, *sets, "build_root=" + str(tmp_path / "mem")), quiet=True)
+    reference = build_mod.build(
+        params_for(tmp_path, *sets, "build_root=" + str(tmp_path / "mem")), quiet=True
+    )
     built = {}
     for jobs in (1, 2):
-        built[jobs] = build_mod.build(params_for(tmp_path, *sets, "build_in_memory=false", f"build_jobs={jobs}",
-                                                 "build_root=" + str(tmp_path / f"jobs{jobs}")), quiet=True)
+        built[jobs] = build_mod.build(
+            params_for(
+                tmp_path,
+                *sets,
+                "build_in_memory=false",
+                f"build_jobs={jobs}",
+                "build_root=" + str(tmp_path / f"jobs{jobs}"),
+            ),
+            quiet=True,
+        )
     if block:
         assert len(h5io.split_files(built[2], "train")) == 3 * -(-(ROWS // 3) // block)
     for split in h5io.SPLITS:
@@ -390,7 +460,10 @@ def test_multi_file_split_builds_files_in_parallel_identically(tmp_path, raw, bl
         for col in ref:
             np.testing.assert_array_equal(one[col], two[col], err_msg=f"{split}/{col}")
             np.testing.assert_array_equal(ref[col], one[col], err_msg=f"{split}/{col}")
-    with open(os.path.join(reference, "feature_vocab.json")) as a, open(os.path.join(built[2], "feature_vocab.json")) as b:
+    with (
+        open(os.path.join(reference, "feature_vocab.json")) as a,
+        open(os.path.join(built[2], "feature_vocab.json")) as b,
+    ):
         assert a.read() == b.read()
 
 
@@ -401,6 +474,7 @@ def test_build_jobs_must_be_a_positive_integer(tmp_path, raw):
 
 def test_processor_pickle_holds_the_fitted_state_only(tmp_path, raw):
     import pickle
+
     directory = build_mod.build(params_for(tmp_path), quiet=True)
     with open(os.path.join(directory, "feature_processor.pkl"), "rb") as fd:
         processor = pickle.load(fd)
@@ -414,7 +488,7 @@ def test_fuxictr_layout_raw_files_in_the_dataset_folder_build_beside_them(tmp_pa
     """FuxiCTR keeps data/<dataset_id>/train.csv and builds next to it; with build_root left to its default
     the build goes to data/built/<dataset_id>/ instead of replacing the raw folder."""
     make_raw(str(tmp_path / "data" / "allkinds"))
-    cfg = tmp_path / "exp" / "config"      # FuxiCTR's layout: exp/config/{dataset,model}_config.yaml
+    cfg = tmp_path / "exp" / "config"  # FuxiCTR's layout: exp/config/{dataset,model}_config.yaml
     cfg.mkdir(parents=True)
     text = textwrap.dedent("""
         allkinds:
@@ -431,4 +505,6 @@ def test_fuxictr_layout_raw_files_in_the_dataset_folder_build_beside_them(tmp_pa
     assert directory == str(tmp_path / "data" / "built" / "allkinds")
     assert sorted(os.listdir(tmp_path / "data" / "allkinds")) == ["test.csv", "train.csv", "valid.csv"]
     with pytest.raises(CTRBenchError, match="lies inside the build directory"):
-        build_mod.build(dict(params, build_root=str(tmp_path / "data"), _build_root_default=False), quiet=True)
+        build_mod.build(
+            dict(params, build_root=str(tmp_path / "data"), _build_root_default=False), quiet=True
+        )

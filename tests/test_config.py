@@ -28,17 +28,21 @@ ds:
 
 
 def test_base_merge_coercion_and_dataset_lookup(tmp_path):
-    cfg = write_config(tmp_path, """
+    cfg = write_config(
+        tmp_path,
+        """
         Base: {model_root: ./ck/, learning_rate: 1.e-2, batch_size: 64}
         E1: {model: DNN, dataset_id: ds, learning_rate: 1e-3, embedding_regularizer: "1e-5", net_dropout: "0.1"}
-    """, DATASET)
+    """,
+        DATASET,
+    )
     p = load_config(cfg, "E1")
     assert p["learning_rate"] == 1e-3 and isinstance(p["learning_rate"], float)
     assert p["embedding_regularizer"] == 1e-5
     assert p["net_dropout"] == 0.1
-    assert p["batch_size"] == 64                        # from Base
-    assert p["min_categr_count"] == 2                   # from the dataset section
-    assert p["feature_cols"][0]["fill_na"] == "0"       # data specs keep their strings
+    assert p["batch_size"] == 64  # from Base
+    assert p["min_categr_count"] == 2  # from the dataset section
+    assert p["feature_cols"][0]["fill_na"] == "0"  # data specs keep their strings
     assert p["model_id"] == "E1" and p["dataset_id"] == "ds"
     # paths: data_root relative to the config dir, split paths relative to data_root
     root = os.path.normpath(os.path.join(cfg, "../raw"))
@@ -49,12 +53,21 @@ def test_base_merge_coercion_and_dataset_lookup(tmp_path):
 
 def test_set_overrides_with_yaml_typing(tmp_path):
     cfg = write_config(tmp_path, "E1: {model: DNN, dataset_id: ds}\n", DATASET)
-    p = load_config(cfg, "E1", ["learning_rate=1e-4", "hidden_units=[8, 4]", "batch_norm=true",
-                                "min_categr_count=5", "feature_specs.0=x"])
+    p = load_config(
+        cfg,
+        "E1",
+        [
+            "learning_rate=1e-4",
+            "hidden_units=[8, 4]",
+            "batch_norm=true",
+            "min_categr_count=5",
+            "feature_specs.0=x",
+        ],
+    )
     assert p["learning_rate"] == 1e-4
     assert p["hidden_units"] == [8, 4]
     assert p["batch_norm"] is True
-    assert p["min_categr_count"] == 5                   # --set beats the dataset section
+    assert p["min_categr_count"] == 5  # --set beats the dataset section
 
 
 def test_data_root_option_rebases_paths(tmp_path):
@@ -96,8 +109,11 @@ def test_non_numeric_learning_rate_is_reported(tmp_path):
 
 
 def test_coerce_numbers_and_parse_set():
-    assert coerce_numbers({"a": "1e-3", "b": ["2", "x"], "feature_cols": [{"fill_na": "0"}]}) == \
-        {"a": 1e-3, "b": [2, "x"], "feature_cols": [{"fill_na": "0"}]}
+    assert coerce_numbers({"a": "1e-3", "b": ["2", "x"], "feature_cols": [{"fill_na": "0"}]}) == {
+        "a": 1e-3,
+        "b": [2, "x"],
+        "feature_cols": [{"fill_na": "0"}],
+    }
     assert parse_set(["a.b=3"]) == {"a.b": 3}
     with pytest.raises(CTRBenchError):
         parse_set(["novalue"])
@@ -110,7 +126,7 @@ def test_paths_resolve_against_the_folder_above_the_yaml_file(tmp_path, monkeypa
     p = load_config(cfg, "E1")
     root = os.path.normpath(os.path.join(cfg, "../raw"))
     assert p["data_root"] == root and p["build_root"] == root
-    assert p["train_data"] == os.path.join(root, "ds", "train.csv")   # starts with data_root: not joined again
+    assert p["train_data"] == os.path.join(root, "ds", "train.csv")  # starts with data_root: not joined again
 
 
 def test_fuxictr_experiment_folder_paths(tmp_path, monkeypatch):
@@ -119,7 +135,8 @@ def test_fuxictr_experiment_folder_paths(tmp_path, monkeypatch):
     x = tmp_path / "zoo" / "IBNet" / "IBNet_torch"
     (x / "config").mkdir(parents=True)
     (x / "config" / "model_config.yaml").write_text("E1: {model: DNN, dataset_id: ds}\n")
-    (x / "config" / "dataset_config.yaml").write_text(textwrap.dedent("""
+    (x / "config" / "dataset_config.yaml").write_text(
+        textwrap.dedent("""
         ds:
           data_root: ../../../data/
           train_data: ../../../data/ds_x1/train.csv
@@ -127,7 +144,8 @@ def test_fuxictr_experiment_folder_paths(tmp_path, monkeypatch):
           test_data: ../other/test.csv
           feature_cols: [{name: a, type: categorical, dtype: str}]
           label_col: {name: label, dtype: float}
-    """))
+    """)
+    )
     (x / ".." / "other").mkdir()
     (x / ".." / "other" / "test.csv").write_text("a,label\n")
     monkeypatch.chdir("/")
@@ -165,6 +183,8 @@ def test_model_check_params_hook(tmp_path, monkeypatch):
     load_config(cfg, "E1")
     with pytest.raises(CTRBenchError) as err:
         load_config(cfg, "E1", ["dnn_activations=nope"])
-    assert err.value.message.startswith("dnn_activations='nope' (expid 'E1', set by --set) is not valid for DNN")
+    assert err.value.message.startswith(
+        "dnn_activations='nope' (expid 'E1', set by --set) is not valid for DNN"
+    )
     with pytest.raises(CTRBenchError, match=r"expid 'E1' \(DNN\): batch_norm must be true or false"):
         load_config(cfg, "E1", ["batch_norm=maybe"])

@@ -47,20 +47,41 @@ def test_torchrun_two_gloo_processes_match_one_process(train, data_root, tmp_pat
     with one_thread():
         single = train("DCN_tiny", *sets)
     results = tmp_path / "runs.jsonl"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "benchmark", "run", "--expid", "DCN_tiny", "--data-root", data_root, "--results", str(results),
-           "--set", f"model_root={tmp_path}/ck", "--set", "verbose=0", *[x for s in sets for x in ("--set", s)]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "benchmark",
+        "run",
+        "--expid",
+        "DCN_tiny",
+        "--data-root",
+        data_root,
+        "--results",
+        str(results),
+        "--set",
+        f"model_root={tmp_path}/ck",
+        "--set",
+        "verbose=0",
+        *[x for s in sets for x in ("--set", s)],
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     records = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(records) == 1                         # rank 0 alone writes the record
+    assert len(records) == 1  # rank 0 alone writes the record
     ddp = records[0]
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["config_hash"] == single["config_hash"]
     for split in ("valid", "test"):
         for metric in ("AUC", "logloss"):
             assert ddp[split][metric] == pytest.approx(single[split][metric], abs=1e-6)
-    assert [h["AUC"] for h in ddp["history"]] == pytest.approx([h["AUC"] for h in single["history"]], abs=1e-6)
+    assert [h["AUC"] for h in ddp["history"]] == pytest.approx(
+        [h["AUC"] for h in single["history"]], abs=1e-6
+    )
     assert ddp["best_epoch"] == single["best_epoch"]
     assert res.stdout.count("DCN_tiny test:") == 1

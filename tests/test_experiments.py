@@ -28,6 +28,7 @@ def _quiet(console_file):
 
 # ---- the done-criterion: 3 models x 3 seeds, interrupted mid-run, restarted ---------------------------
 
+
 def test_sweep_interrupted_then_restarted_runs_only_what_is_missing(data_root, tmp_path, monkeypatch):
     from benchmark import train
 
@@ -40,7 +41,7 @@ def test_sweep_interrupted_then_restarted_runs_only_what_is_missing(data_root, t
 
     # Ctrl-C arrives in the middle of the 5th run (its 4th optimiser step)
     step, calls = train.Trainer.train_step, {"n": 0}
-    steps_per_run = 7                                   # 1600 train rows / batch 256, 1 epoch
+    steps_per_run = 7  # 1600 train rows / batch 256, 1 epoch
 
     def interrupting(self, batch, weight=1.0):
         calls["n"] += 1
@@ -58,19 +59,23 @@ def test_sweep_interrupted_then_restarted_runs_only_what_is_missing(data_root, t
     interrupted = [e for e in first.entries if e.status == "queued" and e.attempts == 1]
     assert len(interrupted) == 1
     state = tmp_path / "ck" / "tiny" / f"{interrupted[0].spec.run_id}.resume.pt"
-    assert state.exists()                                # its mid-epoch state survived
+    assert state.exists()  # its mid-epoch state survived
 
     monkeypatch.setattr(train.Trainer, "train_step", step)
-    again = sweep_mod.resolve(sweep_mod.expand_expids(CONFIG, "LR_tiny,DNN_tiny,DCN_tiny", 3,
-                                                      ["verbose=0", *sets], data_root))
+    again = sweep_mod.resolve(
+        sweep_mod.expand_expids(CONFIG, "LR_tiny,DNN_tiny,DCN_tiny", 3, ["verbose=0", *sets], data_root)
+    )
     second = sweep_mod.Sweep(again, results, ex, retries=0, console=_quiet(log), live=False).run()
     assert len(second.skipped) == 4 and len(second.ran) == 5 and second.ok
     records = read_records(results)
     assert len(records) == 9 and {r["config_hash"] for r in records} == {s.config_hash for s in specs}
     resumed = [r for r in records if r["config_hash"] == interrupted[0].spec.config_hash]
-    assert resumed[0]["resumed"] == 1                    # continued, not restarted
+    assert resumed[0]["resumed"] == 1  # continued, not restarted
     assert not state.exists()
-    events = [e["status"] for e in sweep_mod.Ledger(os.path.join(sweep_mod.sweep_dir(results), "ledger.jsonl")).events()]
+    events = [
+        e["status"]
+        for e in sweep_mod.Ledger(os.path.join(sweep_mod.sweep_dir(results), "ledger.jsonl")).events()
+    ]
     assert events.count("interrupted") == 1 and events.count("done") == 9
     # a third invocation has nothing to do
     third = sweep_mod.Sweep(again, results, ex, console=_quiet(log), live=False).run()
@@ -78,6 +83,7 @@ def test_sweep_interrupted_then_restarted_runs_only_what_is_missing(data_root, t
 
 
 # ---- ledger logic with a fake executor -------------------------------------------------------------
+
 
 class FakeExecutor:
     """Appends a synthetic record per run; fails the runs named in ``fail`` (a count each)."""
@@ -118,8 +124,8 @@ def test_failed_runs_are_retried_and_requeued_by_the_next_invocation(data_root, 
     log = open(tmp_path / "console.txt", "w")
     ex = FakeExecutor(results, fail={labels[0]: 1, labels[1]: 5})
     res = sweep_mod.Sweep(specs, results, ex, retries=1, console=_quiet(log), live=False).run()
-    assert labels[0] in res.ran                        # failed once, retried, done
-    assert [l for l, _ in res.failed] == [labels[1]]   # failed twice: given up for now
+    assert labels[0] in res.ran  # failed once, retried, done
+    assert [l for l, _ in res.failed] == [labels[1]]  # failed twice: given up for now
     assert {slot for _, slot in ex.started} == {0, 1}
     ex = FakeExecutor(results)
     res = sweep_mod.Sweep(specs, results, ex, retries=0, console=_quiet(log), live=False).run()
@@ -142,12 +148,24 @@ def test_live_table_shows_progress_of_running_runs(data_root, tmp_path):
 
     results = str(tmp_path / "runs.jsonl")
     specs = _specs(data_root, "DCN_tiny", 2)
-    sw = sweep_mod.Sweep(specs, results, FakeExecutor(results), console=_quiet(open(os.devnull, "w")), live=False)
+    sw = sweep_mod.Sweep(
+        specs, results, FakeExecutor(results), console=_quiet(open(os.devnull, "w")), live=False
+    )
     os.makedirs(sw.progress_dir, exist_ok=True)
     sw.entries[0].status, sw.entries[0].slot, sw.entries[0].started = "running", 1, 0.0
     with open(os.path.join(sw.progress_dir, f"{specs[0].run_id}.json"), "w") as fd:
-        json.dump({"epoch": 3, "epochs": 10, "fraction": 0.25, "valid": {"AUC": 0.8123}, "best": 0.8130,
-                   "samples_per_second": 12345, "eta": 95}, fd)
+        json.dump(
+            {
+                "epoch": 3,
+                "epochs": 10,
+                "fraction": 0.25,
+                "valid": {"AUC": 0.8123},
+                "best": 0.8130,
+                "samples_per_second": 12345,
+                "eta": 95,
+            },
+            fd,
+        )
     console = Console(record=True, width=200)
     console.print(sw.table())
     text = console.export_text()
@@ -157,8 +175,15 @@ def test_live_table_shows_progress_of_running_runs(data_root, tmp_path):
 
 # ---- tuner files -----------------------------------------------------------------------------------
 
+
 def _tuner(tmp_path, space, **extra):
-    doc = {"base_config": CONFIG, "base_expid": "DCN_tiny", "dataset_id": "tiny", "tuner_space": space, **extra}
+    doc = {
+        "base_config": CONFIG,
+        "base_expid": "DCN_tiny",
+        "dataset_id": "tiny",
+        "tuner_space": space,
+        **extra,
+    }
     path = tmp_path / "DCN_tiny_tuner.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return str(path)
@@ -167,15 +192,20 @@ def _tuner(tmp_path, space, **extra):
 def test_tuner_file_expands_to_stable_fuxictr_style_expids(data_root, tmp_path):
     from benchmark.config import load_config
 
-    space = {"embedding_dim": [4, 8], "dnn_hidden_units": [[16], [32, 16]], "min_categr_count": [1, 2],
-             "learning_rate": 1.e-3, "seed": [7]}
+    space = {
+        "embedding_dim": [4, 8],
+        "dnn_hidden_units": [[16], [32, 16]],
+        "min_categr_count": [1, 2],
+        "learning_rate": 1.0e-3,
+        "seed": [7],
+    }
     path = _tuner(tmp_path, space)
     out_dir, specs = sweep_mod.expand_tuner(path, None, None, data_root)
     assert out_dir == str(tmp_path / "DCN_tiny_tuner") and len(specs) == 8
     assert all(re.fullmatch(r"DCN_tiny_\d{3}_[0-9a-f]{8}", s.expid) for s in specs)
     assert [s.expid[9:12] for s in specs] == [f"{i:03d}" for i in range(1, 9)]
     _, again = sweep_mod.expand_tuner(path, None, None, data_root)
-    assert [s.expid for s in again] == [s.expid for s in specs]                 # stable names
+    assert [s.expid for s in again] == [s.expid for s in specs]  # stable names
     params = [load_config(out_dir, s.expid) for s in specs]
     combos = {(p["embedding_dim"], tuple(p["dnn_hidden_units"]), p["min_categr_count"]) for p in params}
     assert len(combos) == 8 and all(p["seed"] == 7 and p["learning_rate"] == 1e-3 for p in params)
@@ -207,7 +237,7 @@ def test_sweep_cli_tuner_runs_in_parallel_processes_then_skips(data_root, tmp_pa
     assert len(records) == 2 and {r["config"]["embedding_dim"] for r in records} == {4, 6}
     assert all(r["expid"].startswith("DCN_tiny_00") for r in records)
     logs = os.listdir(os.path.join(sweep_mod.sweep_dir(results), "logs"))
-    assert len(logs) == 2                                           # one process per run
+    assert len(logs) == 2  # one process per run
     res = runner.invoke(app, ["sweep", "--tuner", path, *common, "--dry-run"])
     assert res.exit_code == 0 and res.output.count("done ") == 2
     res = runner.invoke(app, ["sweep", "--tuner", path, *common])
@@ -217,6 +247,7 @@ def test_sweep_cli_tuner_runs_in_parallel_processes_then_skips(data_root, tmp_pa
 
 
 # ---- Ray dispatch with a fake ray module ------------------------------------------------------------
+
 
 class Ref:
     def __init__(self, kind, value):
@@ -249,7 +280,9 @@ class FakeRay:
                     if ray.run:
                         return Ref("ok", fn(spec, gpu, progress))
                     return Ref("ok", {"config_hash": spec["config_hash"], "test": {"AUC": 0.75}})
+
             return Task
+
         return wrap
 
     def wait(self, refs, num_returns, timeout):
@@ -269,13 +302,13 @@ def test_ray_executor_dispatches_one_gpu_per_run_and_collects_records(data_root,
     specs = _specs(data_root, "DNN_tiny", 3)
     fake = FakeRay(fail={specs[2].run_id})
     ex = sweep_mod.RayExecutor("ray://head:10001", None, 1.0, 1.0, None, ray_module=fake)
-    assert fake.inits[0]["address"] == "ray://head:10001" and ex.slots == 4     # 4 GPUs / 1 per run
+    assert fake.inits[0]["address"] == "ray://head:10001" and ex.slots == 4  # 4 GPUs / 1 per run
     assert fake.options == [{"num_gpus": 1.0, "num_cpus": 1.0, "max_retries": 0}]
     log = open(tmp_path / "console.txt", "w")
     res = sweep_mod.Sweep(specs, results, ex, retries=1, console=_quiet(log), live=False).run()
-    assert all(gpu == 0 for _, _, gpu in fake.calls)     # Ray masks the assigned GPU as device 0
+    assert all(gpu == 0 for _, _, gpu in fake.calls)  # Ray masks the assigned GPU as device 0
     assert len(res.ran) == 2 and res.failed and "CUDA out of memory" in res.failed[0][1]
-    assert [c[1] for c in fake.calls].count(specs[2].seed) == 2                  # retried once
+    assert [c[1] for c in fake.calls].count(specs[2].seed) == 2  # retried once
     assert {r["config_hash"] for r in read_records(results)} == {s.config_hash for s in specs[:2]}
 
     # the task body itself (what a worker runs), here on CPU
@@ -291,7 +324,7 @@ def test_ray_executor_dispatches_one_gpu_per_run_and_collects_records(data_root,
 def test_ray_address_local_starts_a_ray_instance_and_a_missing_cluster_says_how_to_start_one():
     local = FakeRay()
     sweep_mod.RayExecutor("local", 1, 0.0, 1.0, None, ray_module=local)
-    assert local.inits[0]["address"] is None                       # ray.init() starts one in this process
+    assert local.inits[0]["address"] is None  # ray.init() starts one in this process
 
     class NoCluster(FakeRay):
         def init(self, **kw):
@@ -307,6 +340,7 @@ def test_every_expid_glob_must_match(data_root):
 
 
 # ---- GPU-path switches (exercised on CPU) ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_trains_records_the_switch_and_stays_close_to_fp32(train, amp):
@@ -324,7 +358,7 @@ def test_compile_and_fused_optimizer_switches_are_recorded_and_match(train):
     assert compiled["test"] == base["test"]
     fused = train("DNN_tiny", "seed=4", "fused_optimizer=true")
     assert base["fused_optimizer"] is False and fused["fused_optimizer"] is True
-    assert fused["test"]["AUC"] == pytest.approx(base["test"]["AUC"], abs=1e-4)   # same update, other rounding
+    assert fused["test"]["AUC"] == pytest.approx(base["test"]["AUC"], abs=1e-4)  # same update, other rounding
 
 
 def test_bad_amp_value_is_a_one_line_error(train):
@@ -334,13 +368,26 @@ def test_bad_amp_value_is_a_one_line_error(train):
 
 # ---- plots ------------------------------------------------------------------------------------------------
 
+
 def _records():
     recs = []
     for seed in (1, 2, 3):
         for model, base in (("DNN", 0.78), ("DCN", 0.79)):
-            hist = [{"epoch": e, "step": 10 * e, "AUC": base - 0.02 / e + 0.001 * seed, "lr": 1e-3} for e in (1, 2, 3)]
-            recs.append({"model": model, "report_name": model, "dataset_id": "tiny", "seed": seed,
-                         "test": {"AUC": hist[-1]["AUC"], "logloss": 0.45}, "history": hist, "best_epoch": 3})
+            hist = [
+                {"epoch": e, "step": 10 * e, "AUC": base - 0.02 / e + 0.001 * seed, "lr": 1e-3}
+                for e in (1, 2, 3)
+            ]
+            recs.append(
+                {
+                    "model": model,
+                    "report_name": model,
+                    "dataset_id": "tiny",
+                    "seed": seed,
+                    "test": {"AUC": hist[-1]["AUC"], "logloss": 0.45},
+                    "history": hist,
+                    "best_epoch": 3,
+                }
+            )
     return recs
 
 
@@ -359,9 +406,10 @@ def test_plot_cli_writes_learning_curves_and_error_bars(tmp_path):
     for name in paths:
         image = plt.imread(str(tmp_path / "plots" / name))
         assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
-        assert float(np.std(image[..., :3])) > 0.05                       # not a blank canvas
-    res = CliRunner().invoke(app, ["plot", "--results", str(results), "--out", str(tmp_path / "p2"),
-                                   "--metric", "gAUC"])
+        assert float(np.std(image[..., :3])) > 0.05  # not a blank canvas
+    res = CliRunner().invoke(
+        app, ["plot", "--results", str(results), "--out", str(tmp_path / "p2"), "--metric", "gAUC"]
+    )
     assert res.exit_code != 0 and "gAUC" in str(res.exception)
 
 
@@ -370,15 +418,31 @@ def test_tuner_with_inline_sections_and_a_tbd_template(data_root, tmp_path):
 
     tiny = {k: v for k, v in load_dataset_config(CONFIG, "tiny", data_root).items() if not k.startswith("_")}
     tiny.pop("dataset_id")
-    doc = {"base_expid": "DNN_default",
-           "model_config": {"DNN_default": {"model": "DNN", "dataset_id": "TBD", "hidden_units": [8],
-                                            "batch_size": 256, "epochs": 1, "learning_rate": 1.e-3}},
-           "dataset_id": "my_tiny", "dataset_config": {"my_tiny": tiny},
-           "tuner_space": {"hidden_units": [[8], [16, 8]], "seed": [1, 2]}}
+    doc = {
+        "base_expid": "DNN_default",
+        "model_config": {
+            "DNN_default": {
+                "model": "DNN",
+                "dataset_id": "TBD",
+                "hidden_units": [8],
+                "batch_size": 256,
+                "epochs": 1,
+                "learning_rate": 1.0e-3,
+            }
+        },
+        "dataset_id": "my_tiny",
+        "dataset_config": {"my_tiny": tiny},
+        "tuner_space": {"hidden_units": [[8], [16, 8]], "seed": [1, 2]},
+    }
     path = tmp_path / "dnn_tuner.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     out_dir, specs = sweep_mod.expand_tuner(str(path), None, None, None, CONFIG)
     assert len(specs) == 4 and all(re.fullmatch(r"DNN_my_tiny_00\d_[0-9a-f]{8}", s.expid) for s in specs)
     params = [load_config(out_dir, s.expid) for s in specs]
-    assert {(tuple(p["hidden_units"]), p["seed"]) for p in params} == {((8,), 1), ((8,), 2), ((16, 8), 1), ((16, 8), 2)}
+    assert {(tuple(p["hidden_units"]), p["seed"]) for p in params} == {
+        ((8,), 1),
+        ((8,), 2),
+        ((16, 8), 1),
+        ((16, 8), 2),
+    }
     assert all(p["dataset_id"] == "my_tiny" and p["train_data"] == tiny["train_data"] for p in params)

@@ -47,12 +47,30 @@ def write_fuxictr20_h5(directory: str, dataset_id: str, seed: int = 5) -> None:
     rng = np.random.default_rng(seed)
     for split, n in (("train", 600), ("valid", 200), ("test", 200)):
         cols, label = _rows(rng, n)
-        h5io.write_block(os.path.join(directory, f"{split}.h5"),
-                         {"label": label, **{k: v.astype(np.float64) for k, v in cols.items()}})
-    features = [{name: {"source": "", "type": "categorical", "padding_idx": 0, "oov_idx": size - 1,
-                        "vocab_size": size}} for name, size in VOCAB.items()]
-    feature_map = {"dataset_id": dataset_id, "num_fields": len(VOCAB), "total_features": sum(VOCAB.values()),
-                   "input_length": len(VOCAB), "labels": ["label"], "features": features}
+        h5io.write_block(
+            os.path.join(directory, f"{split}.h5"),
+            {"label": label, **{k: v.astype(np.float64) for k, v in cols.items()}},
+        )
+    features = [
+        {
+            name: {
+                "source": "",
+                "type": "categorical",
+                "padding_idx": 0,
+                "oov_idx": size - 1,
+                "vocab_size": size,
+            }
+        }
+        for name, size in VOCAB.items()
+    ]
+    feature_map = {
+        "dataset_id": dataset_id,
+        "num_fields": len(VOCAB),
+        "total_features": sum(VOCAB.values()),
+        "input_length": len(VOCAB),
+        "labels": ["label"],
+        "features": features,
+    }
     with open(os.path.join(directory, "feature_map.json"), "w") as fd:
         json.dump(feature_map, fd, indent=4)
 
@@ -63,8 +81,10 @@ def write_csv(directory: str, seed: int = 6) -> None:
     for split, n in (("train", 600), ("valid", 200), ("test", 200)):
         cols, label = _rows(rng, n)
         lines = ["label,user,item,daytime"]
-        lines += [f"{int(y)},u{u},i{i},d{d}" for y, u, i, d in zip(label, cols["user"], cols["item"],
-                                                                  cols["daytime"])]
+        lines += [
+            f"{int(y)},u{u},i{i},d{d}"
+            for y, u, i, d in zip(label, cols["user"], cols["item"], cols["daytime"])
+        ]
         with open(os.path.join(directory, f"{split}.csv"), "w") as fd:
             fd.write("\n".join(lines) + "\n")
 
@@ -190,8 +210,14 @@ def experiment(tmp_path_factory):
 
 def ctrbench(cwd, *args):
     env = dict(os.environ, PYTHONPATH=REPO, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def records(path):
@@ -208,20 +234,34 @@ def test_run_from_the_experiment_folder(experiment, expid):
     data = experiment.parents[2] / "data"
     assert record["config"]["data_root"] == str(data)
     assert 0 < record["test"]["AUC"] < 1 and record["seed"] == 2019
-    if expid == "DNN_Frappe_h5":      # the legacy h5 directory is used in place, nothing is built
+    if expid == "DNN_Frappe_h5":  # the legacy h5 directory is used in place, nothing is built
         assert record["config"]["train_data"] == str(data / "Frappe_x1_h5" / "train.h5")
-        assert sorted(os.listdir(data / "Frappe_x1_h5")) == ["feature_map.json", "test.h5", "train.h5",
-                                                              "valid.h5"]
-    else:                             # split paths are not joined onto data_root a second time
+        assert sorted(os.listdir(data / "Frappe_x1_h5")) == [
+            "feature_map.json",
+            "test.h5",
+            "train.h5",
+            "valid.h5",
+        ]
+    else:  # split paths are not joined onto data_root a second time
         assert record["config"]["train_data"] == str(data / "tiny_csv" / "train.csv")
         assert os.path.isfile(data / "tiny_example" / "feature_map.json")
-    assert os.path.isdir(experiment / "checkpoints")          # model_root ./checkpoints/ from the folder
+    assert os.path.isdir(experiment / "checkpoints")  # model_root ./checkpoints/ from the folder
 
 
 def test_a_moved_data_folder_is_named_with_the_rule(experiment, tmp_path):
     """The missing-file line names the resolved path and the rule that made it."""
-    res = ctrbench(experiment, "run", "--expid", "DNN_tiny_example", "--config", "./config/",
-                   "--set", "train_data=../../../data/tiny_csv/nope.csv", "--results", str(tmp_path / "r.jsonl"))
+    res = ctrbench(
+        experiment,
+        "run",
+        "--expid",
+        "DNN_tiny_example",
+        "--config",
+        "./config/",
+        "--set",
+        "train_data=../../../data/tiny_csv/nope.csv",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     line = " ".join(res.stderr.split())
     assert str(experiment.parents[2] / "data" / "tiny_csv" / "nope.csv") in line
@@ -231,14 +271,24 @@ def test_a_moved_data_folder_is_named_with_the_rule(experiment, tmp_path):
 
 
 def test_sweep_tuner_with_inline_dataset_config(experiment):
-    res = ctrbench(experiment, "sweep", "--tuner", "./config/DNN_tuner_config.yaml", "--config", "./config/",
-                   "--results", "results/tuner.jsonl")
+    res = ctrbench(
+        experiment,
+        "sweep",
+        "--tuner",
+        "./config/DNN_tuner_config.yaml",
+        "--config",
+        "./config/",
+        "--results",
+        "results/tuner.jsonl",
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     runs = records(experiment / "results" / "tuner.jsonl")
     assert sorted(r["config"]["embedding_dim"] for r in runs) == [4, 6]
     data = experiment.parents[2] / "data"
     for r in runs:
-        assert r["dataset_id"] == "tiny_tuned" and r["config"]["train_data"] == str(data / "tiny_csv" / "train.csv")
+        assert r["dataset_id"] == "tiny_tuned" and r["config"]["train_data"] == str(
+            data / "tiny_csv" / "train.csv"
+        )
         assert 0 < r["test"]["AUC"] < 1
     generated = experiment / "config" / "DNN_tuner_config" / "dataset_config.yaml"
     assert generated.is_file() and str(data) in generated.read_text()

@@ -9,24 +9,92 @@ import torch.nn.functional as F
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import registry
 from model_zoo.ibnet import IBNet, IBNetFramework
-from tests.oracles import ibnet_branch_param_count
-from tests.oracles import mlp_param_count
-from model_zoo.layers.activations import Mice
 from model_zoo.ibnet.contrastive import ibcl_bounds, ibcl_loss
 from model_zoo.ibnet.masks import MaskAugmentation, RelaxedBernoulliMask, fill_mask
+from model_zoo.layers.activations import Mice
+from tests.oracles import ibnet_branch_param_count, mlp_param_count
 
 # Per-field vocab sizes of the authors' Table IV logs (padding and OOV included).
-AVAZU = dict(C1=9, C14=2556, C15=10, C16=11, C17=434, C18=6, C19=70, C20=173, C21=62, app_category=33,
-             app_domain=400, app_id=6545, banner_pos=9, device_conn_type=6, device_id=820509,
-             device_ip=2903322, device_model=7259, device_type=7, hour=26, site_category=27,
-             site_domain=5461, site_id=4051, weekday=9, weekend=4)
-CRITEO = dict(I1=54, I2=105, I3=124, I4=46, I5=221, I6=134, I7=91, I8=77, I9=97, I10=7, I11=27, I12=48,
-              I13=77, C1=1462, C2=564, C3=1244769, C4=562023, C5=307, C6=23, C7=12369, C8=635, C9=5,
-              C10=70515, C11=5518, C12=1224133, C13=3194, C14=29, C15=13601, C16=1004794, C17=12,
-              C18=5231, C19=2145, C20=5, C21=1162913, C22=19, C23=17, C24=141673, C25=102, C26=92086)
+AVAZU = dict(
+    C1=9,
+    C14=2556,
+    C15=10,
+    C16=11,
+    C17=434,
+    C18=6,
+    C19=70,
+    C20=173,
+    C21=62,
+    app_category=33,
+    app_domain=400,
+    app_id=6545,
+    banner_pos=9,
+    device_conn_type=6,
+    device_id=820509,
+    device_ip=2903322,
+    device_model=7259,
+    device_type=7,
+    hour=26,
+    site_category=27,
+    site_domain=5461,
+    site_id=4051,
+    weekday=9,
+    weekend=4,
+)
+CRITEO = dict(
+    I1=54,
+    I2=105,
+    I3=124,
+    I4=46,
+    I5=221,
+    I6=134,
+    I7=91,
+    I8=77,
+    I9=97,
+    I10=7,
+    I11=27,
+    I12=48,
+    I13=77,
+    C1=1462,
+    C2=564,
+    C3=1244769,
+    C4=562023,
+    C5=307,
+    C6=23,
+    C7=12369,
+    C8=635,
+    C9=5,
+    C10=70515,
+    C11=5518,
+    C12=1224133,
+    C13=3194,
+    C14=29,
+    C15=13601,
+    C16=1004794,
+    C17=12,
+    C18=5231,
+    C19=2145,
+    C20=5,
+    C21=1162913,
+    C22=19,
+    C23=17,
+    C24=141673,
+    C25=102,
+    C26=92086,
+)
 MOVIELENS = dict(user_id=16362, item_id=22575, tag_id=49659)
-FRAPPE = dict(user=942, item=4084, daytime=9, weekday=9, isweekend=4, homework=5, cost=4, weather=11,
-              country=82, city=233)
+FRAPPE = dict(
+    user=942,
+    item=4084,
+    daytime=9,
+    weekday=9,
+    isweekend=4,
+    homework=5,
+    cost=4,
+    weather=11,
+    country=82,
+    city=233,
+)
 
 # dataset -> (vocab, hidden units, batch norm, Mice activation, logged #params)
 LOGGED = {
@@ -79,19 +147,38 @@ def test_parameter_count_equals_authors_log(name):
 
 def test_relu_and_dcn_counts():
     # the MovieLens log's count needs Mice: ReLU gives 2,131,261 (the authors' code uses Mice)
-    assert count_parameters(build(MOVIELENS, 20, dnn_hidden_units=[400] * 3, dnn_activations="relu")) == 2_131_261
+    assert (
+        count_parameters(build(MOVIELENS, 20, dnn_hidden_units=[400] * 3, dnn_activations="relu"))
+        == 2_131_261
+    )
     # mask_type none = DCN: L*2D + MLP + fc over the same embeddings
     d, hidden = 20, [400] * 3
     D = len(FRAPPE) * d
-    dcn = sum(FRAPPE.values()) * d + 3 * 2 * D + mlp_param_count(D, hidden, batch_norm=True) + D + hidden[-1] + 1
-    assert count_parameters(build(FRAPPE, d, dnn_hidden_units=hidden, dnn_activations="relu",
-                                  mask_type="none")) == dcn
+    dcn = (
+        sum(FRAPPE.values()) * d
+        + 3 * 2 * D
+        + mlp_param_count(D, hidden, batch_norm=True)
+        + D
+        + hidden[-1]
+        + 1
+    )
+    assert (
+        count_parameters(build(FRAPPE, d, dnn_hidden_units=hidden, dnn_activations="relu", mask_type="none"))
+        == dcn
+    )
     from model_zoo.baselines.dcn import DCN
+
     assert count_parameters(build(FRAPPE, d, cls=DCN, dnn_hidden_units=hidden, batch_norm=True)) == dcn
     # per-layer mask/compression (the paper's reading) and the variants' closed forms
     for mask_type, shared in (("learned", False), ("gate", True), ("dropout", True)):
-        model = build(FRAPPE, d, dnn_hidden_units=hidden, dnn_activations="relu", mask_type=mask_type,
-                      shared_augmentation=shared)
+        model = build(
+            FRAPPE,
+            d,
+            dnn_hidden_units=hidden,
+            dnn_activations="relu",
+            mask_type=mask_type,
+            shared_augmentation=shared,
+        )
         assert count_parameters(model) == dcn + ibnet_branch_param_count(D, 3, mask_type, shared) - 3 * 2 * D
 
 
@@ -117,10 +204,13 @@ def test_forward_backward_probabilities_and_gradients():
     loss = model.compute_loss(out, model.get_labels(batch()))
     loss.backward()
     aug = model.branch.augment
-    for name, p in [("mask M", aug.masks[0].logits.weight), ("compression H", aug.compress[0].weight),
-                    ("cross w", model.branch.crossnet.cross_net[0].weight.weight),
-                    ("embeddings", next(model.embedding_layer.parameters())),
-                    ("Mice alpha", model.dnn.mlp[2].alpha)]:
+    for name, p in [
+        ("mask M", aug.masks[0].logits.weight),
+        ("compression H", aug.compress[0].weight),
+        ("cross w", model.branch.crossnet.cross_net[0].weight.weight),
+        ("embeddings", next(model.embedding_layer.parameters())),
+        ("Mice alpha", model.dnn.mlp[2].alpha),
+    ]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
@@ -130,10 +220,14 @@ def test_ibcl_gradient_reaches_mask_compression_cross_and_embeddings():
     out = model(batch())
     ibcl_loss(out["cross_embs"], out["aug_embs"], 0.5).backward()
     aug = model.branch.augment
-    for p in (aug.masks[0].logits.weight, aug.compress[0].weight,
-              model.branch.crossnet.cross_net[1].weight.weight, next(model.embedding_layer.parameters())):
+    for p in (
+        aug.masks[0].logits.weight,
+        aug.compress[0].weight,
+        model.branch.crossnet.cross_net[1].weight.weight,
+        next(model.embedding_layer.parameters()),
+    ):
         assert p.grad is not None and p.grad.abs().sum() > 0
-    assert model.fc.weight.grad is None   # IBCL does not touch the predictor
+    assert model.fc.weight.grad is None  # IBCL does not touch the predictor
 
 
 def test_loss_is_bce_plus_weighted_ibcl_or_bce_alone():
@@ -182,7 +276,7 @@ def test_relaxed_bernoulli_mask():
     torch.manual_seed(1)
     rho = mask(c)
     torch.manual_seed(1)
-    assert torch.equal(rho, mask(c))                       # same seed, same noise, same rho
+    assert torch.equal(rho, mask(c))  # same seed, same noise, same rho
     assert ((rho > 0) & (rho < 1)).all()
     # one noise vector of length D per call, shared across the batch (the authors' code)
     noise = torch.logit(rho) * 0.5 - mask.logits(c)
@@ -239,13 +333,13 @@ def test_eval_noise_switch_makes_predictions_deterministic():
 
 def test_mice_matches_spec():
     mice = Mice(5, alpha_init=0.0)
-    assert sum(p.numel() for p in mice.parameters()) == 10       # alpha and tau per channel
+    assert sum(p.numel() for p in mice.parameters()) == 10  # alpha and tau per channel
     x = torch.randn(64, 5) * 3 + 1
     mice.train()
     bn = torch.nn.BatchNorm1d(5, affine=False, eps=1e-9)
-    assert torch.allclose(mice(x), torch.sigmoid(bn(x)) * x, atol=1e-5)   # alpha = 0: Dice-like p*x
+    assert torch.allclose(mice(x), torch.sigmoid(bn(x)) * x, atol=1e-5)  # alpha = 0: Dice-like p*x
     # the authors' double BN call: running mean moves twice per step (momentum 0.01)
-    assert torch.allclose(mice.bn.running_mean, (1 - 0.99 ** 2) * x.mean(0), atol=1e-5)
+    assert torch.allclose(mice.bn.running_mean, (1 - 0.99**2) * x.mean(0), atol=1e-5)
     one = Mice(5, alpha_init=1.0, double_bn_update=False)
     one(x)
     assert torch.allclose(one.bn.running_mean, 0.01 * x.mean(0), atol=1e-6)
@@ -259,11 +353,14 @@ def test_mice_matches_spec():
     assert sum(p.numel() for p in fixed.parameters()) == 5
 
 
-@pytest.mark.parametrize("sets", [
-    ["mask_type=gate", "ssl_mode=false"],                      # Table VI "Self Gate"
-    ["mask_type=dropout", "random_dropout=0.25"],              # Table VI "Random Mask(0.25) + IBCL"
-    ["mask_fill=zero", "noise_at_eval=false", "dnn_activations=relu", "shared_augmentation=false"],
-])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["mask_type=gate", "ssl_mode=false"],  # Table VI "Self Gate"
+        ["mask_type=dropout", "random_dropout=0.25"],  # Table VI "Random Mask(0.25) + IBCL"
+        ["mask_fill=zero", "noise_at_eval=false", "dnn_activations=relu", "shared_augmentation=false"],
+    ],
+)
 def test_variants_train_on_tiny(train, sets):
     record = train("IBNet_tiny", *sets)
     assert 0.0 <= record["test"]["AUC"] <= 1.0 and math.isfinite(record["test"]["logloss"])
@@ -282,22 +379,27 @@ def test_framework_on_dnn_counts_and_trains():
     out = model(data)
     assert ((out["y_pred"] > 0) & (out["y_pred"] < 1)).all()
     y = model.get_labels(data)
-    expected = F.binary_cross_entropy(out["y_pred"], y) + 0.01 * ibcl_loss(out["cross_embs"], out["aug_embs"], 0.5)
+    expected = F.binary_cross_entropy(out["y_pred"], y) + 0.01 * ibcl_loss(
+        out["cross_embs"], out["aug_embs"], 0.5
+    )
     loss = model.compute_loss(out, y)
     assert torch.allclose(loss, expected, atol=1e-7)
     loss.backward()
     assert model.base.embedding_layer.embedding_layer.embedding_layers["user"].weight.grad.abs().sum() > 0
     assert model.branch.augment.masks[0].logits.weight.grad.abs().sum() > 0
     # all parameters are in the one optimiser
-    assert sum(p.numel() for g in model.optimizer.param_groups for p in g["params"]) == count_parameters(model)
+    assert sum(p.numel() for g in model.optimizer.param_groups for p in g["params"]) == count_parameters(
+        model
+    )
 
 
 @pytest.mark.parametrize("base", ["DeepFM", "AutoIntPlus", "WideDeep"])
 def test_framework_on_table9_bases(base):
     if base not in registry():
         pytest.skip(f"{base} is not registered")
-    model = build(FRAPPE, 4, cls=IBNetFramework, base_model=base, dnn_hidden_units=[16, 8],
-                  hidden_units=[16, 8])
+    model = build(
+        FRAPPE, 4, cls=IBNetFramework, base_model=base, dnn_hidden_units=[16, 8], hidden_units=[16, 8]
+    )
     plain = build(FRAPPE, 4, cls=registry()[base], dnn_hidden_units=[16, 8], hidden_units=[16, 8])
     D = len(FRAPPE) * 4
     assert count_parameters(model) == count_parameters(plain) + ibnet_branch_param_count(D, 3) + D + 1
@@ -323,14 +425,16 @@ def test_bench_infer_same_rows_and_ratio(load):
 
     params = load("IBNet_tiny")
     baseline = load("DCN_tiny", f"dataset_id={params['dataset_id']}")
-    results = bench_infer(params, baseline, batches=2, repeats=2, warmup=1, batch_size=64,
-                          load_checkpoint=False, evaluate=True)
+    results = bench_infer(
+        params, baseline, batches=2, repeats=2, warmup=1, batch_size=64, load_checkpoint=False, evaluate=True
+    )
     ibnet, dcn = results
     assert ibnet["samples"] == dcn["samples"] == 128 and ibnet["batches"] == 2
     assert ibnet["ms_per_100"] > 0 and dcn["ratio"] == pytest.approx(1.0)
     assert ibnet["ratio"] == pytest.approx(ibnet["ms_per_100"] / dcn["ms_per_100"])
     assert ibnet["params"] > dcn["params"] and 0 <= ibnet["metrics"]["AUC"] <= 1
     from benchmark.errors import CTRBenchError
+
     with pytest.raises(CTRBenchError, match="--batches"):
         bench_infer(params, None, batches=0)
 
@@ -343,10 +447,28 @@ def test_bench_infer_command(tmp_path):
     from benchmark.cli import app
 
     out = tmp_path / "infer.json"
-    res = CliRunner().invoke(app, ["bench-infer", "--expid", "IBNet_tiny", "--baseline-expid", "DCN_tiny",
-                                   "--batches", "1", "--repeats", "2", "--data-root", str(tmp_path / "data"),
-                                   "--set", f"model_root={tmp_path}/ck", "--baseline-set",
-                                   f"model_root={tmp_path}/ck", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench-infer",
+            "--expid",
+            "IBNet_tiny",
+            "--baseline-expid",
+            "DCN_tiny",
+            "--batches",
+            "1",
+            "--repeats",
+            "2",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--set",
+            f"model_root={tmp_path}/ck",
+            "--baseline-set",
+            f"model_root={tmp_path}/ck",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "ms/100 samples" in res.output and "x baseline" in res.output
     results = json.loads(out.read_text())
@@ -360,7 +482,9 @@ def test_prelu_is_fuxictrs_per_channel_prelu():
 
     mlp = MLP(6, [5, 4], hidden_activations="prelu")
     prelus = [m for m in mlp.modules() if isinstance(m, torch.nn.PReLU)]
-    assert [p.weight.numel() for p in prelus] == [5, 4] and float(prelus[0].weight[0].detach()) == pytest.approx(0.1)
+    assert [p.weight.numel() for p in prelus] == [5, 4] and float(
+        prelus[0].weight[0].detach()
+    ) == pytest.approx(0.1)
     assert sum(p.numel() for p in mlp.parameters()) == mlp_param_count(6, [5, 4], activation="prelu")
 
 
@@ -389,7 +513,9 @@ def test_ibnet_targets_resolve_every_cell(monkeypatch):
     from tests.conftest import CONFIG, REPO
 
     # the YAML files do not change during the test: read them once (load_config deep-copies sections)
-    monkeypatch.setattr(config_mod, "load_sections", functools.lru_cache(maxsize=None)(config_mod.load_sections))
+    monkeypatch.setattr(
+        config_mod, "load_sections", functools.lru_cache(maxsize=None)(config_mod.load_sections)
+    )
     files = sorted(glob.glob(os.path.join(REPO, "results", "targets", "ibnet_*.yaml")))
     assert len(files) >= 4
     models = registry()
@@ -402,5 +528,5 @@ def test_ibnet_targets_resolve_every_cell(monkeypatch):
             assert params["dataset_id"] == targets["datasets"][cell.column]["dataset_id"]
             if params["model"] in ("IBNet", "IBNetFramework"):
                 assert params["embedding_dim"] == 20
-                if targets["name"].startswith("ibnet_table"):     # the paper's tables: batch 10,000
+                if targets["name"].startswith("ibnet_table"):  # the paper's tables: batch 10,000
                     assert params["batch_size"] == 10000

@@ -32,7 +32,9 @@ def test_same_seed_same_batches_and_epochs_differ(load):
     ea1 = _epoch(a["train"], 1)
     assert not torch.equal(ea0[0]["C1"], ea1[0]["C1"])
     # every row exactly once per epoch
-    assert sorted(torch.cat([x["I1"] for x in ea0]).tolist()) == sorted(torch.cat([x["I1"] for x in ea1]).tolist())
+    assert sorted(torch.cat([x["I1"] for x in ea0]).tolist()) == sorted(
+        torch.cat([x["I1"] for x in ea1]).tolist()
+    )
 
 
 def test_valid_is_not_shuffled(load):
@@ -43,8 +45,9 @@ def test_valid_is_not_shuffled(load):
 
 
 def test_streaming_blocks_cover_all_rows_deterministically(load, data_root):
-    loaders, _ = _loaders(load, "batch_size=100", "data_block_size=200", "streaming=true",
-                          f"build_root={data_root}/blocks")
+    loaders, _ = _loaders(
+        load, "batch_size=100", "data_block_size=200", "streaming=true", f"build_root={data_root}/blocks"
+    )
     train = loaders["train"]
     assert train.num_blocks == 8 and train.num_samples == 1600
     e0 = _epoch(train, 0)
@@ -76,6 +79,7 @@ def test_ids_held_as_int32_and_widened_per_batch(load):
 def test_batches_gather_the_seeded_permutation(load):
     """Per-batch gathers of one permutation: the rows a permuted copy of the split would give."""
     from benchmark.data.loader import _seeded
+
     loaders, _ = _loaders(load, "batch_size=100", "seed=9")
     train = loaders["train"]
     perm = torch.randperm(train.num_samples, generator=_seeded(9, 2))
@@ -94,7 +98,9 @@ def test_data_on_device_gives_the_host_batches(load):
 
 def test_multi_block_split_loads_into_one_tensor(load, data_root):
     single, _ = _loaders(load, "batch_size=100", "seed=3")
-    blocked, _ = _loaders(load, "batch_size=100", "seed=3", "data_block_size=300", f"build_root={data_root}/b3")
+    blocked, _ = _loaders(
+        load, "batch_size=100", "seed=3", "data_block_size=300", f"build_root={data_root}/b3"
+    )
     assert blocked["train"].num_blocks > 1
     for k, v in single["train"]._data.items():
         assert torch.equal(v, blocked["train"]._data[k]), k

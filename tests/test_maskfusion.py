@@ -13,25 +13,57 @@ import pytest
 import torch
 from torch import nn
 
-from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import create_model, get_model_class, registry
 from model_zoo.base import CTRModel
-from tests.oracles import mlp_param_count
-from model_zoo.maskfusion.layers import CrossFusionController, FusedLinear, MaskFusionLayer, instance_norm
-from tests.oracles import (controller_param_count, fused_mlp_param_count, mask_generator_param_count,
-                           smooth_l0_steps_to_floor)
+from model_zoo.errors import ModelConfigError
 from model_zoo.maskfusion import DENSE_FIELD, HOSTS, VARIANTS
+from model_zoo.maskfusion.layers import CrossFusionController, FusedLinear, MaskFusionLayer, instance_norm
+from tests.oracles import (
+    controller_param_count,
+    fused_mlp_param_count,
+    mask_generator_param_count,
+    mlp_param_count,
+    smooth_l0_steps_to_floor,
+)
 
 # DLRM's Criteo-Kaggle vocabulary (33,762,577 rows in all).
-CRITEO_DLRM_VOCAB = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27,
-                     14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+CRITEO_DLRM_VOCAB = [
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
+]
 NUMERIC = [f"I{i}" for i in range(1, 14)]
 
 # small hosts for the structural tests: DNN widths [32, 16] + output unit everywhere
 HOST_KW = {
-    "DNN": {"hidden_units": [32, 16]}, "IPNN": {"hidden_units": [32, 16]},
-    "DeepFM": {"dnn_hidden_units": [32, 16]}, "xDeepFM": {"dnn_hidden_units": [32, 16], "cin_hidden_units": [4, 4]},
+    "DNN": {"hidden_units": [32, 16]},
+    "IPNN": {"hidden_units": [32, 16]},
+    "DeepFM": {"dnn_hidden_units": [32, 16]},
+    "xDeepFM": {"dnn_hidden_units": [32, 16], "cin_hidden_units": [4, 4]},
     "DCN": {"dnn_hidden_units": [32, 16], "num_cross_layers": 2},
     "DCNv2": {"dnn_hidden_units": [32, 16], "num_cross_layers": 2, "model_structure": "parallel"},
     "AutoIntPlus": {"dnn_hidden_units": [32, 16], "attention_layers": 1, "attention_dim": 8, "num_heads": 2},
@@ -51,7 +83,9 @@ def build(host, variant="adaptive_dwmf", fmap=None, numeric_encoder="bottom_mlp"
     torch.manual_seed(seed)
     mf = dict(VARIANTS[variant], generator_hidden_units=GEN)
     mf.update(over.pop("maskfusion", {}))
-    kw = model_kwargs(embedding_dim=D, maskfusion=mf, numeric_encoder=numeric_encoder, bottom_mlp_units=[16, D])
+    kw = model_kwargs(
+        embedding_dim=D, maskfusion=mf, numeric_encoder=numeric_encoder, bottom_mlp_units=[16, D]
+    )
     kw.update(HOST_KW[host])
     kw.update(over)
     return get_model_class(f"MaskFusion_{host}")(fmap or small_map(), **kw)
@@ -66,6 +100,7 @@ def batch_of(size=6, seed=1):
 
 
 # ---- the layer ---------------------------------------------------------------------------------
+
 
 def test_instance_norm_per_field_and_mask_order():
     emb = torch.randn(4, 5, 8) * 3 + 1
@@ -98,7 +133,7 @@ def test_adaptive_masks_sum_to_one_across_positions_and_depend_on_the_instance(g
 def test_static_mask_is_shared_and_starts_uniform():
     layer = MaskFusionLayer(4, 5, 3, "static", "feature")
     layer.reset()
-    layer.add_embedding(torch.randn(6, 20))           # flattened input is accepted too
+    layer.add_embedding(torch.randn(6, 20))  # flattened input is accepted too
     layer.fused(0)
     assert layer.masks.shape == (6, 3, 4)
     assert torch.allclose(layer.masks, torch.full((6, 3, 4), 1 / 3))
@@ -107,7 +142,9 @@ def test_static_mask_is_shared_and_starts_uniform():
     layer.reset()
     layer.add_embedding(torch.randn(6, 4, 5))
     layer.fused(0)
-    assert torch.allclose(layer.masks[0], layer.masks[5]) and not torch.allclose(layer.masks[0, 0], layer.masks[0, 1])
+    assert torch.allclose(layer.masks[0], layer.masks[5]) and not torch.allclose(
+        layer.masks[0, 0], layer.masks[0, 1]
+    )
 
 
 def test_fusion_only_feeds_the_normalised_embedding_everywhere():
@@ -152,23 +189,42 @@ def test_parameter_count_oracles_from_the_spec():
 
 # ---- the DLRM Criteo-Kaggle model of the paper (Tables 3/4) ---------------------------------------
 
+
 def _criteo(d):
-    return feature_map_from_vocab({f"C{i + 1}": v for i, v in enumerate(CRITEO_DLRM_VOCAB)}, d, numeric=NUMERIC)
+    return feature_map_from_vocab(
+        {f"C{i + 1}": v for i, v in enumerate(CRITEO_DLRM_VOCAB)}, d, numeric=NUMERIC
+    )
 
 
 def _meta_count(monkeypatch, host, variant, d=16, **kw):
     monkeypatch.setattr(CTRModel, "model_to_device", lambda self: None)
     with torch.device("meta"):
         model = get_model_class(f"MaskFusion_{host}")(
-            _criteo(d), **model_kwargs(embedding_dim=d, maskfusion=VARIANTS[variant], numeric_encoder="bottom_mlp",
-                                       bottom_mlp_units=[512, 256, 64, d], optimizer="adagrad", **kw))
+            _criteo(d),
+            **model_kwargs(
+                embedding_dim=d,
+                maskfusion=VARIANTS[variant],
+                numeric_encoder="bottom_mlp",
+                bottom_mlp_units=[512, 256, 64, d],
+                optimizer="adagrad",
+                **kw,
+            ),
+        )
     return count_parameters(model)
 
 
-@pytest.mark.parametrize("variant,expected", [("baseline", 540_677_217), ("fusion", 541_009_425),
-                                              ("static_fwm", 541_009_506), ("adaptive_fwmf", 542_089_314),
-                                              ("adaptive_dwmf", 542_401_569), ("dcnv2_dwmf", 541_570_593),
-                                              ("smoothl0_fwmf", 542_089_746)])
+@pytest.mark.parametrize(
+    "variant,expected",
+    [
+        ("baseline", 540_677_217),
+        ("fusion", 541_009_425),
+        ("static_fwm", 541_009_506),
+        ("adaptive_fwmf", 542_089_314),
+        ("adaptive_dwmf", 542_401_569),
+        ("dcnv2_dwmf", 541_570_593),
+        ("smoothl0_fwmf", 542_089_746),
+    ],
+)
 def test_dlrm_criteo_counts_match_the_spec(monkeypatch, variant, expected):
     assert sum(CRITEO_DLRM_VOCAB) == 33_762_577
     # 540,677,217 = 33,762,577 x 16 + bottom 155,984 + top 320,001 (paper: 540.68M / 540.67M)
@@ -178,15 +234,18 @@ def test_dlrm_criteo_counts_match_the_spec(monkeypatch, variant, expected):
 def test_paper_table_counts_under_the_every_layer_reading(monkeypatch):
     """Fits of the paper's Tables 3/4 (paper values in the comments)."""
     dcn = {"num_cross_layers": 3, "dnn_hidden_units": [512, 256]}
-    assert round(_meta_count(monkeypatch, "DCN", "adaptive_dwmf", d=8, **dcn) / 1e6, 2) == 271.56   # 271.57M
+    assert round(_meta_count(monkeypatch, "DCN", "adaptive_dwmf", d=8, **dcn) / 1e6, 2) == 271.56  # 271.57M
     two = {"num_cross_layers": 3, "dnn_hidden_units": [512]}
-    assert round(_meta_count(monkeypatch, "DCN", "adaptive_fwmf", **two) / 1e6, 2) == 541.52       # 541.52M
-    assert round(_meta_count(monkeypatch, "DLRM", "adaptive_dwmf", d=8, top_mlp_units=[512, 256]) / 1e6, 2) \
-        == 271.63                                                                                   # 271.69M
+    assert round(_meta_count(monkeypatch, "DCN", "adaptive_fwmf", **two) / 1e6, 2) == 541.52  # 541.52M
+    assert (
+        round(_meta_count(monkeypatch, "DLRM", "adaptive_dwmf", d=8, top_mlp_units=[512, 256]) / 1e6, 2)
+        == 271.63
+    )  # 271.69M
     assert round(_meta_count(monkeypatch, "DLRM", "adaptive_fwmf", top_mlp_units=[256]) / 1e6, 2) == 541.28
 
 
 # ---- every host ------------------------------------------------------------------------------------
+
 
 def test_every_host_is_registered():
     names = registry()
@@ -205,15 +264,22 @@ def _dnn_units(host):
 def test_added_parameters_follow_the_closed_form(host, variant):
     base = count_parameters(build(host, "baseline"))
     model = build(host, variant)
-    n = len(VOCAB) + 1                          # five categorical fields + the dense field
+    n = len(VOCAB) + 1  # five categorical fields + the dense field
     nd = n * D
     layers = [m for m in model.modules() if isinstance(m, FusedLinear)]
     assert len(layers) == 3 == model.mf_positions
     widened = sum(nd * m.out_features for m in layers)
     assert [m.out_features for m in layers] == _dnn_units(host)
     cfg = VARIANTS[variant]
-    extra = controller_param_count(n, D, 3, cfg["mask_type"], cfg.get("granularity", "dimension"), GEN,
-                                   smooth_l0=bool(cfg.get("smooth_l0")))
+    extra = controller_param_count(
+        n,
+        D,
+        3,
+        cfg["mask_type"],
+        cfg.get("granularity", "dimension"),
+        GEN,
+        smooth_l0=bool(cfg.get("smooth_l0")),
+    )
     assert count_parameters(model) - base == widened + extra
 
 
@@ -239,14 +305,14 @@ def test_disabled_is_the_host_and_zero_fused_weights_give_the_host_back(host):
         if key.startswith("mask_fusion."):
             continue
         src = state[key]
-        if value.shape != src.shape:            # a FusedLinear weight: [F_t columns ; host columns]
+        if value.shape != src.shape:  # a FusedLinear weight: [F_t columns ; host columns]
             src = torch.cat([torch.zeros(value.shape[0], value.shape[1] - src.shape[1]), src], dim=1)
         own[key] = src
     on.load_state_dict(own)
     on.eval()
     out = on(batch)
     assert torch.allclose(out["y_pred"], expected, atol=1e-6)
-    fields = len(VOCAB) + (1 if host == "DLRM" else 3)     # DLRM's own bottom MLP makes one dense field
+    fields = len(VOCAB) + (1 if host == "DLRM" else 3)  # DLRM's own bottom MLP makes one dense field
     assert out["fusion_masks"].shape == (6, 3, fields, D)
 
 
@@ -259,7 +325,7 @@ def test_forward_backward_and_probabilities(host):
         assert bool(((out["y_pred"] > 0) & (out["y_pred"] < 1)).all())
         loss = model.compute_loss(out, model.get_labels(batch_of()))
         loss.backward()
-        if model.mask_fusion is not None:     # generators / beta / cross layers / gate and the fused layers
+        if model.mask_fusion is not None:  # generators / beta / cross layers / gate and the fused layers
             fused = [m.weight for m in model.modules() if isinstance(m, FusedLinear)]
             grads = [p.grad for p in list(model.mask_fusion.parameters()) + fused]
             assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -273,7 +339,7 @@ def test_bottom_mlp_turns_the_numerics_into_one_field():
     emb = model.embedding_layer.embedding_layer.feature_encoders[DENSE_FIELD]
     assert [m.out_features for m in emb.modules() if isinstance(m, nn.Linear)] == [16, D]
     lr = model.lr_layer.embedding_layer.embedding_layer.feature_encoders[DENSE_FIELD]
-    assert isinstance(lr, nn.Linear) and lr.weight.shape == (1, 3)        # first order on raw numerics
+    assert isinstance(lr, nn.Linear) and lr.weight.shape == (1, 3)  # first order on raw numerics
     # bottom MLP 3-16-8 + LR weights 3; the per-field encoder has 3 x (8 + 1) instead
     per_field = build("DeepFM", "baseline", numeric_encoder="per_field")
     diff = count_parameters(model) - count_parameters(per_field)
@@ -302,20 +368,27 @@ def test_config_errors_name_the_key():
 
 # ---- SmoothL0 ------------------------------------------------------------------------------------------
 
+
 def test_fuxictr_fit_evaluate_predict_train_the_smoothl0_gate(tmp_path):
     """A FuxiCTR user's ``model.fit(train_gen, validation_data=...)`` steps the gate's own optimiser and
     the eps schedule (fuxictr's own train_step steps ``model.optimizer`` only); evaluate and predict
     read the trained model."""
-    model = build("DNN", "smoothl0_fwmf", maskfusion={"smooth_l0": {"enabled": True, "lambda": 0.5}},
-                  model_root=str(tmp_path), optimizer="adagrad", learning_rate=0.01)
+    model = build(
+        "DNN",
+        "smoothl0_fwmf",
+        maskfusion={"smooth_l0": {"enabled": True, "lambda": 0.5}},
+        model_root=str(tmp_path),
+        optimizer="adagrad",
+        learning_rate=0.01,
+    )
     gate = model.smooth_l0_gate
     train = [batch_of(size=16, seed=s) for s in range(5)]
     valid = [batch_of(size=16, seed=100 + s) for s in range(2)]
     x0 = gate.x.detach().clone()
     main_before = [p.detach().clone() for p in model.main_parameters()]
     model.fit(train, epochs=2, validation_data=valid, max_gradient_norm=10.0)
-    assert gate.eps.item() == pytest.approx(0.1 * 0.999 ** 10)   # on_train_step_end ran every step
-    assert not torch.equal(gate.x.detach(), x0)                  # the aux SGD moved the gate
+    assert gate.eps.item() == pytest.approx(0.1 * 0.999**10)  # on_train_step_end ran every step
+    assert not torch.equal(gate.x.detach(), x0)  # the aux SGD moved the gate
     assert any(not torch.equal(a, b.detach()) for a, b in zip(main_before, model.main_parameters()))
     logs = model.evaluate(valid)
     assert set(logs) >= {"AUC", "logloss"}
@@ -325,8 +398,13 @@ def test_fuxictr_fit_evaluate_predict_train_the_smoothl0_gate(tmp_path):
 def test_smoothl0_gate_optimiser_schedule_and_pruning():
     from benchmark.train import Trainer
 
-    model = build("DCN", "smoothl0_fwmf", maskfusion={"smooth_l0": {"enabled": True, "lambda": 0.5}},
-                  optimizer="adagrad", learning_rate=0.01)
+    model = build(
+        "DCN",
+        "smoothl0_fwmf",
+        maskfusion={"smooth_l0": {"enabled": True, "lambda": 0.5}},
+        optimizer="adagrad",
+        learning_rate=0.01,
+    )
     gate = model.smooth_l0_gate
     main = {id(p) for group in model.optimizer.param_groups for p in group["params"]}
     assert id(gate.x) not in main and len(main) == len(list(model.parameters())) - 1
@@ -340,26 +418,27 @@ def test_smoothl0_gate_optimiser_schedule_and_pruning():
     for step in range(3):
         trainer.train_step(batch_of(seed=step))
         trainer.state.total_steps += 1
-    assert gate.eps.item() == pytest.approx(0.1 * 0.999 ** 3)
-    assert not torch.all(gate.x == 1.0)                 # SGD moved the gate
-    assert smooth_l0_steps_to_floor() == 5296            # 0.1 * 0.999^k <= 5e-4
+    assert gate.eps.item() == pytest.approx(0.1 * 0.999**3)
+    assert not torch.all(gate.x == 1.0)  # SGD moved the gate
+    assert smooth_l0_steps_to_floor() == 5296  # 0.1 * 0.999^k <= 5e-4
     for _ in range(6000):
         gate.step()
     assert gate.eps.item() == pytest.approx(5e-4)
     # prune a quarter of the fused dimensions: exactly zero at evaluation, sparsity = pruned / (n d)
     with torch.no_grad():
         gate.x[:, : D // 4 * 1].zero_()
-        gate.x[:, D // 4: D // 2].fill_(1e-5)            # g = 2e-7 < 1e-6: pruned as well
+        gate.x[:, D // 4 : D // 2].fill_(1e-5)  # g = 2e-7 < 1e-6: pruned as well
     model.eval()
     assert model.fusion_sparsity() == pytest.approx(0.5)
     layer = model.mask_fusion
     layer.reset()
     layer.add_embedding(torch.randn(2, layer.num_fields, D))
     fused = layer.fused(0).reshape(2, layer.num_fields, D)
-    assert torch.all(fused[:, :, : D // 2] == 0) and torch.all(fused[:, :, D // 2:] != 0)
+    assert torch.all(fused[:, :, : D // 2] == 0) and torch.all(fused[:, :, D // 2 :] != 0)
 
 
 # ---- training on the tiny fixture -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_batches(load):

@@ -32,15 +32,16 @@ def test_ap_matches_sklearn_and_order_is_kept():
 
 def test_logloss_eps_clips_extreme_predictions():
     y_true = np.array([1.0, 0.0, 1.0, 0.0])
-    y_pred = np.array([0.0, 1.0, 1.0, 0.0])                   # two confident mistakes
+    y_pred = np.array([0.0, 1.0, 1.0, 0.0])  # two confident mistakes
     plain = evaluate_metrics(y_true, y_pred, ["logloss"])["logloss"]
     clipped = evaluate_metrics(y_true, y_pred, ["logloss"], logloss_eps=1e-7)["logloss"]
     assert clipped == pytest.approx(-(2 * math.log(1e-7) + 2 * math.log(1 - 1e-7)) / 4, rel=1e-9)
-    assert plain > clipped + 5                                 # fuxictr 2.3.10: clipped only at float eps
+    assert plain > clipped + 5  # fuxictr 2.3.10: clipped only at float eps
     assert plain == pytest.approx(log_loss(y_true, y_pred), rel=1e-12)
     # away from 0 and 1 the clip changes nothing
-    assert evaluate_metrics(Y_TRUE, Y_PRED, ["logloss"], logloss_eps=1e-7)["logloss"] == \
-        pytest.approx(log_loss(Y_TRUE, Y_PRED), abs=1e-15)
+    assert evaluate_metrics(Y_TRUE, Y_PRED, ["logloss"], logloss_eps=1e-7)["logloss"] == pytest.approx(
+        log_loss(Y_TRUE, Y_PRED), abs=1e-15
+    )
 
 
 def test_metric_names():
@@ -51,4 +52,4 @@ def test_metric_names():
 def test_ap_and_logloss_eps_reach_the_run_record(train):
     record = train("LR_tiny", "metrics=[logloss, AUC, AP]", "epochs=1")
     assert set(record["test"]) == {"logloss", "AUC", "AP"} and 0 < record["test"]["AP"] <= 1
-    assert record["config"]["logloss_eps"] == 1e-7             # config/model_config/base.yaml, Base
+    assert record["config"]["logloss_eps"] == 1e-7  # config/model_config/base.yaml, Base

@@ -11,25 +11,38 @@ def test_relaimp_on_ibnet_table4():
     assert round(relaimp_auc(79.4526, 79.3969), 2) == 0.19
     assert round(relaimp_auc(0.794526, 0.793969), 2) == 0.19
     # Frappe: IBNet Logloss 0.139537 vs FinalMLP 0.146706 -> -4.88%
-    assert round(relaimp_loss(0.139537, 0.146706), 2) == -4.89 or round(relaimp_loss(0.139537, 0.146706), 2) == -4.88
+    assert (
+        round(relaimp_loss(0.139537, 0.146706), 2) == -4.89
+        or round(relaimp_loss(0.139537, 0.146706), 2) == -4.88
+    )
     assert f"{relaimp_loss(0.139537, 0.146706):.2f}" in ("-4.89", "-4.88")
 
 
 def rec(model, ds, seed, auc, loss, params=100):
-    return {"report_name": model, "model": model, "dataset_id": ds, "seed": seed, "params": params,
-            "test": {"AUC": auc, "logloss": loss}}
+    return {
+        "report_name": model,
+        "model": model,
+        "dataset_id": ds,
+        "seed": seed,
+        "params": params,
+        "test": {"AUC": auc, "logloss": loss},
+    }
 
 
 def test_table_mean_std_and_relaimp():
-    records = [rec("LR", "a", 1, 0.70, 0.50), rec("LR", "a", 2, 0.72, 0.48),
-               rec("DCN", "a", 1, 0.80, 0.40), rec("DCN", "a", 2, 0.82, 0.42),
-               rec("DCN", "b", 1, 0.90, 0.30)]
+    records = [
+        rec("LR", "a", 1, 0.70, 0.50),
+        rec("LR", "a", 2, 0.72, 0.48),
+        rec("DCN", "a", 1, 0.80, 0.40),
+        rec("DCN", "a", 2, 0.82, 0.42),
+        rec("DCN", "b", 1, 0.90, 0.30),
+    ]
     table = build_table(records, baseline="LR")
     cell = table["cells"][("DCN", "a")]
     assert cell["AUC"] == pytest.approx(0.81) and cell["AUC_std"] == pytest.approx(0.0141421, rel=1e-4)
     assert cell["relaimp_auc"] == pytest.approx(((0.81 - 0.5) / (0.71 - 0.5) - 1) * 100)
     assert cell["relaimp_loss"] == pytest.approx((0.41 - 0.49) / 0.49 * 100)
-    assert "relaimp_auc" not in table["cells"][("DCN", "b")]     # no LR record on b
+    assert "relaimp_auc" not in table["cells"][("DCN", "b")]  # no LR record on b
     md = render(table, "md")
     assert "| DCN | 0.410000 ± 0.014142 | 81.0000 ± 1.4142 |" in md
     assert render(table, "csv").splitlines()[0].startswith("Model,a Logloss,a AUC(%)")
@@ -40,7 +53,7 @@ def test_empty_and_bad_baseline():
     with pytest.raises(CTRBenchError):
         build_table([])
     with pytest.raises(CTRBenchError, match="--baseline X"):
-        build_table([rec("LR", "a", 1, .7, .5)], baseline="X")
+        build_table([rec("LR", "a", 1, 0.7, 0.5)], baseline="X")
 
 
 # ---- statistics: t-tests, best marks, efficiency columns --------------------------------------------
@@ -61,21 +74,23 @@ def test_paired_t_matches_the_closed_form_and_pairs_by_seed():
     shuffled = significance_test(a, b[::-1], "paired", seeds=[1, 2, 3, 4], baseline_seeds=[4, 3, 2, 1])
     assert shuffled["t"] == pytest.approx(t)
     # auto: paired on the same seed set, Welch otherwise
-    assert significance_test(a, b, "auto", seeds=[1, 2, 3, 4], baseline_seeds=[4, 3, 2, 1])["test"] == "paired"
+    assert (
+        significance_test(a, b, "auto", seeds=[1, 2, 3, 4], baseline_seeds=[4, 3, 2, 1])["test"] == "paired"
+    )
     assert significance_test(a, b, "auto", seeds=[1, 2, 3, 4], baseline_seeds=[5, 6, 7, 8])["test"] == "welch"
-    assert significance(a, b) == pytest.approx(res["p"])                     # the old API still works
+    assert significance(a, b) == pytest.approx(res["p"])  # the old API still works
     assert significance([0.8], [0.7]) is None
 
 
 def test_welch_levene_is_one_tailed_student_or_welch_by_levene():
     from scipy import stats
 
-    a, b = [0.810, 0.812, 0.811, 0.813, 0.809], [0.806, 0.808, 0.807, 0.809, 0.805]   # equal spread
+    a, b = [0.810, 0.812, 0.811, 0.813, 0.809], [0.806, 0.808, 0.807, 0.809, 0.805]  # equal spread
     res = significance_test(a, b, "welch_levene")
     assert res["test"] == "student" and res["levene_p"] >= 0.05
-    two = stats.ttest_ind(a, b)                                                  # Student, two-sided
+    two = stats.ttest_ind(a, b)  # Student, two-sided
     assert res["t"] == pytest.approx(two.statistic) and res["p"] == pytest.approx(two.pvalue / 2)
-    wide = [0.790, 0.830, 0.770, 0.850, 0.815]                                   # far larger spread
+    wide = [0.790, 0.830, 0.770, 0.850, 0.815]  # far larger spread
     res = significance_test(wide, b, "welch_levene")
     assert res["levene_p"] < 0.05 and res["test"] == "welch"
     welch = stats.ttest_ind(wide, b, equal_var=False, alternative="greater")
@@ -88,19 +103,32 @@ def test_welch_levene_is_one_tailed_student_or_welch_by_levene():
 
 def test_table_marks_significance_best_and_second_and_efficiency():
     records = []
-    for seed, (base, good, mid) in enumerate([(0.700, 0.800, 0.750), (0.702, 0.803, 0.748),
-                                               (0.701, 0.801, 0.752)], start=1):
-        records += [dict(rec("LR", "a", seed, base, 0.50), seconds_per_epoch=1.5, samples_per_second=1000,
-                         infer_ms_per_100=0.25, peak_memory_mb=300),
-                    dict(rec("DCN", "a", seed, good, 0.40), seconds_per_epoch=3.0, samples_per_second=500,
-                         infer_ms_per_100=0.5, peak_memory_mb=400),
-                    rec("DNN", "a", seed, mid, 0.45 + 0.01 * seed)]
+    for seed, (base, good, mid) in enumerate(
+        [(0.700, 0.800, 0.750), (0.702, 0.803, 0.748), (0.701, 0.801, 0.752)], start=1
+    ):
+        records += [
+            dict(
+                rec("LR", "a", seed, base, 0.50),
+                seconds_per_epoch=1.5,
+                samples_per_second=1000,
+                infer_ms_per_100=0.25,
+                peak_memory_mb=300,
+            ),
+            dict(
+                rec("DCN", "a", seed, good, 0.40),
+                seconds_per_epoch=3.0,
+                samples_per_second=500,
+                infer_ms_per_100=0.5,
+                peak_memory_mb=400,
+            ),
+            rec("DNN", "a", seed, mid, 0.45 + 0.01 * seed),
+        ]
     table = build_table(records, baseline="LR", significance="paired", mark_best=True, efficiency=True)
     dcn, dnn = table["cells"][("DCN", "a")], table["cells"][("DNN", "a")]
     assert dcn["AUC_sig"] and dcn["AUC_test"] == "paired" and dcn["AUC_mark"] == "best"
     assert dnn["AUC_mark"] == "second" and "AUC_mark" not in table["cells"][("LR", "a")]
     assert dcn["logloss_mark"] == "best" and dnn["logloss_mark"] == "second"
-    assert "AUC_p" not in table["cells"][("LR", "a")]                     # no test of the baseline on itself
+    assert "AUC_p" not in table["cells"][("LR", "a")]  # no test of the baseline on itself
     md = render(table, "md")
     assert "**80.1333 ± 0.1528**\\*" in md and "<u>75.0000 ± 0.2000</u>" in md
     assert "a p(AUC)" in md and "a s/epoch" in md and "| 3.00 |" in md and "| 0.500 |" in md
@@ -108,7 +136,7 @@ def test_table_marks_significance_best_and_second_and_efficiency():
     assert r"\textbf{80.1333 $\pm$ 0.1528}$^{*}$" in latex and r"\underline{" in latex
     header = render(table, "csv").splitlines()[0]
     assert "a p(AUC)" in header and "a peak MB" in header
-    plain = build_table(records, baseline="LR")                            # defaults: no extras
+    plain = build_table(records, baseline="LR")  # defaults: no extras
     assert "**" not in render(plain, "md") and "p(AUC)" not in render(plain, "md")
 
 
@@ -116,8 +144,13 @@ def test_a_rerun_of_the_same_seed_replaces_the_earlier_record():
     from benchmark.report import aggregate, build_table
 
     def rec(model, seed, auc):
-        return {"model": model, "dataset_id": "d", "seed": seed, "params": 10,
-                "test": {"AUC": auc, "logloss": 1 - auc}}
+        return {
+            "model": model,
+            "dataset_id": "d",
+            "seed": seed,
+            "params": 10,
+            "test": {"AUC": auc, "logloss": 1 - auc},
+        }
 
     records = [rec("LR", 1, 0.60), rec("DNN", 1, 0.70), rec("LR", 1, 0.61), rec("DNN", 1, 0.72)]
     cells = aggregate(records)
@@ -125,6 +158,7 @@ def test_a_rerun_of_the_same_seed_replaces_the_earlier_record():
     table = build_table(records, baseline="LR")
     # one seed a side: no t-test, so no significance marker and no ± over duplicated values
     from benchmark.report import render
+
     md = render(table)
     assert "\\*" not in md and "±" not in md and "| DNN | 0.280000 | 72.0000 |" in md
 
@@ -145,12 +179,12 @@ def test_write_table_never_replaces_records(tmp_path):
     os.symlink(results, link)
     with pytest.raises(CTRBenchError, match="run records file"):
         write_table(str(link), "| table |\n", str(results))
-    ledger = tmp_path / "ledger.jsonl"                         # any other file of JSON records
+    ledger = tmp_path / "ledger.jsonl"  # any other file of JSON records
     ledger.write_text(json.dumps({"run": "x", "status": "done"}) + "\n")
     with pytest.raises(CTRBenchError, match="holds JSON records"):
         write_table(str(ledger), "| table |\n", str(results))
     assert results.read_bytes() == before and "done" in ledger.read_text()
     out = tmp_path / "tables" / "t.md"
     write_table(str(out), "| table |\n", str(results))
-    write_table(str(out), "| table 2 |\n", str(results))      # an earlier table may be replaced
+    write_table(str(out), "| table 2 |\n", str(results))  # an earlier table may be replaced
     assert out.read_text() == "| table 2 |\n" and os.listdir(out.parent) == ["t.md"]

@@ -16,11 +16,12 @@ TARGETS = {
     "auc_tolerance": 0.1,
     "baseline": {"a": "LR"},
     "seeds": [1, 2],
-    "datasets": {"a": {"dataset_id": "tiny", "smoke": "tiny"},
-                 "absent": {"dataset_id": "Frappe_x1", "smoke": "tiny_cat"}},
+    "datasets": {
+        "a": {"dataset_id": "tiny", "smoke": "tiny"},
+        "absent": {"dataset_id": "Frappe_x1", "smoke": "tiny_cat"},
+    },
     "set": {"all": {"epochs": 1, "batch_size": 512, "verbose": 0}},
-    "rows": {"LR": {"expid": "LR_tiny"},
-             "DCN": {"expid": "DCN_tiny", "set": {"a": {"num_cross_layers": 1}}}},
+    "rows": {"LR": {"expid": "LR_tiny"}, "DCN": {"expid": "DCN_tiny", "set": {"a": {"num_cross_layers": 1}}}},
     "paper": {"DCN": {"a": {"logloss": 0.5, "AUC": 55.0, "params": "6K"}}},
 }
 
@@ -61,7 +62,7 @@ def test_reproduce_table_missing_column_and_resume(targets_file, tmp_path, data_
 
 
 PAPER_TABLES = sorted(glob.glob(os.path.join(REPO, "results", "targets", "*.yaml")))
-FULL_SMOKE = os.environ.get("CTRBENCH_FULL_SMOKE") == "1"   # make test-tables: train every cell
+FULL_SMOKE = os.environ.get("CTRBENCH_FULL_SMOKE") == "1"  # make test-tables: train every cell
 
 
 def training_cell(targets: dict) -> tuple[list[str], list[str]]:
@@ -77,8 +78,16 @@ def test_paper_table_smoke_is_complete(path, tmp_path, data_root):
     (CTRBENCH_FULL_SMOKE=1: every row of every column, as `make test-tables`)."""
     targets = load_targets(path)
     columns, models = (None, None) if FULL_SMOKE else training_cell(targets)
-    result = reproduce(path, str(tmp_path), CONFIG, smoke=True, seeds=[2023], data_root=data_root,
-                       datasets=columns, models=models)
+    result = reproduce(
+        path,
+        str(tmp_path),
+        CONFIG,
+        smoke=True,
+        seeds=[2023],
+        data_root=data_root,
+        datasets=columns,
+        models=models,
+    )
     assert not result["incomplete"], result["status"]
     assert all(f"| {row} |" in result["markdown"] for row in (models or targets["rows"]))
 

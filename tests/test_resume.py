@@ -16,8 +16,17 @@ from benchmark.errors import CTRBenchError
 from tests.conftest import REPO
 
 # dropout (RNG), batch norm (buffers), a plateau LR decay and mid-epoch evaluations all in play
-SETS = ["epochs=4", "batch_size=128", "seed=21", "net_dropout=0.2", "batch_norm=true",
-        "learning_rate=3.e-3", "early_stop_patience=3", "eval_steps=5", "checkpoint_steps=1"]
+SETS = [
+    "epochs=4",
+    "batch_size=128",
+    "seed=21",
+    "net_dropout=0.2",
+    "batch_norm=true",
+    "learning_rate=3.e-3",
+    "early_stop_patience=3",
+    "eval_steps=5",
+    "checkpoint_steps=1",
+]
 
 # Slows every optimiser step down so that the test can kill the run while it is mid-epoch.
 DRIVER = """
@@ -53,12 +62,28 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
         reference = train("DCN_tiny", *SETS)
     results, progress = tmp_path / "runs.jsonl", tmp_path / "progress.json"
     model_root = tmp_path / "ck"
-    args = ["run", "--expid", "DCN_tiny", "--data-root", data_root, "--results", str(results),
-            "--set", f"model_root={model_root}", "--set", "verbose=0",
-            *[x for s in SETS for x in ("--set", s)]]
+    args = [
+        "run",
+        "--expid",
+        "DCN_tiny",
+        "--data-root",
+        data_root,
+        "--results",
+        str(results),
+        "--set",
+        f"model_root={model_root}",
+        "--set",
+        "verbose=0",
+        *[x for s in SETS for x in ("--set", s)],
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "0.08", *args, "--set", f"_progress_file={progress}"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, "0.08", *args, "--set", f"_progress_file={progress}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -69,22 +94,24 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
             if p.get("status") == "train" and p.get("epoch", 0) >= 2 and p.get("batch", 0) >= 3:
                 break
             time.sleep(0.02)
-        assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        assert proc.poll() is None, (
+            f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert not results.exists()                       # killed before any record
+    assert not results.exists()  # killed before any record
     from benchmark.runner import run_paths
 
     params = load("DCN_tiny", *SETS)
     params["model_root"] = str(model_root)
-    state_file = run_paths(params).state          # <model_root>/tiny/DCN_tiny_s21_<config hash>.resume.pt
+    state_file = run_paths(params).state  # <model_root>/tiny/DCN_tiny_s21_<config hash>.resume.pt
     assert os.path.dirname(state_file) == str(model_root / "tiny") and "_s21_" in state_file
-    saved = torch.load(state_file, map_location="cpu", weights_only=True)   # tensors and plain values only
-    assert saved["trainer"]["epoch"] >= 1 and saved["trainer"]["batch"] > 0   # mid-epoch
+    saved = torch.load(state_file, map_location="cpu", weights_only=True)  # tensors and plain values only
+    assert saved["trainer"]["epoch"] >= 1 and saved["trainer"]["batch"] > 0  # mid-epoch
     assert saved["optimizer"]["state"] and saved["rng"]
 
     # resumed here (one thread, as the killed process had): what `ctrbench run --resume` runs
@@ -97,12 +124,14 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
     assert record["test"] == reference["test"] and record["valid"] == reference["valid"]
     assert record["best_epoch"] == reference["best_epoch"] and record["epochs_run"] == reference["epochs_run"]
     assert record["config_hash"] == reference["config_hash"]
+
     def strip(h):
         return [{k: v for k, v in e.items()} for e in h]
+
     assert strip(record["history"]) == strip(reference["history"])
     assert any(h["lr"] < 3e-3 for h in reference["history"]) or len(reference["history"]) >= 4
-    assert not os.path.exists(state_file)             # removed once the record is written
-    log = open(run_paths(params).log).read()          # the resumed run appended to the killed run's log
+    assert not os.path.exists(state_file)  # removed once the record is written
+    log = open(run_paths(params).log).read()  # the resumed run appended to the killed run's log
     assert log.count("Resumed from") == 1 and log.index("Save best model") < log.index("Resumed from")
 
 
@@ -122,7 +151,7 @@ def test_resume_state_round_trip_and_config_check(load, tmp_path):
 
         state = str(tmp_path / "s.pt")
         first, loaders = _trainer(load, state_file=state)
-        first.fit(loaders["train"], loaders["valid"], 1)          # state saved at the epoch end
+        first.fit(loaders["train"], loaders["valid"], 1)  # state saved at the epoch end
         second, loaders = _trainer(load, state_file=state)
         second.load_state()
         assert second.state.epoch == 1 and second.state.resumed == 1

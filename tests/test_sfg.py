@@ -105,9 +105,9 @@ def test_diagnostics_math():
 
     rng = np.random.default_rng(0)
     iso = spectrum(rng.normal(size=(4000, 8)))
-    assert iso[0] == 1.0 and information_abundance(iso) > 6.5           # isotropic: IA close to D
+    assert iso[0] == 1.0 and information_abundance(iso) > 6.5  # isotropic: IA close to D
     collapsed = spectrum(np.outer(rng.normal(size=4000), np.ones(8)) + 1e-6 * rng.normal(size=(4000, 8)))
-    assert information_abundance(collapsed) < 1.01                       # rank one: IA close to 1
+    assert information_abundance(collapsed) < 1.01  # rank one: IA close to 1
     x = rng.normal(size=(1000, 4))
     assert redundancy(x, x)["mean_abs"] < 0.1
     assert redundancy(x, np.repeat(x[:, :1], 4, axis=1))["mean_abs"] > 0.2

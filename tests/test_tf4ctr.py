@@ -46,10 +46,20 @@ def formula(F, total_vocab, ssm, dfm, easy, hard=(400, 400, 400), d=16):
         emb += 2 * mlp_param_count(D, [D // 4], output_dim=2, batch_norm=True)
     H_s, H_c = easy[-1], hard[-1]
     heads = (H_s + 1) + (H_c + 1)
-    extra = {"sum": 0, "WSF": 2, "VF": (H_s + 1) + (H_c + 1), "CF": H_s + H_c + 1,
-             "MoEF": 2 * (2 * (H_s + H_c) + 2)}[dfm]
-    return (emb + mlp_param_count(easy_in, easy, batch_norm=True) + mlp_param_count(D, hard, batch_norm=True)
-            + heads + extra)
+    extra = {
+        "sum": 0,
+        "WSF": 2,
+        "VF": (H_s + 1) + (H_c + 1),
+        "CF": H_s + H_c + 1,
+        "MoEF": 2 * (2 * (H_s + H_c) + 2),
+    }[dfm]
+    return (
+        emb
+        + mlp_param_count(easy_in, easy, batch_norm=True)
+        + mlp_param_count(D, hard, batch_norm=True)
+        + heads
+        + extra
+    )
 
 
 # ---- parameter counts: the authors' logged numbers ------------------------------------------------
@@ -110,8 +120,10 @@ def test_twin_focus_loss_matches_eq7():
     ps, pc = torch.sigmoid(zs), torch.sigmoid(zc)
     pts = torch.where(y == 1, ps, 1 - ps)
     ptc = torch.where(y == 1, pc, 1 - pc)
-    expected = alpha * ((c + pts) ** gamma * -torch.log(pts)).mean() \
+    expected = (
+        alpha * ((c + pts) ** gamma * -torch.log(pts)).mean()
         + (1 - alpha) * ((2 - c - ptc) ** gamma * -torch.log(ptc)).mean()
+    )
     assert torch.allclose(loss, expected, atol=1e-6)
 
 
@@ -135,7 +147,7 @@ def test_twin_focus_factor_is_not_detached():
 def test_twin_focus_c_range_checked():
     with pytest.raises(ModelConfigError, match="tf_allow_any_c"):
         TwinFocusLoss(0.25, 1.2, 1)
-    loss = TwinFocusLoss(0.25, 1.2, 1.5, allow_any_c=True)   # base 0.8 - p_t < 0 is clamped, no NaN
+    loss = TwinFocusLoss(0.25, 1.2, 1.5, allow_any_c=True)  # base 0.8 - p_t < 0 is clamped, no NaN
     y = torch.ones(4, 1)
     assert math.isfinite(float(loss(torch.full((4, 1), 5.0), torch.full((4, 1), 5.0), y)))
     with pytest.raises(ModelConfigError, match="alpha"):
@@ -158,13 +170,24 @@ def batch_for(model, n=32, seed=0):
 @pytest.mark.parametrize("ssm,dfm", list(itertools.product(SSEMS, DFMS)))
 def test_forward_backward_every_combination(ssm, dfm):
     torch.manual_seed(1)
-    model = tf4ctr({"a": 20, "b": 30, "c": 15}, embedding_dim=8, sequence={"s": 12}, SSM=ssm, DFM=dfm,
-                   easy_hidden_units=[16], hard_hidden_units=[32, 16, 16], net_dropout=0.1,
-                   embedding_regularizer=1e-3)
+    model = tf4ctr(
+        {"a": 20, "b": 30, "c": 15},
+        embedding_dim=8,
+        sequence={"s": 12},
+        SSM=ssm,
+        DFM=dfm,
+        easy_hidden_units=[16],
+        hard_hidden_units=[32, 16, 16],
+        net_dropout=0.1,
+        embedding_regularizer=1e-3,
+    )
     model.train()
     batch = batch_for(model)
     out = model(batch)
-    assert out["y_pred"].shape == (32, 1) and out["logit_simple"].shape == out["logit_complex"].shape == (32, 1)
+    assert out["y_pred"].shape == (32, 1) and out["logit_simple"].shape == out["logit_complex"].shape == (
+        32,
+        1,
+    )
     assert ((out["y_pred"] > 0) & (out["y_pred"] < 1)).all()
     loss = model.compute_loss(out, model.get_labels(batch))
     loss.backward()
@@ -174,8 +197,17 @@ def test_forward_backward_every_combination(ssm, dfm):
 
 
 def test_add_loss_is_bce_plus_tf_from_forward_tensors():
-    model = tf4ctr({"a": 20, "b": 30}, embedding_dim=8, SSM="SER", DFM="CF", easy_hidden_units=[8],
-                   hard_hidden_units=[16, 8], alpha=0.3, c=0.9, gamma=1)
+    model = tf4ctr(
+        {"a": 20, "b": 30},
+        embedding_dim=8,
+        SSM="SER",
+        DFM="CF",
+        easy_hidden_units=[8],
+        hard_hidden_units=[16, 8],
+        alpha=0.3,
+        c=0.9,
+        gamma=1,
+    )
     batch = batch_for(model)
     calls = []
     model.register_forward_hook(lambda *a: calls.append(1))
@@ -186,27 +218,46 @@ def test_add_loss_is_bce_plus_tf_from_forward_tensors():
     bce = torch.nn.functional.binary_cross_entropy(out["y_pred"], y)
     tf = TwinFocusLoss(0.3, 0.9, 1)(out["logit_simple"], out["logit_complex"], y)
     assert torch.allclose(loss, bce + tf)
-    plain = tf4ctr({"a": 20, "b": 30}, embedding_dim=8, DFM="CF", easy_hidden_units=[8], hard_hidden_units=[8],
-                   tf_loss=False)
+    plain = tf4ctr(
+        {"a": 20, "b": 30},
+        embedding_dim=8,
+        DFM="CF",
+        easy_hidden_units=[8],
+        hard_hidden_units=[8],
+        tf_loss=False,
+    )
     out = plain(batch)
     assert torch.allclose(plain.add_loss(out, y), torch.nn.functional.binary_cross_entropy(out["y_pred"], y))
 
 
 def test_wsf_weights_start_at_half_and_vf_draws_noise_at_eval_unless_told_not_to():
-    model = tf4ctr({"a": 20, "b": 30}, embedding_dim=8, DFM="WSF", easy_hidden_units=[8], hard_hidden_units=[8])
+    model = tf4ctr(
+        {"a": 20, "b": 30}, embedding_dim=8, DFM="WSF", easy_hidden_units=[8], hard_hidden_units=[8]
+    )
     assert torch.equal(model.dfm.weights.data, torch.tensor([0.5, 0.5]))
     vf = tf4ctr({"a": 20, "b": 30}, embedding_dim=8, DFM="VF", easy_hidden_units=[8], hard_hidden_units=[8])
     batch = batch_for(vf)
     vf.eval()
-    with torch.no_grad():   # the authors' behaviour by default: Gumbel noise at inference too
+    with torch.no_grad():  # the authors' behaviour by default: Gumbel noise at inference too
         assert not torch.equal(vf(batch)["y_pred"], vf(batch)["y_pred"])
-    fixed = tf4ctr({"a": 20, "b": 30}, embedding_dim=8, DFM="VF", easy_hidden_units=[8], hard_hidden_units=[8],
-                   vf_eval_noise=False)
+    fixed = tf4ctr(
+        {"a": 20, "b": 30},
+        embedding_dim=8,
+        DFM="VF",
+        easy_hidden_units=[8],
+        hard_hidden_units=[8],
+        vf_eval_noise=False,
+    )
     fixed.eval()
     with torch.no_grad():
         assert torch.equal(fixed(batch)["y_pred"], fixed(batch)["y_pred"])
-        p = torch.softmax(torch.cat([fixed.dfm.vote_simple(torch.zeros(1, 8)),
-                                     fixed.dfm.vote_complex(torch.zeros(1, 8))], -1) / 0.8, -1)
+        p = torch.softmax(
+            torch.cat(
+                [fixed.dfm.vote_simple(torch.zeros(1, 8)), fixed.dfm.vote_complex(torch.zeros(1, 8))], -1
+            )
+            / 0.8,
+            -1,
+        )
         assert torch.allclose(p.sum(), torch.tensor(1.0))
 
 
@@ -252,8 +303,9 @@ FRAPPE = vocab(10, 5383)
 def wrapper(base, vocab_sizes=FRAPPE, embedding_dim=16, **kw):
     fmap = feature_map_from_vocab(vocab_sizes, embedding_dim)
     kw.setdefault("dnn_hidden_units", [400, 400, 400])
-    return TF4CTRWrapper(fmap, **model_kwargs(base_model=base, embedding_dim=embedding_dim, batch_norm=True,
-                                              **kw))
+    return TF4CTRWrapper(
+        fmap, **model_kwargs(base_model=base, embedding_dim=embedding_dim, batch_norm=True, **kw)
+    )
 
 
 def test_deepfm_variant_param_count_matches_log():
@@ -264,10 +316,17 @@ def test_deepfm_variant_param_count_matches_log():
 
 
 def test_xdeepfm_and_widedeep_variant_param_counts():
-    cin = (100 * 64 + 64) + (10 * 64 * 64 + 64) + (128 * 400 + 400)        # two 1x1 convs + projection to 400
+    cin = (100 * 64 + 64) + (10 * 64 * 64 + 64) + (128 * 400 + 400)  # two 1x1 convs + projection to 400
     dnn = mlp_param_count(160, [400, 400, 400], output_dim=1, batch_norm=True)
-    x = wrapper("xDeepFM", SSM="SER", DFM="CF", simple_parts=["cin"], outside_parts=["lr_layer"],
-                cin_hidden_units=[64, 64], cin_output_dim=400)
+    x = wrapper(
+        "xDeepFM",
+        SSM="SER",
+        DFM="CF",
+        simple_parts=["cin"],
+        outside_parts=["lr_layer"],
+        cin_hidden_units=[64, 64],
+        cin_output_dim=400,
+    )
     assert count_parameters(x) == 5383 + 5383 * 24 + cin + dnn + 401 + 801
     w = wrapper("WideDeep", SSM="share", DFM="WSF", simple_head="identity")
     assert count_parameters(w) == 5383 + 5383 * 16 + dnn + 2
@@ -277,8 +336,15 @@ def test_deepfm_variant_fm_term_is_per_sample():
     """The simple encoder is LR + the FM second-order term on (B, F, d_e) embeddings, per sample (the
     authors' variant fed flattened embeddings, which makes that term one constant for the whole batch)."""
     torch.manual_seed(0)
-    model = wrapper("DeepFM", {"a": 20, "b": 30, "c": 15}, embedding_dim=8, SSM="SER", DFM="WSF",
-                    simple_bias=True, dnn_hidden_units=[16])
+    model = wrapper(
+        "DeepFM",
+        {"a": 20, "b": 30, "c": 15},
+        embedding_dim=8,
+        SSM="SER",
+        DFM="WSF",
+        simple_bias=True,
+        dnn_hidden_units=[16],
+    )
     model.eval()
     batch = batch_for(model, n=16)
     for p in model.ssem.parameters():
@@ -286,24 +352,41 @@ def test_deepfm_variant_fm_term_is_per_sample():
     X = model.get_inputs(batch)
     h_es, _ = model.ssem(X)
     emb = h_es.view(16, 3, 4)
-    fm = 0.5 * (emb.sum(1) ** 2 - (emb ** 2).sum(1)).sum(-1, keepdim=True)
+    fm = 0.5 * (emb.sum(1) ** 2 - (emb**2).sum(1)).sum(-1, keepdim=True)
     lr = model.simple_parts["lr_layer"](X)
     assert torch.allclose(model.simple_encoder(X, h_es), lr + fm + model.simple_bias, atol=1e-5)
     assert fm.std() > 0
 
 
-@pytest.mark.parametrize("base,kw", [
-    ("DeepFM", {"SSM": "SER", "DFM": "WSF", "simple_bias": True}),
-    ("WideDeep", {"SSM": "share", "DFM": "CF"}),
-    ("xDeepFM", {"SSM": "SER", "DFM": "CF", "simple_parts": ["cin"], "outside_parts": ["lr_layer"],
-                 "cin_output_dim": 16}),
-    ("DeepFM", {"SSM": "GM", "DFM": "VF"}),
-    ("xDeepFM", {"SSM": "MoE", "DFM": "MoEF"}),
-])
+@pytest.mark.parametrize(
+    "base,kw",
+    [
+        ("DeepFM", {"SSM": "SER", "DFM": "WSF", "simple_bias": True}),
+        ("WideDeep", {"SSM": "share", "DFM": "CF"}),
+        (
+            "xDeepFM",
+            {
+                "SSM": "SER",
+                "DFM": "CF",
+                "simple_parts": ["cin"],
+                "outside_parts": ["lr_layer"],
+                "cin_output_dim": 16,
+            },
+        ),
+        ("DeepFM", {"SSM": "GM", "DFM": "VF"}),
+        ("xDeepFM", {"SSM": "MoE", "DFM": "MoEF"}),
+    ],
+)
 def test_wrapper_forward_backward(base, kw):
     torch.manual_seed(2)
-    model = wrapper(base, {"a": 20, "b": 30, "c": 15}, embedding_dim=8, dnn_hidden_units=[16, 16],
-                    cin_hidden_units=[4, 4], **kw)
+    model = wrapper(
+        base,
+        {"a": 20, "b": 30, "c": 15},
+        embedding_dim=8,
+        dnn_hidden_units=[16, 16],
+        cin_hidden_units=[4, 4],
+        **kw,
+    )
     batch = batch_for(model)
     out = model(batch)
     assert ((out["y_pred"] > 0) & (out["y_pred"] < 1)).all()
@@ -322,7 +405,9 @@ def test_wrapper_config_errors():
     with pytest.raises(ModelConfigError, match="SSM: share"):
         wrapper("WideDeep", SSM="SER")
     with pytest.raises(ModelConfigError, match="simple_head"):
-        wrapper("xDeepFM", simple_parts=["cin"], cin_output_dim=8, cin_hidden_units=[4], simple_head="identity")
+        wrapper(
+            "xDeepFM", simple_parts=["cin"], cin_output_dim=8, cin_hidden_units=[4], simple_head="identity"
+        )
 
 
 # ---- the TF loss alone on other bases (Table II) -------------------------------------------------
@@ -335,12 +420,38 @@ TABLE2_BASES = [
     ("DeepFM", {"dnn_hidden_units": [16, 16]}, 0),
     ("DCN", {"dnn_hidden_units": [16, 16], "num_cross_layers": 2}, (24 + 1) + (16 + 1)),
     ("DCNv2", {"dnn_hidden_units": [16, 16], "num_cross_layers": 2}, (24 + 1) + (16 + 1)),
-    ("AutoIntPlus", {"dnn_hidden_units": [16], "attention_dim": 8, "num_heads": 2, "attention_layers": 1,
-                     "use_wide": True, "tf_simple_modules": ["fc", "lr_layer"]}, 0),
-    ("AFNPlus", {"logarithmic_neurons": 4, "afn_hidden_units": [8], "dnn_hidden_units": [16],
-                 "tf_simple_modules": ["afn_mlp"]}, 0),
-    ("DualMLP", {"mlp1_hidden_units": [16, 16, 16], "mlp2_hidden_units": [16], "tf_simple_modules": ["mlp2"],
-                 "tf_complex_modules": ["mlp1"]}, 0),
+    (
+        "AutoIntPlus",
+        {
+            "dnn_hidden_units": [16],
+            "attention_dim": 8,
+            "num_heads": 2,
+            "attention_layers": 1,
+            "use_wide": True,
+            "tf_simple_modules": ["fc", "lr_layer"],
+        },
+        0,
+    ),
+    (
+        "AFNPlus",
+        {
+            "logarithmic_neurons": 4,
+            "afn_hidden_units": [8],
+            "dnn_hidden_units": [16],
+            "tf_simple_modules": ["afn_mlp"],
+        },
+        0,
+    ),
+    (
+        "DualMLP",
+        {
+            "mlp1_hidden_units": [16, 16, 16],
+            "mlp2_hidden_units": [16],
+            "tf_simple_modules": ["mlp2"],
+            "tf_complex_modules": ["mlp1"],
+        },
+        0,
+    ),
 ]
 
 
@@ -350,7 +461,7 @@ def test_tf_loss_alone_keeps_base_prediction(base, kw, extra):
 
     torch.manual_seed(3)
     model = tf_only(base, **kw)
-    assert count_parameters(model) == count_parameters(model.base) + extra   # heads only where needed
+    assert count_parameters(model) == count_parameters(model.base) + extra  # heads only where needed
     plain = get_model_class(base)(model.feature_map, **model_kwargs(embedding_dim=8, **kw))
     plain.load_state_dict(model.base.state_dict())
     model.eval(), plain.eval()
@@ -359,7 +470,7 @@ def test_tf_loss_alone_keeps_base_prediction(base, kw, extra):
     model.base.register_forward_hook(lambda *a: calls.append(1))
     out = model(batch)
     assert len(calls) == 1
-    assert torch.allclose(out["y_pred"], plain(batch)["y_pred"], atol=1e-6)   # the base's fusion is kept
+    assert torch.allclose(out["y_pred"], plain(batch)["y_pred"], atol=1e-6)  # the base's fusion is kept
     model.train()
     out = model(batch)
     y = model.get_labels(batch)
@@ -381,12 +492,24 @@ def test_tf_loss_alone_reads_deepfm_branch_logits():
     assert torch.allclose(out["logit_complex"], base.deep_logit(emb), atol=1e-6)
 
 
-@pytest.mark.parametrize("expid,sets", [
-    ("TF4CTRWrapper_tiny", ["base_model=WideDeep", "SSM=share", "simple_head=identity"]),
-    ("TF4CTRWrapper_tiny", ["base_model=xDeepFM", "DFM=CF", "simple_parts=[cin]", "outside_parts=[lr_layer]",
-                            "cin_hidden_units=[8, 8]", "cin_output_dim=16"]),
-    ("TwinFocusWrapper_tiny", ["base_model=DeepFM", "loss=focal_loss"]),
-])
+@pytest.mark.parametrize(
+    "expid,sets",
+    [
+        ("TF4CTRWrapper_tiny", ["base_model=WideDeep", "SSM=share", "simple_head=identity"]),
+        (
+            "TF4CTRWrapper_tiny",
+            [
+                "base_model=xDeepFM",
+                "DFM=CF",
+                "simple_parts=[cin]",
+                "outside_parts=[lr_layer]",
+                "cin_hidden_units=[8, 8]",
+                "cin_output_dim=16",
+            ],
+        ),
+        ("TwinFocusWrapper_tiny", ["base_model=DeepFM", "loss=focal_loss"]),
+    ],
+)
 def test_wrappers_train_on_tiny(train, expid, sets):
     record = train(expid, *sets, "epochs=1")
     assert 0.0 <= record["test"]["AUC"] <= 1.0 and math.isfinite(record["test"]["logloss"])

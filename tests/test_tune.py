@@ -393,16 +393,27 @@ def test_ray_tasks_are_workers_of_the_study(tmp_path, data_root):
     path = _space(tmp_path, {"learning_rate": [1e-2, 3e-2]})
     sets = [f"model_root={tmp_path}/ck", "epochs=1"]
     space = tune_mod.load_space(path, "DNN_tiny", CONFIG, sets, data_root)
-    cfg = tune_mod.TuneConfig(path, "DNN_tiny", CONFIG, sets, data_root, str(tmp_path / "runs.jsonl"),
-                              tune_mod.storage_url(None, str(tmp_path / "tune"), "r"), "r", 2, "grid", "none")
+    cfg = tune_mod.TuneConfig(
+        path,
+        "DNN_tiny",
+        CONFIG,
+        sets,
+        data_root,
+        str(tmp_path / "runs.jsonl"),
+        tune_mod.storage_url(None, str(tmp_path / "tune"), "r"),
+        "r",
+        2,
+        "grid",
+        "none",
+    )
     tune_mod.open_study(cfg, space)
     fake = _FakeRay()
     executor = tune_mod.TuneRayExecutor("ray://head:10001", 2, 0.0, ray_module=fake)
     executor.start_workers(cfg)
     executor.wait(0.01)
     assert fake.inits[0]["address"] == "ray://head:10001" and fake.options[-1]["num_gpus"] == 0.0
-    assert [call[1] for call in fake.calls] == [-1, -1]                 # two workers, CPU
+    assert [call[1] for call in fake.calls] == [-1, -1]  # two workers, CPU
     study = _study(tmp_path, "r")
     assert _states(study)["COMPLETE"] == 2
-    assert sorted(t.params["learning_rate"] for t in study.trials) == [1e-2, 3e-2]   # the grid, once each
+    assert sorted(t.params["learning_rate"] for t in study.trials) == [1e-2, 3e-2]  # the grid, once each
     assert len(read_records(str(tmp_path / "runs.jsonl"))) == 2

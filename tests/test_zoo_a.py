@@ -16,27 +16,68 @@ import os
 import pytest
 import torch
 
-from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import get_model_class
-from tests.oracles import mlp_param_count
+from model_zoo.errors import ModelConfigError
 from model_zoo.layers.attention import MultiHeadSelfAttention
-from tests.oracles import self_attention_param_count
 from tests.conftest import CONFIG
+from tests.oracles import mlp_param_count, self_attention_param_count
 
-MODELS = ["WideDeep", "DeepFM", "xDeepFM", "DCNv2", "AutoInt", "AutoIntPlus", "AFN", "AFNPlus",
-          "FiGNN", "GraphFM", "EDCN"]
+MODELS = [
+    "WideDeep",
+    "DeepFM",
+    "xDeepFM",
+    "DCNv2",
+    "AutoInt",
+    "AutoIntPlus",
+    "AFN",
+    "AFNPlus",
+    "FiGNN",
+    "GraphFM",
+    "EDCN",
+]
 
 # The IBNet authors' Avazu_x4 vocab sizes (min_categr_count 2, padding and OOV included), V = 3,750,999.
-AVAZU_X4 = {"C1": 9, "C14": 2556, "C15": 10, "C16": 11, "C17": 434, "C18": 6, "C19": 70, "C20": 173,
-            "C21": 62, "app_category": 33, "app_domain": 400, "app_id": 6545, "banner_pos": 9,
-            "device_conn_type": 6, "device_id": 820509, "device_ip": 2903322, "device_model": 7259,
-            "device_type": 7, "hour": 26, "site_category": 27, "site_domain": 5461, "site_id": 4051,
-            "weekday": 9, "weekend": 4}
-FRAPPE_FIELDS = ["user", "item", "daytime", "weekday", "isweekend", "homework", "cost", "weather",
-                 "country", "city"]
-FRAPPE_V = 5389        # from BARS DCN_frappe_x1_013_efa58c31: 418,591 params
-CRITEO_V = 2086316     # from BARS DCNv2_criteo_x1_001_28c60688: 22,018,021 params
+AVAZU_X4 = {
+    "C1": 9,
+    "C14": 2556,
+    "C15": 10,
+    "C16": 11,
+    "C17": 434,
+    "C18": 6,
+    "C19": 70,
+    "C20": 173,
+    "C21": 62,
+    "app_category": 33,
+    "app_domain": 400,
+    "app_id": 6545,
+    "banner_pos": 9,
+    "device_conn_type": 6,
+    "device_id": 820509,
+    "device_ip": 2903322,
+    "device_model": 7259,
+    "device_type": 7,
+    "hour": 26,
+    "site_category": 27,
+    "site_domain": 5461,
+    "site_id": 4051,
+    "weekday": 9,
+    "weekend": 4,
+}
+FRAPPE_FIELDS = [
+    "user",
+    "item",
+    "daytime",
+    "weekday",
+    "isweekend",
+    "homework",
+    "cost",
+    "weather",
+    "country",
+    "city",
+]
+FRAPPE_V = 5389  # from BARS DCN_frappe_x1_013_efa58c31: 418,591 params
+CRITEO_V = 2086316  # from BARS DCNv2_criteo_x1_001_28c60688: 22,018,021 params
 
 
 def build(name, fmap, **params):
@@ -104,8 +145,14 @@ def afn_count(V, F, d, N, afn_units, bn=False, ensemble_units=None):
 
 def fignn_count(V, F, d, steps, gru=True, reuse=False, scoring="graph"):
     graph = (1 if reuse else steps) * (2 * F * d * d + d)
-    return (V * d + graph + 2 * d + (6 * d * d + 6 * d if gru else 0) + d
-            + (F * d * F if scoring == "graph" else d))
+    return (
+        V * d
+        + graph
+        + 2 * d
+        + (6 * d * d + 6 * d if gru else 0)
+        + d
+        + (F * d * F if scoring == "graph" else d)
+    )
 
 
 def graphfm_count(V, d, layers, heads):
@@ -116,16 +163,30 @@ def graphfm_count(V, d, layers, heads):
 def edcn_count(V, F, d, layers, bn, bridge="hadamard_product"):
     D = F * d
     extra = {"concatenation": 2 * D * D + D, "attention_pooling": 2 * (D * D + D + D * D)}.get(bridge, 0)
-    return (V * d + layers * (D * D + D) + layers * 2 * D + layers * (2 * F + (4 * D if bn else 0))
-            + layers * extra + 3 * D + 1)
+    return (
+        V * d
+        + layers * (D * D + D)
+        + layers * 2 * D
+        + layers * (2 * F + (4 * D if bn else 0))
+        + layers * extra
+        + 3 * D
+        + 1
+    )
 
 
 # ---- the IBNet authors' logged DCN count ----------------------------------------------------
 def test_dcn_on_avazu_x4_matches_ibnet_logged_count():
     fmap = feature_map_from_vocab(AVAZU_X4, 20)
     assert sum(AVAZU_X4.values()) == 3750999 and fmap.num_fields == 24
-    model = build("DCN", fmap, embedding_dim=20, dnn_hidden_units=[512, 512, 512], dnn_activations="relu",
-                  batch_norm=False, num_cross_layers=3)
+    model = build(
+        "DCN",
+        fmap,
+        embedding_dim=20,
+        dnn_hidden_units=[512, 512, 512],
+        dnn_activations="relu",
+        batch_norm=False,
+        num_cross_layers=3,
+    )
     assert count_parameters(model) == 75795437
     assert dcn_count(3750999, 24, 20, [512] * 3, False, 3) == 75795437
 
@@ -133,26 +194,74 @@ def test_dcn_on_avazu_x4_matches_ibnet_logged_count():
 # ---- BARS logged totals (FuxiCTR runs) ---------------------------------------------------------
 FRAPPE_CASES = [
     # name, params, logged total, closed form
-    ("DCN", dict(dnn_hidden_units=[400] * 3, batch_norm=True, num_cross_layers=3), 418591,
-     dcn_count(FRAPPE_V, 10, 10, [400] * 3, True, 3)),
-    ("WideDeep", dict(dnn_hidden_units=[400] * 3, batch_norm=True), 423280,
-     widedeep_count(FRAPPE_V, 10, 10, [400] * 3, True)),
-    ("DeepFM", dict(dnn_hidden_units=[400] * 3, batch_norm=True), 423280,
-     widedeep_count(FRAPPE_V, 10, 10, [400] * 3, True)),
-    ("xDeepFM", dict(dnn_hidden_units=[400] * 3, batch_norm=True, cin_hidden_units=[64]), 429809,
-     xdeepfm_count(FRAPPE_V, 10, 10, [400] * 3, [64], True)),
-    ("DCNv2", dict(model_structure="parallel", num_cross_layers=4, parallel_dnn_hidden_units=[400] * 3,
-                   stacked_dnn_hidden_units=[500] * 3, batch_norm=True), 458391,
-     dcnv2_count(FRAPPE_V, 10, 10, 4, "parallel", [400] * 3, True)),
-    ("AutoIntPlus", dict(attention_layers=5, attention_dim=128, num_heads=4, layer_norm=True, use_scale=True,
-                         dnn_hidden_units=[400] * 3, batch_norm=True), 622180,
-     autoint_count(FRAPPE_V, 10, 10, 5, 128, ln=True, units=[400] * 3, bn=True)),
-    ("AFNPlus", dict(logarithmic_neurons=1000, afn_hidden_units=[400], dnn_hidden_units=[400] * 3), 4482205,
-     afn_count(FRAPPE_V, 10, 10, 1000, [400], ensemble_units=[400] * 3)),
-    ("FiGNN", dict(gnn_layers=17, use_gru=False, use_residual=True), 89090,
-     fignn_count(FRAPPE_V, 10, 10, 17, gru=False)),
-    ("EDCN", dict(num_cross_layers=3, bridge_type="hadamard_product", temperature=5, batch_norm=True), 86351,
-     edcn_count(FRAPPE_V, 10, 10, 3, True)),
+    (
+        "DCN",
+        dict(dnn_hidden_units=[400] * 3, batch_norm=True, num_cross_layers=3),
+        418591,
+        dcn_count(FRAPPE_V, 10, 10, [400] * 3, True, 3),
+    ),
+    (
+        "WideDeep",
+        dict(dnn_hidden_units=[400] * 3, batch_norm=True),
+        423280,
+        widedeep_count(FRAPPE_V, 10, 10, [400] * 3, True),
+    ),
+    (
+        "DeepFM",
+        dict(dnn_hidden_units=[400] * 3, batch_norm=True),
+        423280,
+        widedeep_count(FRAPPE_V, 10, 10, [400] * 3, True),
+    ),
+    (
+        "xDeepFM",
+        dict(dnn_hidden_units=[400] * 3, batch_norm=True, cin_hidden_units=[64]),
+        429809,
+        xdeepfm_count(FRAPPE_V, 10, 10, [400] * 3, [64], True),
+    ),
+    (
+        "DCNv2",
+        dict(
+            model_structure="parallel",
+            num_cross_layers=4,
+            parallel_dnn_hidden_units=[400] * 3,
+            stacked_dnn_hidden_units=[500] * 3,
+            batch_norm=True,
+        ),
+        458391,
+        dcnv2_count(FRAPPE_V, 10, 10, 4, "parallel", [400] * 3, True),
+    ),
+    (
+        "AutoIntPlus",
+        dict(
+            attention_layers=5,
+            attention_dim=128,
+            num_heads=4,
+            layer_norm=True,
+            use_scale=True,
+            dnn_hidden_units=[400] * 3,
+            batch_norm=True,
+        ),
+        622180,
+        autoint_count(FRAPPE_V, 10, 10, 5, 128, ln=True, units=[400] * 3, bn=True),
+    ),
+    (
+        "AFNPlus",
+        dict(logarithmic_neurons=1000, afn_hidden_units=[400], dnn_hidden_units=[400] * 3),
+        4482205,
+        afn_count(FRAPPE_V, 10, 10, 1000, [400], ensemble_units=[400] * 3),
+    ),
+    (
+        "FiGNN",
+        dict(gnn_layers=17, use_gru=False, use_residual=True),
+        89090,
+        fignn_count(FRAPPE_V, 10, 10, 17, gru=False),
+    ),
+    (
+        "EDCN",
+        dict(num_cross_layers=3, bridge_type="hadamard_product", temperature=5, batch_norm=True),
+        86351,
+        edcn_count(FRAPPE_V, 10, 10, 3, True),
+    ),
 ]
 
 
@@ -162,18 +271,45 @@ def test_frappe_x1_counts_match_bars_logs(name, params, logged, formula):
 
 
 CRITEO_CASES = [
-    ("DCNv2", dict(parallel_dnn_hidden_units=[500] * 3, num_cross_layers=3), 22018021,
-     dcnv2_count(CRITEO_V, 39, 10, 3, "parallel", [500] * 3)),
-    ("xDeepFM", dict(dnn_hidden_units=[400] * 3, cin_hidden_units=[16, 16]), 23461462,
-     xdeepfm_count(CRITEO_V, 39, 10, [400] * 3, [16, 16], False)),
-    ("AutoIntPlus", dict(attention_layers=3, attention_dim=256, num_heads=2, layer_norm=True, use_wide=True,
-                         dnn_hidden_units=[400] * 3, batch_norm=True), 23844454,
-     autoint_count(CRITEO_V, 39, 10, 3, 256, ln=True, wide=True, units=[400] * 3, bn=True)),
+    (
+        "DCNv2",
+        dict(parallel_dnn_hidden_units=[500] * 3, num_cross_layers=3),
+        22018021,
+        dcnv2_count(CRITEO_V, 39, 10, 3, "parallel", [500] * 3),
+    ),
+    (
+        "xDeepFM",
+        dict(dnn_hidden_units=[400] * 3, cin_hidden_units=[16, 16]),
+        23461462,
+        xdeepfm_count(CRITEO_V, 39, 10, [400] * 3, [16, 16], False),
+    ),
+    (
+        "AutoIntPlus",
+        dict(
+            attention_layers=3,
+            attention_dim=256,
+            num_heads=2,
+            layer_norm=True,
+            use_wide=True,
+            dnn_hidden_units=[400] * 3,
+            batch_norm=True,
+        ),
+        23844454,
+        autoint_count(CRITEO_V, 39, 10, 3, 256, ln=True, wide=True, units=[400] * 3, bn=True),
+    ),
     ("FiGNN", dict(gnn_layers=6, use_gru=True), 20925920, fignn_count(CRITEO_V, 39, 10, 6, gru=True)),
-    ("AFN", dict(logarithmic_neurons=400, afn_hidden_units=[800]), 24081239,
-     afn_count(CRITEO_V, 39, 10, 400, [800])),
-    ("EDCN", dict(num_cross_layers=3, temperature=20, batch_norm=True), 21329055,
-     edcn_count(CRITEO_V, 39, 10, 3, True)),
+    (
+        "AFN",
+        dict(logarithmic_neurons=400, afn_hidden_units=[800]),
+        24081239,
+        afn_count(CRITEO_V, 39, 10, 400, [800]),
+    ),
+    (
+        "EDCN",
+        dict(num_cross_layers=3, temperature=20, batch_norm=True),
+        21329055,
+        edcn_count(CRITEO_V, 39, 10, 3, True),
+    ),
 ]
 
 
@@ -183,46 +319,94 @@ def test_criteo_x1_counts_match_bars_logs(name, params, logged, formula):
 
 
 # ---- closed forms for variants without a log -----------------------------------------------------
-SMALL = {f"f{i}": 7 + 3 * i for i in range(6)}           # V = 87, F = 6
+SMALL = {f"f{i}": 7 + 3 * i for i in range(6)}  # V = 87, F = 6
 V_SMALL, F_SMALL = sum(SMALL.values()), len(SMALL)
 
 VARIANTS = [
-    ("DCNv2", dict(model_structure="crossnet_only", num_cross_layers=2),
-     dcnv2_count(V_SMALL, F_SMALL, 4, 2, "crossnet_only")),
-    ("DCNv2", dict(model_structure="stacked", num_cross_layers=2, dnn_hidden_units=[16, 8], batch_norm=True),
-     dcnv2_count(V_SMALL, F_SMALL, 4, 2, "stacked", [16, 8], True)),
-    ("DCNv2", dict(model_structure="stacked_parallel", num_cross_layers=3, dnn_hidden_units=[16, 8]),
-     dcnv2_count(V_SMALL, F_SMALL, 4, 3, "stacked_parallel", [16, 8])),
-    ("DCNv2", dict(model_structure="parallel", use_low_rank_mixture=True, low_rank=5, num_experts=3,
-                   num_cross_layers=2, dnn_hidden_units=[16]),
-     dcnv2_count(V_SMALL, F_SMALL, 4, 2, "parallel", [16], mix=(5, 3))),
-    ("AutoInt", dict(attention_layers=2, attention_dim=8, num_heads=2, residual_projection="always"),
-     autoint_count(V_SMALL, F_SMALL, 4, 2, 8, projection="always")),
-    ("AFN", dict(logarithmic_neurons=5, afn_hidden_units=[8, 8], batch_norm=True),
-     afn_count(V_SMALL, F_SMALL, 4, 5, [8, 8], bn=True)),
-    ("FiGNN", dict(gnn_layers=3, reuse_graph_layer=True, attention_scoring="node"),
-     fignn_count(V_SMALL, F_SMALL, 4, 3, reuse=True, scoring="node")),
-    ("FiGNN", dict(gnn_layers=2, use_self_attention=True, num_heads=2),
-     fignn_count(V_SMALL, F_SMALL, 4, 2) + self_attention_param_count(4, 4)),
+    (
+        "DCNv2",
+        dict(model_structure="crossnet_only", num_cross_layers=2),
+        dcnv2_count(V_SMALL, F_SMALL, 4, 2, "crossnet_only"),
+    ),
+    (
+        "DCNv2",
+        dict(model_structure="stacked", num_cross_layers=2, dnn_hidden_units=[16, 8], batch_norm=True),
+        dcnv2_count(V_SMALL, F_SMALL, 4, 2, "stacked", [16, 8], True),
+    ),
+    (
+        "DCNv2",
+        dict(model_structure="stacked_parallel", num_cross_layers=3, dnn_hidden_units=[16, 8]),
+        dcnv2_count(V_SMALL, F_SMALL, 4, 3, "stacked_parallel", [16, 8]),
+    ),
+    (
+        "DCNv2",
+        dict(
+            model_structure="parallel",
+            use_low_rank_mixture=True,
+            low_rank=5,
+            num_experts=3,
+            num_cross_layers=2,
+            dnn_hidden_units=[16],
+        ),
+        dcnv2_count(V_SMALL, F_SMALL, 4, 2, "parallel", [16], mix=(5, 3)),
+    ),
+    (
+        "AutoInt",
+        dict(attention_layers=2, attention_dim=8, num_heads=2, residual_projection="always"),
+        autoint_count(V_SMALL, F_SMALL, 4, 2, 8, projection="always"),
+    ),
+    (
+        "AFN",
+        dict(logarithmic_neurons=5, afn_hidden_units=[8, 8], batch_norm=True),
+        afn_count(V_SMALL, F_SMALL, 4, 5, [8, 8], bn=True),
+    ),
+    (
+        "FiGNN",
+        dict(gnn_layers=3, reuse_graph_layer=True, attention_scoring="node"),
+        fignn_count(V_SMALL, F_SMALL, 4, 3, reuse=True, scoring="node"),
+    ),
+    (
+        "FiGNN",
+        dict(gnn_layers=2, use_self_attention=True, num_heads=2),
+        fignn_count(V_SMALL, F_SMALL, 4, 2) + self_attention_param_count(4, 4),
+    ),
     ("GraphFM", dict(num_layers=3, num_heads=2, num_neighbors=[4, 3, 2]), graphfm_count(V_SMALL, 4, 3, 2)),
     ("GraphFM", dict(num_layers=2, num_heads=1, use_lr=True), graphfm_count(V_SMALL, 4, 2, 1) + V_SMALL),
-    ("EDCN", dict(num_cross_layers=2, bridge_type="concatenation"),
-     edcn_count(V_SMALL, F_SMALL, 4, 2, False, "concatenation")),
-    ("EDCN", dict(num_cross_layers=2, bridge_type="attention_pooling", batch_norm=True),
-     edcn_count(V_SMALL, F_SMALL, 4, 2, True, "attention_pooling")),
+    (
+        "EDCN",
+        dict(num_cross_layers=2, bridge_type="concatenation"),
+        edcn_count(V_SMALL, F_SMALL, 4, 2, False, "concatenation"),
+    ),
+    (
+        "EDCN",
+        dict(num_cross_layers=2, bridge_type="attention_pooling", batch_norm=True),
+        edcn_count(V_SMALL, F_SMALL, 4, 2, True, "attention_pooling"),
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,params,formula", VARIANTS, ids=[f"{v[0]}-{i}" for i, v in enumerate(VARIANTS)])
 def test_variant_counts_match_closed_forms(name, params, formula):
-    assert count_parameters(build(name, feature_map_from_vocab(SMALL, 4), embedding_dim=4, **params)) == formula
+    assert (
+        count_parameters(build(name, feature_map_from_vocab(SMALL, 4), embedding_dim=4, **params)) == formula
+    )
 
 
 def test_attention_layer_count_formula_matches_module():
-    for args in [(4, 8, True, False, "auto"), (8, 8, True, True, "auto"), (8, 8, True, False, "always"),
-                 (6, 12, False, True, "auto")]:
-        layer = MultiHeadSelfAttention(args[0], args[1], num_heads=2, use_residual=args[2], layer_norm=args[3],
-                                       residual_projection=args[4])
+    for args in [
+        (4, 8, True, False, "auto"),
+        (8, 8, True, True, "auto"),
+        (8, 8, True, False, "always"),
+        (6, 12, False, True, "auto"),
+    ]:
+        layer = MultiHeadSelfAttention(
+            args[0],
+            args[1],
+            num_heads=2,
+            use_residual=args[2],
+            layer_norm=args[3],
+            residual_projection=args[4],
+        )
         assert sum(p.numel() for p in layer.parameters()) == self_attention_param_count(*args)
 
 
@@ -231,8 +415,13 @@ TINY_PARAMS = {
     "WideDeep": dict(dnn_hidden_units=[16, 8], batch_norm=True),
     "DeepFM": dict(dnn_hidden_units=[16, 8], dnn_activations="mice"),
     "xDeepFM": dict(dnn_hidden_units=[16], cin_hidden_units=[4, 3]),
-    "DCNv2": dict(model_structure="stacked_parallel", use_low_rank_mixture=True, low_rank=3, num_experts=2,
-                  dnn_hidden_units=[16, 8]),
+    "DCNv2": dict(
+        model_structure="stacked_parallel",
+        use_low_rank_mixture=True,
+        low_rank=3,
+        num_experts=2,
+        dnn_hidden_units=[16, 8],
+    ),
     "AutoInt": dict(attention_layers=2, attention_dim=8, num_heads=2, use_wide=True, layer_norm=True),
     "AutoIntPlus": dict(attention_layers=1, attention_dim=8, num_heads=2, dnn_hidden_units=[16]),
     "AFN": dict(logarithmic_neurons=6, afn_hidden_units=[16]),
@@ -311,8 +500,16 @@ def test_xdeepfm_cin_with_explicit_base_equals_fuxictr_cin():
 @pytest.mark.parametrize("mix", [False, True])
 def test_dcnv2_explicit_operand_path_equals_fuxictr_crossnet(mix):
     torch.manual_seed(3)
-    model = build("DCNv2", feature_map_from_vocab(SMALL, 4), embedding_dim=4, model_structure="crossnet_only",
-                  num_cross_layers=3, use_low_rank_mixture=mix, low_rank=3, num_experts=2)
+    model = build(
+        "DCNv2",
+        feature_map_from_vocab(SMALL, 4),
+        embedding_dim=4,
+        model_structure="crossnet_only",
+        num_cross_layers=3,
+        use_low_rank_mixture=mix,
+        low_rank=3,
+        num_experts=2,
+    )
     x0 = torch.randn(6, F_SMALL * 4)
     assert torch.allclose(model.cross(x0, operand_fn=lambda l, x: None), model.cross(x0), atol=1e-5)
     assert model.cross(x0[:1]).shape == (1, F_SMALL * 4)
@@ -341,8 +538,9 @@ def test_fignn_graph_is_row_stochastic_without_self_loops():
 
 def test_graphfm_keeps_exactly_m_neighbours_per_node():
     torch.manual_seed(6)
-    model = build("GraphFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, num_layers=2,
-                  num_neighbors=[2, 4])
+    model = build(
+        "GraphFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, num_layers=2, num_neighbors=[2, 4]
+    )
     for layer, m in zip(model.graph_layers, [2, 4]):
         h = torch.randn(3, F_SMALL, 4)
         weights, keep = layer.select(h.unsqueeze(2) * h.unsqueeze(1))
@@ -350,7 +548,9 @@ def test_graphfm_keeps_exactly_m_neighbours_per_node():
         assert not keep.diagonal(dim1=1, dim2=2).any()
         assert torch.all((weights > 0) == keep)
     with pytest.raises(ModelConfigError):
-        build("GraphFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, num_layers=2, num_neighbors=[6, 2])
+        build(
+            "GraphFM", feature_map_from_vocab(SMALL, 4), embedding_dim=4, num_layers=2, num_neighbors=[6, 2]
+        )
 
 
 def test_graphfm_residual_keeps_first_order_signal_at_init():
@@ -371,15 +571,19 @@ def test_graphfm_residual_keeps_first_order_signal_at_init():
 
 def test_afn_logarithmic_neurons_compute_products_of_powers():
     torch.manual_seed(7)
-    model = build("AFN", feature_map_from_vocab(SMALL, 4), embedding_dim=4, logarithmic_neurons=2,
-                  afn_hidden_units=[4]).eval()
+    model = build(
+        "AFN", feature_map_from_vocab(SMALL, 4), embedding_dim=4, logarithmic_neurons=2, afn_hidden_units=[4]
+    ).eval()
     for bn in (model.log_batch_norm, model.exp_batch_norm):  # identity BNs in eval mode
         bn.running_mean.zero_(), bn.running_var.fill_(1.0), bn.weight.data.fill_(1.0), bn.bias.data.zero_()
         bn.eps = 0.0
     with torch.no_grad():
         model.log_coefficients.weight.zero_()
-        model.log_coefficients.weight[0, 1] = 1.0                        # neuron 0: |e_1|
-        model.log_coefficients.weight[1, 0], model.log_coefficients.weight[1, 2] = 2.0, 0.5  # |e_0|^2 |e_2|^.5
+        model.log_coefficients.weight[0, 1] = 1.0  # neuron 0: |e_1|
+        model.log_coefficients.weight[1, 0], model.log_coefficients.weight[1, 2] = (
+            2.0,
+            0.5,
+        )  # |e_0|^2 |e_2|^.5
         emb = torch.rand(3, F_SMALL, 4) + 0.1
         out = model.logarithmic_net(emb).view(3, 2, 4)
     assert torch.allclose(out[:, 0], emb[:, 1], rtol=1e-5)
@@ -418,8 +622,18 @@ def test_user_errors_are_ctrbench_errors():
 
 
 # ---- configs ------------------------------------------------------------------------------------
-CONFIG_FILES = ["widedeep", "deepfm", "xdeepfm", "dcnv2", "autoint", "afn", "fignn", "graphfm", "edcn",
-                "dcn_default"]
+CONFIG_FILES = [
+    "widedeep",
+    "deepfm",
+    "xdeepfm",
+    "dcnv2",
+    "autoint",
+    "afn",
+    "fignn",
+    "graphfm",
+    "edcn",
+    "dcn_default",
+]
 
 
 def _my_expids():
@@ -435,7 +649,7 @@ def _my_expids():
 def test_every_model_has_tiny_and_default_expids_that_build():
     expids = _my_expids()
     for model in MODELS + ["DCN"]:
-        for suffix in (["_default"] if model == "DCN" else ["_tiny", "_default"]):
+        for suffix in ["_default"] if model == "DCN" else ["_tiny", "_default"]:
             body = expids[model + suffix]
             assert body["model"] == model
             if suffix == "_tiny":
@@ -450,5 +664,6 @@ def test_every_model_has_tiny_and_default_expids_that_build():
 
 def criteo_shaped_map():
     """39 fields like Criteo_x1 (13 numeric, 26 categorical) with small vocabularies."""
-    return feature_map_from_vocab({f"C{i}": 11 for i in range(1, 27)}, 10,
-                                  numeric=[f"I{i}" for i in range(1, 14)])
+    return feature_map_from_vocab(
+        {f"C{i}": 11 for i in range(1, 27)}, 10, numeric=[f"I{i}" for i in range(1, 14)]
+    )

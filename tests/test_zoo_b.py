@@ -12,15 +12,14 @@ import pytest
 import torch
 
 import model_zoo
-from model_zoo.errors import ModelConfigError
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
-from tests.oracles import mlp_param_count
-from tests.oracles import bilinear_fusion_param_count
+from model_zoo.errors import ModelConfigError
+from tests.oracles import bilinear_fusion_param_count, mlp_param_count
 
-VOCAB = {"f0": 7, "f1": 11, "f2": 5, "f3": 13, "f4": 3}      # n = 5 fields, V = 39 rows
+VOCAB = {"f0": 7, "f1": 11, "f2": 5, "f3": 13, "f4": 3}  # n = 5 fields, V = 39 rows
 V, N = sum(VOCAB.values()), len(VOCAB)
 NUMERIC = ["n0", "n1", "n2"]
-D = 4                                                          # embedding size in these tests
+D = 4  # embedding size in these tests
 P = N * (N - 1) // 2
 
 
@@ -53,23 +52,56 @@ def emb(model, X):
 # forward + backward on every model of this family, probabilities out
 
 CASES = [
-    ("MaskNet", {"model_type": "parallel", "parallel_num_blocks": 3, "parallel_block_dim": 8,
-                 "dnn_hidden_units": [16]}),
+    (
+        "MaskNet",
+        {
+            "model_type": "parallel",
+            "parallel_num_blocks": 3,
+            "parallel_block_dim": 8,
+            "dnn_hidden_units": [16],
+        },
+    ),
     ("MaskNet", {"model_type": "serial", "serial_block_units": [16, 8], "reduction_ratio": 2}),
     ("CL4CTR", {"dnn_hidden_units": [16], "cl_encoder_units": [12]}),
-    ("CL4CTR", {"dnn_hidden_units": [16], "cl_encoder": "transformer", "cl_num_heads": 2,
-                "cl_augmentation": "feature"}),
+    (
+        "CL4CTR",
+        {
+            "dnn_hidden_units": [16],
+            "cl_encoder": "transformer",
+            "cl_num_heads": 2,
+            "cl_augmentation": "feature",
+        },
+    ),
     ("CL4CTR", {"dnn_hidden_units": [16], "cl_augmentation": "dimension", "cl_mask_ratio": 0.3}),
     ("EulerNet", {"order_list": [6, 4], "apply_norm": True, "net_ex_dropout": 0.1, "net_im_dropout": 0.1}),
     ("GDCN", {"dnn_hidden_units": [16, 8]}),
     ("GDCNP", {"dnn_hidden_units": [16, 8], "batch_norm": True}),
     ("DualMLP", {"mlp1_hidden_units": [16], "mlp2_hidden_units": [8, 8]}),
-    ("FinalMLP", {"mlp1_hidden_units": [16], "mlp2_hidden_units": [8], "num_heads": 4, "fs_hidden_units": [8]}),
-    ("FinalMLP", {"mlp1_hidden_units": [16], "mlp2_hidden_units": [8], "fs1_context": ["f0"],
-                  "fs2_context": ["f1", "n0"], "num_heads": 2}),
+    (
+        "FinalMLP",
+        {"mlp1_hidden_units": [16], "mlp2_hidden_units": [8], "num_heads": 4, "fs_hidden_units": [8]},
+    ),
+    (
+        "FinalMLP",
+        {
+            "mlp1_hidden_units": [16],
+            "mlp2_hidden_units": [8],
+            "fs1_context": ["f0"],
+            "fs2_context": ["f1", "n0"],
+            "num_heads": 2,
+        },
+    ),
     ("FinalNet", {"block_type": "2B", "block1_hidden_units": [8, 8], "block2_hidden_units": [8]}),
-    ("FinalNet", {"block_type": "1B", "residual_type": "sum", "use_feature_gating": False,
-                  "block1_hidden_activations": "relu", "block1_dropout": 0.1}),
+    (
+        "FinalNet",
+        {
+            "block_type": "1B",
+            "residual_type": "sum",
+            "use_feature_gating": False,
+            "block1_hidden_activations": "relu",
+            "block1_dropout": 0.1,
+        },
+    ),
     ("AFM", {"attention_dim": 6, "attention_dropout": [0.1, 0.1]}),
     ("SAM", {"interaction_type": "SAM1", "aggregation": "weighted_pooling"}),
     ("SAM", {"interaction_type": "SAM2A"}),
@@ -82,8 +114,17 @@ CASES = [
     ("KPNN", {"hidden_units": [16], "kernel_type": "mat"}),
     ("KPNN", {"hidden_units": [16], "kernel_type": "vec"}),
     ("KPNN", {"hidden_units": [16], "kernel_type": "num"}),
-    ("Wukong", {"num_layers": 2, "num_emb_fmb": 3, "num_emb_lcb": 4, "rank_fmb": 3, "fmb_hidden_units": [16],
-                "dnn_hidden_units": [16]}),
+    (
+        "Wukong",
+        {
+            "num_layers": 2,
+            "num_emb_fmb": 3,
+            "num_emb_lcb": 4,
+            "rank_fmb": 3,
+            "fmb_hidden_units": [16],
+            "dnn_hidden_units": [16],
+        },
+    ),
     ("DLRM", {"bottom_mlp_units": [8, D], "top_mlp_units": [16]}),
     ("DLRM", {"bottom_mlp_units": [D], "top_mlp_units": [16], "interaction_op": "cat"}),
     ("FmFM", {"field_interaction_type": "matrixed"}),
@@ -119,10 +160,17 @@ def test_forward_backward_probabilities(name, over):
 # --------------------------------------------------------------------------------------------------
 # closed-form parameter counts
 
+
 def test_masknet_parallel_count():
     k, b, r, units = 3, 8, 2, [16, 8]
-    model = build("MaskNet", model_type="parallel", parallel_num_blocks=k, parallel_block_dim=b,
-                  reduction_ratio=r, dnn_hidden_units=units)
+    model = build(
+        "MaskNet",
+        model_type="parallel",
+        parallel_num_blocks=k,
+        parallel_block_dim=b,
+        reduction_ratio=r,
+        dnn_hidden_units=units,
+    )
     flat, agg = N * D, N * D * r
     block = (flat * agg + agg) + (agg * flat + flat) + flat * b + 2 * b
     expected = V * D + N * 2 * D + k * block + mlp_param_count(k * b, units, output_dim=1)
@@ -131,12 +179,18 @@ def test_masknet_parallel_count():
 
 def test_masknet_serial_count():
     units, r = [16, 8], 0.5
-    model = build("MaskNet", model_type="serial", serial_block_units=units, reduction_ratio=r,
-                  emb_layernorm=False, net_layernorm=False)
+    model = build(
+        "MaskNet",
+        model_type="serial",
+        serial_block_units=units,
+        reduction_ratio=r,
+        emb_layernorm=False,
+        net_layernorm=False,
+    )
     flat, total, prev = N * D, V * D, N * D
     for u in units:
         agg = round(prev * r)
-        total += (flat * agg + agg) + (agg * prev + prev) + (prev * u + u)   # Linear with bias when no LN
+        total += (flat * agg + agg) + (agg * prev + prev) + (prev * u + u)  # Linear with bias when no LN
         prev = u
     assert count_parameters(model) == total + units[-1] + 1
 
@@ -144,12 +198,17 @@ def test_masknet_serial_count():
 def test_cl4ctr_count():
     model = build("CL4CTR", dnn_hidden_units=[16, 8], cl_encoder_units=[12, 10])
     flat = N * D
-    expected = (V * D + mlp_param_count(flat, [16, 8], output_dim=1) + mlp_param_count(flat, [12, 10])
-                + 2 * (10 * 10 + 10))
+    expected = (
+        V * D
+        + mlp_param_count(flat, [16, 8], output_dim=1)
+        + mlp_param_count(flat, [12, 10])
+        + 2 * (10 * 10 + 10)
+    )
     assert count_parameters(model) == expected
     custom = build("CL4CTR", dnn_hidden_units=[16], cl_encoder_units=[12], cl_projection_dim=5)
-    assert count_parameters(custom) == (V * D + mlp_param_count(flat, [16], output_dim=1)
-                                        + mlp_param_count(flat, [12]) + 2 * (12 * 5 + 5))
+    assert count_parameters(custom) == (
+        V * D + mlp_param_count(flat, [16], output_dim=1) + mlp_param_count(flat, [12]) + 2 * (12 * 5 + 5)
+    )
 
 
 def test_eulernet_count():
@@ -169,27 +228,57 @@ def test_gdcn_counts():
     stacked = build("GDCN", num_cross_layers=layers, dnn_hidden_units=units)
     assert count_parameters(stacked) == V * D + cross + mlp_param_count(flat, units, output_dim=1)
     parallel = build("GDCNP", num_cross_layers=layers, dnn_hidden_units=units, batch_norm=True)
-    assert count_parameters(parallel) == (V * D + cross + mlp_param_count(flat, units, batch_norm=True)
-                                          + flat + units[-1] + 1)
+    assert count_parameters(parallel) == (
+        V * D + cross + mlp_param_count(flat, units, batch_norm=True) + flat + units[-1] + 1
+    )
 
 
 def test_dualmlp_and_finalmlp_counts():
     flat = N * D
     dual = build("DualMLP", mlp1_hidden_units=[16], mlp2_hidden_units=[8, 8], mlp1_batch_norm=True)
-    assert count_parameters(dual) == (V * D + mlp_param_count(flat, [16], output_dim=1, batch_norm=True)
-                                      + mlp_param_count(flat, [8, 8], output_dim=1))
+    assert count_parameters(dual) == (
+        V * D
+        + mlp_param_count(flat, [16], output_dim=1, batch_norm=True)
+        + mlp_param_count(flat, [8, 8], output_dim=1)
+    )
     final = build("FinalMLP", mlp1_hidden_units=[16], mlp2_hidden_units=[8], fs_hidden_units=[6], num_heads=4)
-    gate = D + mlp_param_count(D, [6], output_dim=flat)       # learnable context + gate MLP, per stream
-    assert count_parameters(final) == (V * D + 2 * gate + mlp_param_count(flat, [16]) + mlp_param_count(flat, [8])
-                                       + bilinear_fusion_param_count(16, 8, 4))
+    gate = D + mlp_param_count(D, [6], output_dim=flat)  # learnable context + gate MLP, per stream
+    assert count_parameters(final) == (
+        V * D
+        + 2 * gate
+        + mlp_param_count(flat, [16])
+        + mlp_param_count(flat, [8])
+        + bilinear_fusion_param_count(16, 8, 4)
+    )
     assert bilinear_fusion_param_count(16, 8, 4) == 16 + 8 + 1 + 4 * 4 * 2
-    ctx = build("FinalMLP", mlp1_hidden_units=[16], mlp2_hidden_units=[8], fs_hidden_units=[6], num_heads=1,
-                fs1_context=["f0", "f1"], fs2_context=[], use_fs=True)
-    assert count_parameters(ctx) == (V * D + mlp_param_count(2 * D, [6], output_dim=flat) + gate
-                                     + mlp_param_count(flat, [16]) + mlp_param_count(flat, [8]) + 16 + 8 + 1 + 128)
+    ctx = build(
+        "FinalMLP",
+        mlp1_hidden_units=[16],
+        mlp2_hidden_units=[8],
+        fs_hidden_units=[6],
+        num_heads=1,
+        fs1_context=["f0", "f1"],
+        fs2_context=[],
+        use_fs=True,
+    )
+    assert count_parameters(ctx) == (
+        V * D
+        + mlp_param_count(2 * D, [6], output_dim=flat)
+        + gate
+        + mlp_param_count(flat, [16])
+        + mlp_param_count(flat, [8])
+        + 16
+        + 8
+        + 1
+        + 128
+    )
     no_fs = build("FinalMLP", mlp1_hidden_units=[16], mlp2_hidden_units=[8], use_fs=False, num_heads=2)
-    assert count_parameters(no_fs) == (V * D + mlp_param_count(flat, [16]) + mlp_param_count(flat, [8])
-                                       + bilinear_fusion_param_count(16, 8, 2))
+    assert count_parameters(no_fs) == (
+        V * D
+        + mlp_param_count(flat, [16])
+        + mlp_param_count(flat, [8])
+        + bilinear_fusion_param_count(16, 8, 2)
+    )
 
 
 def _final_block(input_dim, units, residual, bn=True):
@@ -198,17 +287,31 @@ def _final_block(input_dim, units, residual, bn=True):
         out = 2 * u if residual == "sum" else u
         total += input_dim * out + out + (2 * u if bn else 0)
         input_dim = u
-    return total + units[-1] + 1      # + the block's linear head
+    return total + units[-1] + 1  # + the block's linear head
 
 
 def test_finalnet_counts():
-    two = build("FinalNet", block_type="2B", block1_hidden_units=[8, 6], block2_hidden_units=[4],
-                residual_type="concat", use_feature_gating=True, gating_residual="concat")
-    expected = (V * D + (N * N + N) + _final_block(2 * N * D, [8, 6], "concat")
-                + _final_block(N * D, [4], "concat"))
+    two = build(
+        "FinalNet",
+        block_type="2B",
+        block1_hidden_units=[8, 6],
+        block2_hidden_units=[4],
+        residual_type="concat",
+        use_feature_gating=True,
+        gating_residual="concat",
+    )
+    expected = (
+        V * D + (N * N + N) + _final_block(2 * N * D, [8, 6], "concat") + _final_block(N * D, [4], "concat")
+    )
     assert count_parameters(two) == expected
-    one = build("FinalNet", block_type="1B", block1_hidden_units=[8, 6], residual_type="sum",
-                use_feature_gating=False, batch_norm=False)
+    one = build(
+        "FinalNet",
+        block_type="1B",
+        block1_hidden_units=[8, 6],
+        residual_type="sum",
+        use_feature_gating=False,
+        batch_norm=False,
+    )
     assert count_parameters(one) == V * D + _final_block(N * D, [8, 6], "sum", bn=False)
 
 
@@ -220,39 +323,58 @@ def test_afm_count():
     assert count_parameters(plain) == (V + 1) + V * D + D
 
 
-@pytest.mark.parametrize("mode,aggregation,residual,layers,expected_extra", [
-    ("SAM1", "concat", False, 1, N * D + 1),
-    ("SAM1", "weighted_pooling", False, 1, N + D + 1),
-    ("SAM2A", "concat", False, 1, N * N * D + N * N * D + 1),
-    ("SAM2E", "concat", False, 1, N * N * D + 1),
-    ("SAM2E", "weighted_pooling", False, 1, N * N + D + 1),
-    ("SAM3A", "concat", True, 2, 2 * (N * N * D + 2 * D * D) + N * D + 1),
-    ("SAM3E", "concat", False, 3, 3 * D * D + N * D + 1),
-])
+@pytest.mark.parametrize(
+    "mode,aggregation,residual,layers,expected_extra",
+    [
+        ("SAM1", "concat", False, 1, N * D + 1),
+        ("SAM1", "weighted_pooling", False, 1, N + D + 1),
+        ("SAM2A", "concat", False, 1, N * N * D + N * N * D + 1),
+        ("SAM2E", "concat", False, 1, N * N * D + 1),
+        ("SAM2E", "weighted_pooling", False, 1, N * N + D + 1),
+        ("SAM3A", "concat", True, 2, 2 * (N * N * D + 2 * D * D) + N * D + 1),
+        ("SAM3E", "concat", False, 3, 3 * D * D + N * D + 1),
+    ],
+)
 def test_sam_counts(mode, aggregation, residual, layers, expected_extra):
-    model = build("SAM", interaction_type=mode, aggregation=aggregation, use_residual=residual,
-                  num_interaction_layers=layers)
+    model = build(
+        "SAM",
+        interaction_type=mode,
+        aggregation=aggregation,
+        use_residual=residual,
+        num_interaction_layers=layers,
+    )
     assert count_parameters(model) == V * D + expected_extra
 
 
-@pytest.mark.parametrize("name,over,product_width,kernel", [
-    ("IPNN", {}, P, 0),
-    ("OPNN", {}, D * D, 0),
-    ("KPNN", {"kernel_type": "mat"}, P, P * D * D),
-    ("KPNN", {"kernel_type": "vec"}, P, P * D),
-    ("KPNN", {"kernel_type": "num"}, P, P),
-    ("PNN", {"product_type": "outer"}, D * D, 0),
-])
+@pytest.mark.parametrize(
+    "name,over,product_width,kernel",
+    [
+        ("IPNN", {}, P, 0),
+        ("OPNN", {}, D * D, 0),
+        ("KPNN", {"kernel_type": "mat"}, P, P * D * D),
+        ("KPNN", {"kernel_type": "vec"}, P, P * D),
+        ("KPNN", {"kernel_type": "num"}, P, P),
+        ("PNN", {"product_type": "outer"}, D * D, 0),
+    ],
+)
 def test_pnn_counts(name, over, product_width, kernel):
     model = build(name, hidden_units=[16, 8], batch_norm=True, **over)
-    assert count_parameters(model) == (V * D + kernel
-                                       + mlp_param_count(N * D + product_width, [16, 8], output_dim=1, batch_norm=True))
+    assert count_parameters(model) == (
+        V * D + kernel + mlp_param_count(N * D + product_width, [16, 8], output_dim=1, batch_norm=True)
+    )
 
 
 def test_wukong_count():
     layers, n_fmb, n_lcb, rank, fmb_units, head = 2, 3, 4, 3, [16], [12]
-    model = build("Wukong", num_layers=layers, num_emb_fmb=n_fmb, num_emb_lcb=n_lcb, rank_fmb=rank,
-                  fmb_hidden_units=fmb_units, dnn_hidden_units=head)
+    model = build(
+        "Wukong",
+        num_layers=layers,
+        num_emb_fmb=n_fmb,
+        num_emb_lcb=n_lcb,
+        rank_fmb=rank,
+        fmb_hidden_units=fmb_units,
+        dnn_hidden_units=head,
+    )
     total, n_in = V * D, N
     for _ in range(layers):
         n_out = n_fmb + n_lcb
@@ -265,19 +387,49 @@ def test_wukong_count():
 def test_dlrm_count_small():
     model = build("DLRM", fmap(numeric=True), bottom_mlp_units=[8, D], top_mlp_units=[16])
     tokens = N + 1
-    assert count_parameters(model) == (V * D + mlp_param_count(len(NUMERIC), [8, D])
-                                       + mlp_param_count(tokens * (tokens - 1) // 2 + D, [16], output_dim=1))
+    assert count_parameters(model) == (
+        V * D
+        + mlp_param_count(len(NUMERIC), [8, D])
+        + mlp_param_count(tokens * (tokens - 1) // 2 + D, [16], output_dim=1)
+    )
     cat = build("DLRM", fmap(numeric=True), bottom_mlp_units=[D], top_mlp_units=[16], interaction_op="cat")
-    assert count_parameters(cat) == (V * D + mlp_param_count(len(NUMERIC), [D])
-                                     + mlp_param_count(tokens * D, [16], output_dim=1))
-    no_numeric = build("DLRM", fmap(), top_mlp_units=[16])   # no bottom MLP, P dots only
+    assert count_parameters(cat) == (
+        V * D + mlp_param_count(len(NUMERIC), [D]) + mlp_param_count(tokens * D, [16], output_dim=1)
+    )
+    no_numeric = build("DLRM", fmap(), top_mlp_units=[16])  # no bottom MLP, P dots only
     assert no_numeric.bottom_mlp is None
     assert count_parameters(no_numeric) == V * D + mlp_param_count(P, [16], output_dim=1)
 
 
 # DLRM's Criteo-Kaggle vocab (full file, no threshold), specs/maskfusion.md §6
-DLRM_KAGGLE_VOCAB = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
-                     5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+DLRM_KAGGLE_VOCAB = [
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
+]
 
 
 def test_dlrm_maskfusion_criteo_count(monkeypatch):
@@ -285,12 +437,20 @@ def test_dlrm_maskfusion_criteo_count(monkeypatch):
     # skip the N(0, 1e-4) fill of 540M embedding weights: the tables stay untouched virtual memory
     monkeypatch.setattr(torch.nn.init, "normal_", lambda tensor, *args, **kwargs: tensor)
     assert sum(DLRM_KAGGLE_VOCAB) == 33_762_577
-    feature_map = feature_map_from_vocab({f"C{i + 1}": v for i, v in enumerate(DLRM_KAGGLE_VOCAB)}, 16,
-                                         numeric=[f"I{i}" for i in range(1, 14)])
-    model = model_zoo.get_model_class("DLRM")(feature_map, **model_kwargs(
-        embedding_dim=16, bottom_mlp_units=[512, 256, 64, 16], top_mlp_units=[512, 256], interaction_op="dot"))
+    feature_map = feature_map_from_vocab(
+        {f"C{i + 1}": v for i, v in enumerate(DLRM_KAGGLE_VOCAB)}, 16, numeric=[f"I{i}" for i in range(1, 14)]
+    )
+    model = model_zoo.get_model_class("DLRM")(
+        feature_map,
+        **model_kwargs(
+            embedding_dim=16,
+            bottom_mlp_units=[512, 256, 64, 16],
+            top_mlp_units=[512, 256],
+            interaction_op="dot",
+        ),
+    )
     assert count_parameters(model.bottom_mlp) == 155_984
-    assert count_parameters(model.dnn) == 320_001          # top MLP 367-512-256-1 (351 dots + 16)
+    assert count_parameters(model.dnn) == 320_001  # top MLP 367-512-256-1 (351 dots + 16)
     assert count_parameters(model) == 540_677_217
 
 
@@ -298,10 +458,27 @@ def test_dualmlp_tf4ctr_frappe_log_count():
     """specs/tf4ctr.md §9.6: the TF4CTR v1 Frappe log (Share, easy [400]) has 539,732 parameters =
     86,128 embeddings + 65,601 (MLP_s [400] + BN + output) + 388,001 (MLP_c [400]x3 + BN + output) + 2
     fusion weights; DualMLP is those two towers with summed logits, so 539,730."""
-    frappe = {"user": 942, "item": 4084, "daytime": 9, "weekday": 9, "isweekend": 4, "homework": 5, "cost": 4,
-              "weather": 11, "country": 82, "city": 233}
-    model = build("DualMLP", feature_map_from_vocab(frappe, 16), embedding_dim=16, mlp1_hidden_units=[400],
-                  mlp1_batch_norm=True, mlp2_hidden_units=[400, 400, 400], mlp2_batch_norm=True)
+    frappe = {
+        "user": 942,
+        "item": 4084,
+        "daytime": 9,
+        "weekday": 9,
+        "isweekend": 4,
+        "homework": 5,
+        "cost": 4,
+        "weather": 11,
+        "country": 82,
+        "city": 233,
+    }
+    model = build(
+        "DualMLP",
+        feature_map_from_vocab(frappe, 16),
+        embedding_dim=16,
+        mlp1_hidden_units=[400],
+        mlp1_batch_norm=True,
+        mlp2_hidden_units=[400, 400, 400],
+        mlp2_batch_norm=True,
+    )
     assert count_parameters(model.embedding_layer) == 86_128
     assert count_parameters(model.mlp1) == 65_601
     assert count_parameters(model.mlp2) == 388_001
@@ -319,11 +496,14 @@ def test_fmfm_fwfm_counts():
 # --------------------------------------------------------------------------------------------------
 # the papers' equations on small inputs
 
+
 def test_pairwise_operands_are_explicit():
     """interact(left, right) pairs left_i with right_j for i < j; a swapped operand enters as given."""
     torch.manual_seed(1)
     left, right = torch.randn(3, N, D), torch.randn(3, N, D)
-    manual = torch.stack([(left[:, i] * right[:, j]).sum(-1) for i, j in itertools.combinations(range(N), 2)], 1)
+    manual = torch.stack(
+        [(left[:, i] * right[:, j]).sum(-1) for i, j in itertools.combinations(range(N), 2)], 1
+    )
     fwfm = build("FwFM")
     assert torch.allclose(fwfm.interact(left, right), manual, atol=1e-6)
     assert torch.allclose(build("IPNN").interact(left, right), manual, atol=1e-6)
@@ -339,7 +519,7 @@ def test_fmfm_with_identity_transforms_is_fm_and_matrices_act_on_left():
     left, right = torch.randn(4, N, D), torch.randn(4, N, D)
     for kind in ("matrixed", "vectorized"):
         model = build("FmFM", field_interaction_type=kind)
-        with torch.no_grad():   # M_ij = I (or 1): FmFM reduces to FM
+        with torch.no_grad():  # M_ij = I (or 1): FmFM reduces to FM
             ones = torch.eye(D).expand_as(model.field_transform) if kind == "matrixed" else 1.0
             model.field_transform.copy_(torch.ones_like(model.field_transform) * ones)
         fm = 0.5 * (left.sum(1).pow(2) - left.pow(2).sum(1)).sum(-1)
@@ -347,8 +527,13 @@ def test_fmfm_with_identity_transforms_is_fm_and_matrices_act_on_left():
     model = build("FmFM")
     with torch.no_grad():
         model.field_transform.copy_(torch.randn_like(model.field_transform))
-    expected = torch.stack([(left[:, i] @ model.field_transform[p] * right[:, j]).sum(-1)
-                            for p, (i, j) in enumerate(itertools.combinations(range(N), 2))], 1)
+    expected = torch.stack(
+        [
+            (left[:, i] @ model.field_transform[p] * right[:, j]).sum(-1)
+            for p, (i, j) in enumerate(itertools.combinations(range(N), 2))
+        ],
+        1,
+    )
     assert torch.allclose(model.interact(left, right), expected, atol=1e-5)
 
 
@@ -358,11 +543,16 @@ def test_pnn_products():
     f_sum = e.sum(1)
     outer = build("OPNN").interact(e, e)
     assert torch.allclose(outer, torch.einsum("bd,be->bde", f_sum, f_sum).flatten(1), atol=1e-5)
-    kpnn = build("KPNN", kernel_type="vec")                      # kernels of ones: KPNN starts as IPNN
+    kpnn = build("KPNN", kernel_type="vec")  # kernels of ones: KPNN starts as IPNN
     assert torch.allclose(kpnn.interact(e, e), build("IPNN").interact(e, e), atol=1e-6)
     mat = build("KPNN", kernel_type="mat")
-    expected = torch.stack([torch.einsum("bd,de,be->b", e[:, i], mat.kernel[p], e[:, j])
-                            for p, (i, j) in enumerate(itertools.combinations(range(N), 2))], 1)
+    expected = torch.stack(
+        [
+            torch.einsum("bd,de,be->b", e[:, i], mat.kernel[p], e[:, j])
+            for p, (i, j) in enumerate(itertools.combinations(range(N), 2))
+        ],
+        1,
+    )
     assert torch.allclose(mat.interact(e, e), expected, atol=1e-5)
     feature_map = fmap()
     model = build("IPNN", feature_map, hidden_units=[8])
@@ -376,12 +566,12 @@ def test_dlrm_dense_vector_is_first_token():
     model = build("DLRM", feature_map, bottom_mlp_units=[8, D], top_mlp_units=[8])
     X = model.get_inputs(batch(feature_map, size=5))
     dense = model.dense_vector(X)
-    assert dense.shape == (5, D) and (dense >= 0).all()            # ReLU on the last bottom layer too
+    assert dense.shape == (5, D) and (dense >= 0).all()  # ReLU on the last bottom layer too
     tokens = model.tokens(X, dense)
     assert tokens.shape == (5, N + 1, D) and torch.equal(tokens[:, 0], dense)
     top = model.dnn_input(tokens, dense)
     assert torch.equal(top[:, :D], dense)
-    assert torch.allclose(top[:, D:D + N], (tokens[:, :1] * tokens[:, 1:]).sum(-1))   # pairs (0, j) first
+    assert torch.allclose(top[:, D : D + N], (tokens[:, :1] * tokens[:, 1:]).sum(-1))  # pairs (0, j) first
 
 
 def test_gated_cross_layer_equation():
@@ -410,7 +600,7 @@ def test_euler_layer_explicit_part_is_eulers_formula():
     real, imag = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     ex_real, ex_imag = layer.explicit(real, imag)
     assert torch.allclose(ex_real, real, atol=1e-4) and torch.allclose(ex_imag, imag, atol=1e-4)
-    with torch.no_grad():                                           # order 2 on field 0: z_0^2
+    with torch.no_grad():  # order 2 on field 0: z_0^2
         layer.orders.zero_()
         layer.orders[0, 0] = 2.0
     ex_real, ex_imag = layer.explicit(real, imag)
@@ -420,7 +610,7 @@ def test_euler_layer_explicit_part_is_eulers_formula():
     model = build("EulerNet", order_list=[4])
     e = torch.randn(2, N, D)
     r, i = model.to_complex(e)
-    assert torch.allclose(r.pow(2) + i.pow(2), torch.ones_like(r), atol=1e-6)   # modulus mu = 1 at init
+    assert torch.allclose(r.pow(2) + i.pow(2), torch.ones_like(r), atol=1e-6)  # modulus mu = 1 at init
 
 
 def test_sam_modes_equations():
@@ -429,13 +619,15 @@ def test_sam_modes_equations():
     sam2e = build("SAM", interaction_type="SAM2E")
     out = sam2e.interact(e, e).view(2, N, N, D)
     i, j = 1, 3
-    assert torch.allclose(out[:, i, j], (e[:, i] * e[:, j]).sum(-1, keepdim=True) * e[:, i] * e[:, j], atol=1e-5)
+    assert torch.allclose(
+        out[:, i, j], (e[:, i] * e[:, j]).sum(-1, keepdim=True) * e[:, i] * e[:, j], atol=1e-5
+    )
     sam3e = build("SAM", interaction_type="SAM3E", num_interaction_layers=1)
     key = sam3e.interaction_layers[0].key
     expected = sum((e[:, 0] * key(e[:, k])).sum(-1, keepdim=True) * e[:, 0] * e[:, k] for k in range(N))
     assert torch.allclose(sam3e.interact(e, e)[:, 0], expected, atol=1e-5)
     sam1 = build("SAM", interaction_type="SAM1", aggregation="weighted_pooling")
-    assert torch.allclose(sam1.aggregate(sam1.interact(e, e)), e.sum(1), atol=1e-6)   # weights start at 1
+    assert torch.allclose(sam1.aggregate(sam1.interact(e, e)), e.sum(1), atol=1e-6)  # weights start at 1
 
 
 def test_embedding_initializer_option():
@@ -468,13 +660,13 @@ def test_masknet_mask_and_layernorm():
     X = batch(feature_map, size=16)
     E = emb(model, X)
     normed = model.normalize_embedding(E).view(16, N, D)
-    assert torch.allclose(normed.mean(-1), torch.zeros(16, N), atol=1e-4)    # LN of each field embedding
+    assert torch.allclose(normed.mean(-1), torch.zeros(16, N), atol=1e-4)  # LN of each field embedding
     block = model.blocks[1]
     hidden = torch.randn(16, 8)
     manual = torch.relu(block.norm(block.hidden(block.mask_generator(E.flatten(1)) * hidden)))
     assert torch.allclose(block(E.flatten(1), hidden), manual, atol=1e-6)
-    assert block.mask_generator.mlp[0].out_features == 8                   # reduction ratio 1: width 8
-    assert block.hidden.bias is None                                         # no bias before LayerNorm
+    assert block.mask_generator.mlp[0].out_features == 8  # reduction ratio 1: width 8
+    assert block.hidden.bias is None  # no bias before LayerNorm
 
 
 def test_finalmlp_gates_and_fusion():
@@ -482,10 +674,12 @@ def test_finalmlp_gates_and_fusion():
     model = build("FinalMLP", feature_map, mlp1_hidden_units=[8], mlp2_hidden_units=[6], num_heads=2)
     E = emb(model, batch(feature_map, size=4))
     x1, x2 = model.select_features(E)
-    assert torch.allclose(x1, E.flatten(1)) and torch.allclose(x2, E.flatten(1))    # 2*sigmoid(0) = 1 at init
+    assert torch.allclose(x1, E.flatten(1)) and torch.allclose(x2, E.flatten(1))  # 2*sigmoid(0) = 1 at init
     fusion = model.fusion
     a, b = torch.randn(4, 8), torch.randn(4, 6)
-    bil = sum((a[:, 4 * h:4 * h + 4] @ fusion.bilinear[h] * b[:, 3 * h:3 * h + 3]).sum(-1) for h in range(2))
+    bil = sum(
+        (a[:, 4 * h : 4 * h + 4] @ fusion.bilinear[h] * b[:, 3 * h : 3 * h + 3]).sum(-1) for h in range(2)
+    )
     expected = fusion.linear_a(a) + fusion.linear_b(b) + bil.unsqueeze(-1)
     assert torch.allclose(fusion(a, b), expected, atol=1e-5)
 
@@ -504,7 +698,7 @@ def test_finalnet_layers_and_gate():
     gate = FieldGate(N, "concat")
     gate.init_weights()
     e = torch.randn(2, N, D)
-    assert torch.allclose(gate(e), torch.cat([e, e], 1))                    # gates start at 1
+    assert torch.allclose(gate(e), torch.cat([e, e], 1))  # gates start at 1
 
 
 def test_afm_without_attention_is_weighted_sum():
@@ -525,20 +719,26 @@ def test_afm_without_attention_is_weighted_sum():
 # --------------------------------------------------------------------------------------------------
 # auxiliary losses come from tensors of the same forward pass
 
+
 def test_cl4ctr_losses():
     from model_zoo.baselines.cl4ctr import alignment_loss, uniformity_loss
 
     torch.manual_seed(9)
     e = torch.randn(6, 3, 4)
-    brute_align = torch.stack([((e[:, None, f] - e[None, :, f]) ** 2).sum(-1).mean() for f in range(3)]).mean()
+    brute_align = torch.stack(
+        [((e[:, None, f] - e[None, :, f]) ** 2).sum(-1).mean() for f in range(3)]
+    ).mean()
     assert torch.allclose(alignment_loss(e), brute_align, atol=1e-5)
     unit = e / e.norm(dim=-1, keepdim=True)
-    sims = [(unit[:, None, f] * unit[None, :, g]).sum(-1).mean() for f in range(3) for g in range(3) if f != g]
+    sims = [
+        (unit[:, None, f] * unit[None, :, g]).sum(-1).mean() for f in range(3) for g in range(3) if f != g
+    ]
     assert torch.allclose(uniformity_loss(e), torch.stack(sims).mean(), atol=1e-5)
 
     feature_map = fmap()
-    model = build("CL4CTR", feature_map, dnn_hidden_units=[8], cl_encoder_units=[6], cl_weight=1.0,
-                  cl_field_weight=0.5)
+    model = build(
+        "CL4CTR", feature_map, dnn_hidden_units=[8], cl_encoder_units=[6], cl_weight=1.0, cl_field_weight=0.5
+    )
     X = batch(feature_map)
     y = model.get_labels(X)
     model.train()
@@ -548,9 +748,9 @@ def test_cl4ctr_losses():
     cl = (out["cl_view1"] - out["cl_view2"]).pow(2).sum(-1).mean()
     field = alignment_loss(out["feature_emb"]) + uniformity_loss(out["feature_emb"])
     assert torch.allclose(model.add_loss(out, y), bce + cl + 0.5 * field, atol=1e-6)
-    assert cl > 0                                                           # the two views differ
+    assert cl > 0  # the two views differ
     model.eval()
-    assert set(model(X)) == {"y_pred", "logit"}                             # no CM at inference
+    assert set(model(X)) == {"y_pred", "logit"}  # no CM at inference
 
 
 def test_finalnet_2b_block_losses():
@@ -561,7 +761,9 @@ def test_finalnet_2b_block_losses():
     out = model(X)
     assert torch.allclose(out["logit"], 0.5 * (out["logit1"] + out["logit2"]))
     bce = torch.nn.functional.binary_cross_entropy
-    expected = bce(out["y_pred"], y) + bce(torch.sigmoid(out["logit1"]), y) + bce(torch.sigmoid(out["logit2"]), y)
+    expected = (
+        bce(out["y_pred"], y) + bce(torch.sigmoid(out["logit1"]), y) + bce(torch.sigmoid(out["logit2"]), y)
+    )
     assert torch.allclose(model.add_loss(out, y), expected, atol=1e-6)
 
 
@@ -574,24 +776,28 @@ def test_regularizer_sets_both_terms():
 # --------------------------------------------------------------------------------------------------
 # config errors name the key
 
-@pytest.mark.parametrize("name,over,key", [
-    ("MaskNet", {"model_type": "stacked"}, "model_type"),
-    ("MaskNet", {"model_type": "serial", "serial_block_units": []}, "serial_block_units"),
-    ("CL4CTR", {"cl_augmentation": "shuffle"}, "cl_augmentation"),
-    ("CL4CTR", {"cl_encoder": "transformer", "cl_num_heads": 3}, "cl_num_heads"),
-    ("EulerNet", {"order_list": []}, "order_list"),
-    ("FinalMLP", {"mlp1_hidden_units": [10], "mlp2_hidden_units": [8], "num_heads": 4}, "num_heads"),
-    ("FinalMLP", {"fs1_context": ["nope"]}, "fs1_context"),
-    ("FinalNet", {"block_type": "3B"}, "block_type"),
-    ("FinalNet", {"residual_type": "concat", "block1_hidden_units": [7]}, "residual_type"),
-    ("SAM", {"interaction_type": "SAM4"}, "interaction_type"),
-    ("IPNN", {"product_type": "outer"}, "product_type"),
-    ("KPNN", {"kernel_type": "tensor"}, "kernel_type"),
-    ("DLRM", {"bottom_mlp_units": [8, 3]}, "bottom_mlp_units"),
-    ("DLRM", {"interaction_op": "sum"}, "interaction_op"),
-    ("FmFM", {"field_interaction_type": "scalar"}, "field_interaction_type"),
-    ("FwFM", {"linear_type": "LV"}, "linear_type"),
-])
+
+@pytest.mark.parametrize(
+    "name,over,key",
+    [
+        ("MaskNet", {"model_type": "stacked"}, "model_type"),
+        ("MaskNet", {"model_type": "serial", "serial_block_units": []}, "serial_block_units"),
+        ("CL4CTR", {"cl_augmentation": "shuffle"}, "cl_augmentation"),
+        ("CL4CTR", {"cl_encoder": "transformer", "cl_num_heads": 3}, "cl_num_heads"),
+        ("EulerNet", {"order_list": []}, "order_list"),
+        ("FinalMLP", {"mlp1_hidden_units": [10], "mlp2_hidden_units": [8], "num_heads": 4}, "num_heads"),
+        ("FinalMLP", {"fs1_context": ["nope"]}, "fs1_context"),
+        ("FinalNet", {"block_type": "3B"}, "block_type"),
+        ("FinalNet", {"residual_type": "concat", "block1_hidden_units": [7]}, "residual_type"),
+        ("SAM", {"interaction_type": "SAM4"}, "interaction_type"),
+        ("IPNN", {"product_type": "outer"}, "product_type"),
+        ("KPNN", {"kernel_type": "tensor"}, "kernel_type"),
+        ("DLRM", {"bottom_mlp_units": [8, 3]}, "bottom_mlp_units"),
+        ("DLRM", {"interaction_op": "sum"}, "interaction_op"),
+        ("FmFM", {"field_interaction_type": "scalar"}, "field_interaction_type"),
+        ("FwFM", {"linear_type": "LV"}, "linear_type"),
+    ],
+)
 def test_config_errors(name, over, key):
     with pytest.raises(ModelConfigError, match=key):
         build(name, fmap(numeric=True), **over)
@@ -602,8 +808,26 @@ def test_every_registered_model_has_tiny_and_default_expids():
     from tests.conftest import CONFIG
 
     expids = set(list_expids(CONFIG))
-    for name in ("MaskNet", "CL4CTR", "EulerNet", "GDCN", "GDCNP", "DualMLP", "FinalMLP", "FinalNet", "AFM",
-                 "SAM", "PNN", "IPNN", "OPNN", "KPNN", "Wukong", "DLRM", "FmFM", "FwFM"):
+    for name in (
+        "MaskNet",
+        "CL4CTR",
+        "EulerNet",
+        "GDCN",
+        "GDCNP",
+        "DualMLP",
+        "FinalMLP",
+        "FinalNet",
+        "AFM",
+        "SAM",
+        "PNN",
+        "IPNN",
+        "OPNN",
+        "KPNN",
+        "Wukong",
+        "DLRM",
+        "FmFM",
+        "FwFM",
+    ):
         assert f"{name}_tiny" in expids and f"{name}_default" in expids, name
         doc = model_zoo.describe(model_zoo.get_model_class(name))
         assert "20" in doc and ("(" in doc), f"{name}: docstring's first line must cite the paper"

@@ -22,13 +22,16 @@ def build(name, num_fields, dim, **params):
     return get_model_class(name)(fmap, **model_kwargs(embedding_dim=dim, **params))
 
 
-@pytest.mark.parametrize("kind, shape_std", [
-    # FuxiCTR's FmFM: xavier_normal_ over the whole (P, d, d) / (P, d) tensor
-    ("matrixed", lambda P, d: math.sqrt(2.0 / (d * d + P * d))),
-    ("vectorized", lambda P, d: math.sqrt(2.0 / (d + P))),
-])
+@pytest.mark.parametrize(
+    "kind, shape_std",
+    [
+        # FuxiCTR's FmFM: xavier_normal_ over the whole (P, d, d) / (P, d) tensor
+        ("matrixed", lambda P, d: math.sqrt(2.0 / (d * d + P * d))),
+        ("vectorized", lambda P, d: math.sqrt(2.0 / (d + P))),
+    ],
+)
 def test_fmfm_pair_transforms_are_xavier_normal(kind, shape_std):
-    F, d = 39, 10                       # Criteo's 39 fields: P = 741, std about 0.016 for the matrices
+    F, d = 39, 10  # Criteo's 39 fields: P = 741, std about 0.016 for the matrices
     model = build("FmFM", F, d, field_interaction_type=kind)
     w = model.field_transform.detach()
     P = F * (F - 1) // 2
@@ -50,7 +53,7 @@ def test_dlf_token_mixing_is_kaiming_uniform(n_in, n_out):
     w = mix.weight.detach()
     bound = math.sqrt(6.0 / n_out)
     assert float(w.abs().max()) <= bound
-    assert float(w.abs().max()) > 0.97 * bound      # the support is the full interval
+    assert float(w.abs().max()) > 0.97 * bound  # the support is the full interval
     assert float(w.std()) == pytest.approx(math.sqrt(2.0 / n_out), rel=0.05)
 
 
@@ -59,5 +62,5 @@ def test_dlf_model_token_matrices_keep_kaiming_init_after_reset():
     mixes = [m for m in model.modules() if isinstance(m, TokenMix)]
     assert mixes
     for mix in mixes:
-        bound = math.sqrt(6.0 / mix.n_out)      # not U(+-1/sqrt(n_in)), torch's Linear default
+        bound = math.sqrt(6.0 / mix.n_out)  # not U(+-1/sqrt(n_in)), torch's Linear default
         assert 0.9 * bound < float(mix.weight.detach().abs().max()) <= bound

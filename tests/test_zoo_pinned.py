@@ -64,11 +64,11 @@ def fingerprint(expid: str) -> dict:
         fmap = feature_map_from_vocab(VOCAB, dim, numeric=numeric)
         try:
             model = get_model_class(params["model"])(fmap, **kwargs)
-        except ModelConfigError as exc:   # e.g. settings for more fields than the tiny map has
+        except ModelConfigError as exc:  # e.g. settings for more fields than the tiny map has
             out[tag] = {"error": str(exc)}
             continue
         model.eval()
-        torch.manual_seed(0)   # models that draw noise at evaluation (IBNet's masks) draw the same
+        torch.manual_seed(0)  # models that draw noise at evaluation (IBNet's masks) draw the same
         with torch.no_grad():
             for name, p in model.named_parameters():
                 g = torch.Generator().manual_seed(zlib.crc32(name.encode()))

@@ -30,11 +30,23 @@ class AFM(CTRModel):
     ``weight_p`` + ``lr_layer``; ``interact(left, right)`` gives ``left_i * right_j`` for i < j.
     """
 
-    def __init__(self, feature_map, model_id="AFM", embedding_dim=10, attention_dim=10,
-                 attention_activation="relu", attention_dropout=(0.0, 0.0), use_attention=True, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="AFM",
+        embedding_dim=10,
+        attention_dim=10,
+        attention_activation="relu",
+        attention_dropout=(0.0, 0.0),
+        use_attention=True,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        drops = list(attention_dropout) if isinstance(attention_dropout, (list, tuple)) \
+        drops = (
+            list(attention_dropout)
+            if isinstance(attention_dropout, (list, tuple))
             else [attention_dropout, attention_dropout]
+        )
         if len(drops) != 2:
             raise ModelConfigError(f"attention_dropout={attention_dropout!r}: give [p_attention, p_pooled]")
         self.use_attention = bool(use_attention)
@@ -42,8 +54,12 @@ class AFM(CTRModel):
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.pairs = PairIndex(feature_map.num_fields)
         if self.use_attention:
-            self.attention = MLP(embedding_dim, hidden_units=[int(attention_dim)],
-                                 hidden_activations=attention_activation, activation_options=kwargs)
+            self.attention = MLP(
+                embedding_dim,
+                hidden_units=[int(attention_dim)],
+                hidden_activations=attention_activation,
+                activation_options=kwargs,
+            )
             self.attention_score = nn.Linear(int(attention_dim), 1, bias=False)
         self.weight_p = nn.Linear(embedding_dim, 1, bias=False)
         self.attention_dropout = nn.Dropout(float(drops[0]))

@@ -37,10 +37,23 @@ class AFN(CTRModel):
     tower) [-> ``fc([shallow, deep_logit(X)])``].
     """
 
-    def __init__(self, feature_map, model_id="AFN", embedding_dim=10, logarithmic_neurons=400,
-                 afn_hidden_units=(64, 64, 64), afn_activations="relu", afn_dropout=0.0, ensemble_dnn=False,
-                 dnn_hidden_units=(64, 64, 64), dnn_activations="relu", dnn_dropout=0.0, batch_norm=False,
-                 log_clamp_min=1e-7, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="AFN",
+        embedding_dim=10,
+        logarithmic_neurons=400,
+        afn_hidden_units=(64, 64, 64),
+        afn_activations="relu",
+        afn_dropout=0.0,
+        ensemble_dnn=False,
+        dnn_hidden_units=(64, 64, 64),
+        dnn_activations="relu",
+        dnn_dropout=0.0,
+        batch_norm=False,
+        log_clamp_min=1e-7,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         num_fields = feature_map.num_fields
         self.embedding_dim, self.log_clamp_min = int(embedding_dim), float(log_clamp_min)
@@ -48,26 +61,33 @@ class AFN(CTRModel):
         self.log_coefficients = nn.Linear(num_fields, int(logarithmic_neurons), bias=False)
         self.log_batch_norm = nn.BatchNorm1d(num_fields)
         self.exp_batch_norm = nn.BatchNorm1d(int(logarithmic_neurons))
-        self.afn_mlp = MLP(int(logarithmic_neurons) * self.embedding_dim, hidden_units=afn_hidden_units,
-                           hidden_activations=afn_activations, output_dim=1, dropout_rates=afn_dropout,
-                           batch_norm=batch_norm, activation_options=kwargs)
+        self.afn_mlp = MLP(
+            int(logarithmic_neurons) * self.embedding_dim,
+            hidden_units=afn_hidden_units,
+            hidden_activations=afn_activations,
+            output_dim=1,
+            dropout_rates=afn_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         self.ensemble_dnn = bool(ensemble_dnn)
         self.dnn_embedding_layer = self.dnn = self.fc = None
         if self.ensemble_dnn:
             dnn_hidden_units = list(dnn_hidden_units or [])
             if not dnn_hidden_units:
-                raise ModelConfigError(f"{type(self).__name__}: ensemble_dnn needs non-empty dnn_hidden_units")
+                raise ModelConfigError(
+                    f"{type(self).__name__}: ensemble_dnn needs non-empty dnn_hidden_units"
+                )
             self.dnn_embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
             self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, dnn_dropout, batch_norm, kwargs)
             self.fc = nn.Linear(2, 1)
         self.finish()
 
-
     def logarithmic_net(self, feature_emb):
         """Logarithmic transformation layer: (B, F, d) -> (B, N*d)."""
         log_emb = torch.log(feature_emb.abs().clamp(min=self.log_clamp_min))
-        log_emb = self.log_batch_norm(log_emb)                            # BN over the F fields
-        crosses = self.log_coefficients(log_emb.transpose(1, 2))          # (B, d, N)
+        log_emb = self.log_batch_norm(log_emb)  # BN over the F fields
+        crosses = self.log_coefficients(log_emb.transpose(1, 2))  # (B, d, N)
         cross_emb = self.exp_batch_norm(torch.exp(crosses).transpose(1, 2))  # (B, N, d), BN over N
         return cross_emb.flatten(start_dim=1)
 

@@ -34,19 +34,44 @@ class AutoInt(ShallowDeepModel):
     values come from another set of embeddings.
     """
 
-    def __init__(self, feature_map, model_id="AutoInt", embedding_dim=10, attention_layers=3, num_heads=2,
-                 attention_dim=64, use_residual=True, use_scale=False, layer_norm=False,
-                 residual_projection="auto", use_wide=False, dnn_hidden_units=(), dnn_activations="relu",
-                 net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="AutoInt",
+        embedding_dim=10,
+        attention_layers=3,
+        num_heads=2,
+        attention_dim=64,
+        use_residual=True,
+        use_scale=False,
+        layer_norm=False,
+        residual_projection="auto",
+        use_wide=False,
+        dnn_hidden_units=(),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if int(attention_layers) < 1:
             raise ModelConfigError(f"{type(self).__name__}: attention_layers must be at least 1")
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-        self.attention_layers = nn.Sequential(*[
-            MultiHeadSelfAttention(embedding_dim if i == 0 else attention_dim, attention_dim, num_heads,
-                                   dropout_rate=net_dropout, use_residual=use_residual, use_scale=use_scale,
-                                   layer_norm=layer_norm, residual_projection=residual_projection)
-            for i in range(int(attention_layers))])
+        self.attention_layers = nn.Sequential(
+            *[
+                MultiHeadSelfAttention(
+                    embedding_dim if i == 0 else attention_dim,
+                    attention_dim,
+                    num_heads,
+                    dropout_rate=net_dropout,
+                    use_residual=use_residual,
+                    use_scale=use_scale,
+                    layer_norm=layer_norm,
+                    residual_projection=residual_projection,
+                )
+                for i in range(int(attention_layers))
+            ]
+        )
         self.fc = nn.Linear(feature_map.num_fields * int(attention_dim), 1)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_wide else None
         self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs)
@@ -80,6 +105,8 @@ class AutoIntPlus(AutoInt):
 
     def __init__(self, feature_map, model_id="AutoIntPlus", dnn_hidden_units=(64, 64, 64), **kwargs):
         if not list(dnn_hidden_units or []):
-            raise ModelConfigError("AutoIntPlus: dnn_hidden_units is empty; AutoInt+ needs its DNN "
-                                   "(use model: AutoInt for attention only)")
+            raise ModelConfigError(
+                "AutoIntPlus: dnn_hidden_units is empty; AutoInt+ needs its DNN "
+                "(use model: AutoInt for attention only)"
+            )
         super().__init__(feature_map, model_id=model_id, dnn_hidden_units=dnn_hidden_units, **kwargs)

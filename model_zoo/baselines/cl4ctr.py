@@ -56,8 +56,8 @@ def alignment_loss(feature_emb: torch.Tensor) -> torch.Tensor:
 
     For one field, mean_{b,b'} ||e_b - e_b'||^2 = 2 (mean_b ||e_b||^2 - ||mean_b e_b||^2).
     """
-    mean_sq = feature_emb.pow(2).sum(dim=-1).mean(dim=0)          # (n,)
-    sq_mean = feature_emb.mean(dim=0).pow(2).sum(dim=-1)          # (n,)
+    mean_sq = feature_emb.pow(2).sum(dim=-1).mean(dim=0)  # (n,)
+    sq_mean = feature_emb.mean(dim=0).pow(2).sum(dim=-1)  # (n,)
     return (2.0 * (mean_sq - sq_mean)).mean()
 
 
@@ -67,8 +67,8 @@ def uniformity_loss(feature_emb: torch.Tensor, eps: float = 1e-8) -> torch.Tenso
     if fields < 2:
         return feature_emb.new_zeros(())
     unit = feature_emb / feature_emb.norm(dim=-1, keepdim=True).clamp_min(eps)
-    per_field = unit.sum(dim=0)                                   # (n, d)
-    total = per_field.sum(dim=0)                                  # (d,)
+    per_field = unit.sum(dim=0)  # (n, d)
+    total = per_field.sum(dim=0)  # (d,)
     cross = total.pow(2).sum() - per_field.pow(2).sum()
     return cross / (batch * batch * fields * (fields - 1))
 
@@ -79,10 +79,13 @@ class FieldSelfAttentionEncoder(nn.Module):
     def __init__(self, embedding_dim: int, num_layers: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
         if embedding_dim % num_heads:
-            raise ModelConfigError(f"cl_num_heads={num_heads} must divide embedding_dim={embedding_dim} "
-                                   f"for cl_encoder transformer")
-        layer = nn.TransformerEncoderLayer(embedding_dim, num_heads, dim_feedforward=2 * embedding_dim,
-                                           dropout=dropout, batch_first=True)
+            raise ModelConfigError(
+                f"cl_num_heads={num_heads} must divide embedding_dim={embedding_dim} "
+                f"for cl_encoder transformer"
+            )
+        layer = nn.TransformerEncoderLayer(
+            embedding_dim, num_heads, dim_feedforward=2 * embedding_dim, dropout=dropout, batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
 
     def forward(self, view: torch.Tensor) -> torch.Tensor:
@@ -100,26 +103,55 @@ class CL4CTR(CTRModel):
     ``add_loss`` adds the CM and constraint losses from the returned tensors.
     """
 
-    def __init__(self, feature_map, model_id="CL4CTR", embedding_dim=10, dnn_hidden_units=(400, 400, 400),
-                 dnn_activations="relu", net_dropout=0.0, batch_norm=False, cl_weight=1.0,
-                 cl_field_weight=0.01, cl_augmentation="random", cl_mask_ratio=0.1, cl_encoder="mlp",
-                 cl_encoder_units=(400,), cl_encoder_activations="relu", cl_num_layers=1, cl_num_heads=1,
-                 cl_projection_dim=None, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="CL4CTR",
+        embedding_dim=10,
+        dnn_hidden_units=(400, 400, 400),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        cl_weight=1.0,
+        cl_field_weight=0.01,
+        cl_augmentation="random",
+        cl_mask_ratio=0.1,
+        cl_encoder="mlp",
+        cl_encoder_units=(400,),
+        cl_encoder_activations="relu",
+        cl_num_layers=1,
+        cl_num_heads=1,
+        cl_projection_dim=None,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if cl_augmentation not in AUGMENTATIONS:
-            raise ModelConfigError(f"cl_augmentation={cl_augmentation!r}: use one of {', '.join(AUGMENTATIONS)}")
+            raise ModelConfigError(
+                f"cl_augmentation={cl_augmentation!r}: use one of {', '.join(AUGMENTATIONS)}"
+            )
         if not 0.0 <= float(cl_mask_ratio) < 1.0:
             raise ModelConfigError(f"cl_mask_ratio={cl_mask_ratio} must be in [0, 1)")
         self.cl_weight, self.cl_field_weight = float(cl_weight), float(cl_field_weight)
         self.cl_augmentation, self.cl_mask_ratio = cl_augmentation, float(cl_mask_ratio)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
-        self.dnn = MLP(input_dim, hidden_units=list(dnn_hidden_units or []), hidden_activations=dnn_activations,
-                       output_dim=1, dropout_rates=net_dropout, batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = MLP(
+            input_dim,
+            hidden_units=list(dnn_hidden_units or []),
+            hidden_activations=dnn_activations,
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         if cl_encoder == "mlp":
             units = list(cl_encoder_units or [])
-            self.cl_encoder = MLP(input_dim, hidden_units=units, hidden_activations=cl_encoder_activations,
-                                  activation_options=kwargs)
+            self.cl_encoder = MLP(
+                input_dim,
+                hidden_units=units,
+                hidden_activations=cl_encoder_activations,
+                activation_options=kwargs,
+            )
             encoded_dim = units[-1] if units else input_dim
         elif cl_encoder == "transformer":
             self.cl_encoder = FieldSelfAttentionEncoder(embedding_dim, int(cl_num_layers), int(cl_num_heads))
@@ -141,9 +173,11 @@ class CL4CTR(CTRModel):
         """Two augmented views through the shared encoder and their own projectors."""
         view1 = augment(feature_emb, self.cl_augmentation, self.cl_mask_ratio)
         view2 = augment(feature_emb, self.cl_augmentation, self.cl_mask_ratio)
-        return {"cl_view1": self.projector1(self.encode_view(view1)),
-                "cl_view2": self.projector2(self.encode_view(view2)),
-                "feature_emb": feature_emb}
+        return {
+            "cl_view1": self.projector1(self.encode_view(view1)),
+            "cl_view2": self.projector2(self.encode_view(view2)),
+            "feature_emb": feature_emb,
+        }
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)

@@ -22,13 +22,24 @@ from ..layers import MLP
 class DCN(CTRModel):
     """Deep & Cross Network v1: CrossNet(x0) || MLP(x0) -> linear -> sigmoid."""
 
-    def __init__(self, feature_map, model_id="DCN", embedding_dim=10, dnn_hidden_units=(64, 64, 64),
-                 dnn_activations="relu", num_cross_layers=3, net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="DCN",
+        embedding_dim=10,
+        dnn_hidden_units=(64, 64, 64),
+        dnn_activations="relu",
+        num_cross_layers=3,
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
-                                  output_dim=None)
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, output_dim=None
+        )
         self.crossnet = CrossNet(input_dim, num_cross_layers)
         self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
         self.finish()
@@ -66,14 +77,30 @@ class DCNv2(CTRModel):
     ``operand_fn(l, x_l)`` replace the x0 operand of layer l.
     """
 
-    def __init__(self, feature_map, model_id="DCNv2", embedding_dim=10, model_structure="parallel",
-                 use_low_rank_mixture=False, low_rank=32, num_experts=4, num_cross_layers=3,
-                 dnn_hidden_units=(64, 64, 64), stacked_dnn_hidden_units=None, parallel_dnn_hidden_units=None,
-                 dnn_activations="relu", net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="DCNv2",
+        embedding_dim=10,
+        model_structure="parallel",
+        use_low_rank_mixture=False,
+        low_rank=32,
+        num_experts=4,
+        num_cross_layers=3,
+        dnn_hidden_units=(64, 64, 64),
+        stacked_dnn_hidden_units=None,
+        parallel_dnn_hidden_units=None,
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if model_structure not in _DCNV2_STRUCTURES:
-            raise ModelConfigError(f"DCNv2: model_structure='{model_structure}' is unknown; "
-                                   f"use one of {', '.join(_DCNV2_STRUCTURES)}")
+            raise ModelConfigError(
+                f"DCNv2: model_structure='{model_structure}' is unknown; "
+                f"use one of {', '.join(_DCNV2_STRUCTURES)}"
+            )
         if int(num_cross_layers) < 1:
             raise ModelConfigError("DCNv2: num_cross_layers must be at least 1")
         self.model_structure = model_structure
@@ -88,10 +115,18 @@ class DCNv2(CTRModel):
         def tower(units, key):
             units = list(dnn_hidden_units or []) if units is None else list(units)
             if not units:
-                raise ModelConfigError(f"DCNv2: model_structure={model_structure} needs a DNN; set {key} "
-                                       f"(or dnn_hidden_units) to a non-empty list")
-            return units, MLP(input_dim, hidden_units=units, hidden_activations=dnn_activations,
-                              dropout_rates=net_dropout, batch_norm=batch_norm, activation_options=kwargs)
+                raise ModelConfigError(
+                    f"DCNv2: model_structure={model_structure} needs a DNN; set {key} "
+                    f"(or dnn_hidden_units) to a non-empty list"
+                )
+            return units, MLP(
+                input_dim,
+                hidden_units=units,
+                hidden_activations=dnn_activations,
+                dropout_rates=net_dropout,
+                batch_norm=batch_norm,
+                activation_options=kwargs,
+            )
 
         final_dim = 0
         self.stacked_dnn = self.dnn = None

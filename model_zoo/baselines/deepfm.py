@@ -28,14 +28,24 @@ class DeepFM(ShallowDeepModel):
     ``embed`` -> ``shallow_logit(X, feature_emb)`` (LR + ``fm_interact``) + ``deep_logit``.
     """
 
-    def __init__(self, feature_map, model_id="DeepFM", embedding_dim=10, dnn_hidden_units=(64, 64, 64),
-                 dnn_activations="relu", net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="DeepFM",
+        embedding_dim=10,
+        dnn_hidden_units=(64, 64, 64),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
         self.fm_layer = InnerProductInteraction(feature_map.num_fields, output="product_sum")
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
-                                  optional=False)
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, optional=False
+        )
         self.finish()
 
     def fm_interact(self, feature_emb, other_emb=None):

@@ -36,27 +36,47 @@ class DLRM(CTRModel):
     ``interact(left, right)`` gives ``<left_i, right_j>`` for i < j (token 0 is the dense vector).
     """
 
-    def __init__(self, feature_map, model_id="DLRM", embedding_dim=16, bottom_mlp_units=(64, 16),
-                 bottom_mlp_activations="relu", bottom_mlp_dropout=0.0, top_mlp_units=(512, 256),
-                 top_mlp_activations="relu", top_mlp_dropout=0.0, batch_norm=False, interaction_op="dot",
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="DLRM",
+        embedding_dim=16,
+        bottom_mlp_units=(64, 16),
+        bottom_mlp_activations="relu",
+        bottom_mlp_dropout=0.0,
+        top_mlp_units=(512, 256),
+        top_mlp_activations="relu",
+        top_mlp_dropout=0.0,
+        batch_norm=False,
+        interaction_op="dot",
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if interaction_op not in ("dot", "cat"):
             raise ModelConfigError(f"interaction_op={interaction_op!r} for DLRM: use dot or cat")
         self.interaction_op = interaction_op
         self.numeric_fields = fields_of_type(feature_map, "numeric")
         sparse_fields = [f for f in fields_of_type(feature_map, "categorical", "sequence", "embedding")]
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
-                                                not_required_feature_columns=self.numeric_fields) \
-            if sparse_fields else None
+        self.embedding_layer = (
+            FeatureEmbedding(feature_map, embedding_dim, not_required_feature_columns=self.numeric_fields)
+            if sparse_fields
+            else None
+        )
         bottom = [int(u) for u in (bottom_mlp_units or [])]
         if self.numeric_fields:
             if not bottom or bottom[-1] != embedding_dim:
-                raise ModelConfigError(f"bottom_mlp_units={bottom} must end in embedding_dim={embedding_dim} "
-                                       f"(the dense vector joins the embeddings); e.g. [64, {embedding_dim}]")
-            self.bottom_mlp = MLP(len(self.numeric_fields), hidden_units=bottom,
-                                  hidden_activations=bottom_mlp_activations, dropout_rates=bottom_mlp_dropout,
-                                  batch_norm=batch_norm, activation_options=kwargs)
+                raise ModelConfigError(
+                    f"bottom_mlp_units={bottom} must end in embedding_dim={embedding_dim} "
+                    f"(the dense vector joins the embeddings); e.g. [64, {embedding_dim}]"
+                )
+            self.bottom_mlp = MLP(
+                len(self.numeric_fields),
+                hidden_units=bottom,
+                hidden_activations=bottom_mlp_activations,
+                dropout_rates=bottom_mlp_dropout,
+                batch_norm=batch_norm,
+                activation_options=kwargs,
+            )
         else:
             self.bottom_mlp = None
         num_tokens = len(sparse_fields) + (1 if self.numeric_fields else 0)
@@ -65,8 +85,15 @@ class DLRM(CTRModel):
             top_input = self.pairs.num_pairs + (embedding_dim if self.numeric_fields else 0)
         else:
             top_input = num_tokens * embedding_dim
-        self.dnn = MLP(top_input, hidden_units=list(top_mlp_units or []), hidden_activations=top_mlp_activations,
-                       output_dim=1, dropout_rates=top_mlp_dropout, batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = MLP(
+            top_input,
+            hidden_units=list(top_mlp_units or []),
+            hidden_activations=top_mlp_activations,
+            output_dim=1,
+            dropout_rates=top_mlp_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         self.finish()
 
     def dense_vector(self, X: dict) -> torch.Tensor | None:

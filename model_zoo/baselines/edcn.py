@@ -45,10 +45,12 @@ class BridgeModule(nn.Module):
         if bridge_type == "concatenation":
             self.concat_layer = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU())
         elif bridge_type == "attention_pooling":
-            self.cross_score = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-                                             nn.Linear(hidden_dim, hidden_dim, bias=False))
-            self.deep_score = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-                                            nn.Linear(hidden_dim, hidden_dim, bias=False))
+            self.cross_score = nn.Sequential(
+                nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim, bias=False)
+            )
+            self.deep_score = nn.Sequential(
+                nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim, bias=False)
+            )
 
     def forward(self, x, h):
         if self.bridge_type == "pointwise_addition":
@@ -64,7 +66,9 @@ class BridgeModule(nn.Module):
 class RegulationModule(nn.Module):
     """Field-wise softmax gates (with temperature) for the cross and the deep branch."""
 
-    def __init__(self, num_fields: int, embedding_dim: int, temperature: float = 1.0, batch_norm: bool = False):
+    def __init__(
+        self, num_fields: int, embedding_dim: int, temperature: float = 1.0, batch_norm: bool = False
+    ):
         super().__init__()
         self.num_fields, self.embedding_dim = num_fields, embedding_dim
         self.temperature = float(temperature)
@@ -84,7 +88,9 @@ class RegulationModule(nn.Module):
         return bn(out) if bn is not None else out
 
     def forward(self, flat):
-        return self._gate(flat, self.cross_gate, self.cross_bn), self._gate(flat, self.deep_gate, self.deep_bn)
+        return self._gate(flat, self.cross_gate, self.cross_bn), self._gate(
+            flat, self.deep_gate, self.deep_bn
+        )
 
 
 @register_model
@@ -100,29 +106,57 @@ class EDCN(CTRModel):
     ``cross_interact(l, x0, x_l)`` takes the x0 operand explicitly.
     """
 
-    def __init__(self, feature_map, model_id="EDCN", embedding_dim=10, num_cross_layers=3,
-                 dnn_activations="relu", bridge_type="hadamard_product", temperature=1.0,
-                 use_regulation_module=True, cross_residual=True, net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="EDCN",
+        embedding_dim=10,
+        num_cross_layers=3,
+        dnn_activations="relu",
+        bridge_type="hadamard_product",
+        temperature=1.0,
+        use_regulation_module=True,
+        cross_residual=True,
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if bridge_type not in BRIDGE_TYPES:
-            raise ModelConfigError(f"EDCN: bridge_type='{bridge_type}' is unknown; use one of {', '.join(BRIDGE_TYPES)}")
+            raise ModelConfigError(
+                f"EDCN: bridge_type='{bridge_type}' is unknown; use one of {', '.join(BRIDGE_TYPES)}"
+            )
         num_layers = int(num_cross_layers)
         if num_layers < 1:
             raise ModelConfigError("EDCN: num_cross_layers must be at least 1")
         num_fields, dim = feature_map.num_fields, feature_map.sum_emb_out_dim()
         if dim != num_fields * int(embedding_dim):
-            raise ModelConfigError("EDCN needs one embedding of size embedding_dim per field "
-                                   "(remove per-feature embedding_dim overrides)")
+            raise ModelConfigError(
+                "EDCN needs one embedding of size embedding_dim per field "
+                "(remove per-feature embedding_dim overrides)"
+            )
         self.cross_residual = bool(cross_residual)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.crossnet = nn.ModuleList(CrossInteraction(dim) for _ in range(num_layers))
         self.deep_layers = nn.ModuleList(
-            MLP(dim, hidden_units=[dim], hidden_activations=dnn_activations, dropout_rates=net_dropout,
-                activation_options=kwargs) for _ in range(num_layers))
+            MLP(
+                dim,
+                hidden_units=[dim],
+                hidden_activations=dnn_activations,
+                dropout_rates=net_dropout,
+                activation_options=kwargs,
+            )
+            for _ in range(num_layers)
+        )
         self.bridges = nn.ModuleList(BridgeModule(dim, bridge_type) for _ in range(num_layers))
-        self.regulations = nn.ModuleList(
-            RegulationModule(num_fields, int(embedding_dim), temperature, batch_norm)
-            for _ in range(num_layers)) if use_regulation_module else None
+        self.regulations = (
+            nn.ModuleList(
+                RegulationModule(num_fields, int(embedding_dim), temperature, batch_norm)
+                for _ in range(num_layers)
+            )
+            if use_regulation_module
+            else None
+        )
         self.fc = nn.Linear(3 * dim, 1)
         self.finish()
 

@@ -36,8 +36,16 @@ from ..errors import ModelConfigError
 class EulerInteractionLayer(nn.Module):
     """n complex vectors (real, imag: (B, n, d)) -> m complex vectors (B, m, d)."""
 
-    def __init__(self, num_in: int, num_out: int, embedding_dim: int, apply_norm: bool = False,
-                 ex_dropout: float = 0.0, im_dropout: float = 0.0, eps: float = 1e-8):
+    def __init__(
+        self,
+        num_in: int,
+        num_out: int,
+        embedding_dim: int,
+        apply_norm: bool = False,
+        ex_dropout: float = 0.0,
+        im_dropout: float = 0.0,
+        eps: float = 1e-8,
+    ):
         super().__init__()
         self.num_in, self.num_out, self.embedding_dim = num_in, num_out, embedding_dim
         self.orders = nn.Parameter(torch.empty(num_in, num_out))
@@ -88,22 +96,39 @@ class EulerNet(CTRModel):
     ``forward`` = ``embed`` -> ``to_complex`` -> ``interact`` -> ``fc(real + imag)``.
     """
 
-    def __init__(self, feature_map, model_id="EulerNet", embedding_dim=10, order_list=(20,), apply_norm=False,
-                 net_ex_dropout=0.0, net_im_dropout=0.0,
-                 embedding_initializer="partial(nn.init.normal_, std=1e-4)", **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="EulerNet",
+        embedding_dim=10,
+        order_list=(20,),
+        apply_norm=False,
+        net_ex_dropout=0.0,
+        net_im_dropout=0.0,
+        embedding_initializer="partial(nn.init.normal_, std=1e-4)",
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         orders = [int(m) for m in (order_list or [])]
         if not orders or min(orders) < 1:
-            raise ModelConfigError("order_list must list the number of complex vectors of each Euler "
-                                   "interaction layer, e.g. [20, 20]")
+            raise ModelConfigError(
+                "order_list must list the number of complex vectors of each Euler "
+                "interaction layer, e.g. [20, 20]"
+            )
         num_fields = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
-                                                embedding_initializer=embedding_initializer)
+        self.embedding_layer = FeatureEmbedding(
+            feature_map, embedding_dim, embedding_initializer=embedding_initializer
+        )
         self.modulus = nn.Parameter(torch.ones(1, num_fields, 1))
         shapes = [num_fields] + orders
-        self.euler_layers = nn.ModuleList([
-            EulerInteractionLayer(shapes[i], shapes[i + 1], embedding_dim, apply_norm, net_ex_dropout,
-                                  net_im_dropout) for i in range(len(orders))])
+        self.euler_layers = nn.ModuleList(
+            [
+                EulerInteractionLayer(
+                    shapes[i], shapes[i + 1], embedding_dim, apply_norm, net_ex_dropout, net_im_dropout
+                )
+                for i in range(len(orders))
+            ]
+        )
         self.fc = nn.Linear(orders[-1] * embedding_dim, 1)
         self.finish()
 

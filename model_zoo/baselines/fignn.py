@@ -46,8 +46,8 @@ class FieldGraphLayer(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, graph, h):
-        messages = torch.einsum("fde,bfe->bfd", self.W_out, h)      # W_out_j h_j
-        aggregated = torch.bmm(graph, messages)                      # sum_j A[i, j] (.)
+        messages = torch.einsum("fde,bfe->bfd", self.W_out, h)  # W_out_j h_j
+        aggregated = torch.bmm(graph, messages)  # sum_j A[i, j] (.)
         return torch.einsum("fde,bfe->bfd", self.W_in, aggregated) + self.bias
 
 
@@ -62,33 +62,52 @@ class FiGNN(CTRModel):
     ``forward`` = ``embed`` -> ``initial_states`` -> ``build_graph`` -> ``propagate`` -> ``score``.
     """
 
-    def __init__(self, feature_map, model_id="FiGNN", embedding_dim=10, gnn_layers=3, use_gru=True,
-                 use_residual=True, reuse_graph_layer=False, use_self_attention=False, num_heads=1,
-                 attention_scoring="graph", **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="FiGNN",
+        embedding_dim=10,
+        gnn_layers=3,
+        use_gru=True,
+        use_residual=True,
+        reuse_graph_layer=False,
+        use_self_attention=False,
+        num_heads=1,
+        attention_scoring="graph",
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.num_fields, self.embedding_dim = feature_map.num_fields, int(embedding_dim)
         if self.num_fields < 2:
             raise ModelConfigError("FiGNN needs at least two fields to build a feature graph")
         if attention_scoring not in ("graph", "node"):
-            raise ModelConfigError(f"FiGNN: attention_scoring='{attention_scoring}' must be 'graph' or 'node'")
+            raise ModelConfigError(
+                f"FiGNN: attention_scoring='{attention_scoring}' must be 'graph' or 'node'"
+            )
         if int(gnn_layers) < 1:
             raise ModelConfigError("FiGNN: gnn_layers must be at least 1")
         self.gnn_layers, self.use_residual = int(gnn_layers), bool(use_residual)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-        self.self_attention = MultiHeadSelfAttention(self.embedding_dim, self.embedding_dim, num_heads) \
-            if use_self_attention else None
+        self.self_attention = (
+            MultiHeadSelfAttention(self.embedding_dim, self.embedding_dim, num_heads)
+            if use_self_attention
+            else None
+        )
         self.edge_attention = nn.Linear(2 * self.embedding_dim, 1, bias=False)
         self.graph_layers = nn.ModuleList(
             FieldGraphLayer(self.num_fields, self.embedding_dim)
-            for _ in range(1 if reuse_graph_layer else self.gnn_layers))
+            for _ in range(1 if reuse_graph_layer else self.gnn_layers)
+        )
         self.gru = nn.GRUCell(self.embedding_dim, self.embedding_dim) if use_gru else None
         self.attention_scoring = attention_scoring
         self.score_layer = nn.Linear(self.embedding_dim, 1, bias=False)
-        self.weight_layer = (nn.Linear(self.num_fields * self.embedding_dim, self.num_fields, bias=False)
-                             if attention_scoring == "graph" else nn.Linear(self.embedding_dim, 1, bias=False))
+        self.weight_layer = (
+            nn.Linear(self.num_fields * self.embedding_dim, self.num_fields, bias=False)
+            if attention_scoring == "graph"
+            else nn.Linear(self.embedding_dim, 1, bias=False)
+        )
         self.register_buffer("self_loops", torch.eye(self.num_fields, dtype=torch.bool), persistent=False)
         self.finish()
-
 
     def initial_states(self, feature_emb):
         return self.self_attention(feature_emb) if self.self_attention is not None else feature_emb
@@ -96,8 +115,9 @@ class FiGNN(CTRModel):
     def build_graph(self, h0):
         """Attentional adjacency A (B, F, F): row i holds node i's weights over its neighbours j."""
         num = self.num_fields
-        pairs = torch.cat([h0.unsqueeze(2).expand(-1, -1, num, -1),
-                           h0.unsqueeze(1).expand(-1, num, -1, -1)], dim=-1)  # [h_i ; h_j]
+        pairs = torch.cat(
+            [h0.unsqueeze(2).expand(-1, -1, num, -1), h0.unsqueeze(1).expand(-1, num, -1, -1)], dim=-1
+        )  # [h_i ; h_j]
         scores = F.leaky_relu(self.edge_attention(pairs).squeeze(-1), negative_slope=0.01)
         return scores.masked_fill(self.self_loops, float("-inf")).softmax(dim=-1)
 
@@ -108,8 +128,7 @@ class FiGNN(CTRModel):
             layer = self.graph_layers[0 if len(self.graph_layers) == 1 else step]
             a = layer(graph, h)
             if self.gru is not None:
-                h = self.gru(a.reshape(-1, self.embedding_dim),
-                             h.reshape(-1, self.embedding_dim)).view_as(h0)
+                h = self.gru(a.reshape(-1, self.embedding_dim), h.reshape(-1, self.embedding_dim)).view_as(h0)
             else:
                 h = h + a
             if self.use_residual:
@@ -118,7 +137,7 @@ class FiGNN(CTRModel):
 
     def score(self, h):
         """Attentional scoring: sum_i a_i * s_i, (B, 1)."""
-        node_scores = self.score_layer(h).squeeze(-1)                          # (B, F)
+        node_scores = self.score_layer(h).squeeze(-1)  # (B, F)
         if self.attention_scoring == "graph":
             weights = torch.sigmoid(self.weight_layer(h.flatten(start_dim=1)))  # (B, F)
         else:

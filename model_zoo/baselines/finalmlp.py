@@ -36,8 +36,10 @@ class MultiHeadBilinearFusion(nn.Module):
     def __init__(self, dim_a: int, dim_b: int, num_heads: int = 1):
         super().__init__()
         if num_heads < 1 or dim_a % num_heads or dim_b % num_heads:
-            raise ModelConfigError(f"num_heads={num_heads} must divide both stream output widths "
-                                   f"({dim_a} and {dim_b}); change num_heads or the last hidden units")
+            raise ModelConfigError(
+                f"num_heads={num_heads} must divide both stream output widths "
+                f"({dim_a} and {dim_b}); change num_heads or the last hidden units"
+            )
         self.num_heads = int(num_heads)
         self.head_a, self.head_b = dim_a // num_heads, dim_b // num_heads
         self.linear_a = nn.Linear(dim_a, 1, bias=True)
@@ -46,7 +48,7 @@ class MultiHeadBilinearFusion(nn.Module):
         self.init_weights()
 
     def init_weights(self):
-        std = (2.0 / (self.head_a + self.head_b)) ** 0.5   # xavier-normal per head matrix
+        std = (2.0 / (self.head_a + self.head_b)) ** 0.5  # xavier-normal per head matrix
         nn.init.normal_(self.bilinear, std=std)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -65,19 +67,42 @@ class DualMLP(CTRModel):
     towers, each ending in one output unit). ``forward`` = ``embed`` -> ``mlp1(x) + mlp2(x)``.
     """
 
-    def __init__(self, feature_map, model_id="DualMLP", embedding_dim=10, mlp1_hidden_units=(400, 400, 400),
-                 mlp1_hidden_activations="relu", mlp1_dropout=0.0, mlp1_batch_norm=False,
-                 mlp2_hidden_units=(400, 400, 400), mlp2_hidden_activations="relu", mlp2_dropout=0.0,
-                 mlp2_batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="DualMLP",
+        embedding_dim=10,
+        mlp1_hidden_units=(400, 400, 400),
+        mlp1_hidden_activations="relu",
+        mlp1_dropout=0.0,
+        mlp1_batch_norm=False,
+        mlp2_hidden_units=(400, 400, 400),
+        mlp2_hidden_activations="relu",
+        mlp2_dropout=0.0,
+        mlp2_batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
-        self.mlp1 = MLP(input_dim, hidden_units=list(mlp1_hidden_units or []),
-                        hidden_activations=mlp1_hidden_activations, output_dim=1, dropout_rates=mlp1_dropout,
-                        batch_norm=mlp1_batch_norm, activation_options=kwargs)
-        self.mlp2 = MLP(input_dim, hidden_units=list(mlp2_hidden_units or []),
-                        hidden_activations=mlp2_hidden_activations, output_dim=1, dropout_rates=mlp2_dropout,
-                        batch_norm=mlp2_batch_norm, activation_options=kwargs)
+        self.mlp1 = MLP(
+            input_dim,
+            hidden_units=list(mlp1_hidden_units or []),
+            hidden_activations=mlp1_hidden_activations,
+            output_dim=1,
+            dropout_rates=mlp1_dropout,
+            batch_norm=mlp1_batch_norm,
+            activation_options=kwargs,
+        )
+        self.mlp2 = MLP(
+            input_dim,
+            hidden_units=list(mlp2_hidden_units or []),
+            hidden_activations=mlp2_hidden_activations,
+            output_dim=1,
+            dropout_rates=mlp2_dropout,
+            batch_norm=mlp2_batch_norm,
+            activation_options=kwargs,
+        )
         self.finish()
 
     def forward(self, inputs):
@@ -96,11 +121,26 @@ class FinalMLP(CTRModel):
     ``forward`` = ``embed`` -> ``select_features`` -> (``mlp1`` || ``mlp2``) -> ``fusion``.
     """
 
-    def __init__(self, feature_map, model_id="FinalMLP", embedding_dim=10, mlp1_hidden_units=(400, 400, 400),
-                 mlp1_hidden_activations="relu", mlp1_dropout=0.0, mlp1_batch_norm=False,
-                 mlp2_hidden_units=(400, 400, 400), mlp2_hidden_activations="relu", mlp2_dropout=0.0,
-                 mlp2_batch_norm=False, use_fs=True, fs_hidden_units=(64,), fs1_context=(), fs2_context=(),
-                 num_heads=1, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="FinalMLP",
+        embedding_dim=10,
+        mlp1_hidden_units=(400, 400, 400),
+        mlp1_hidden_activations="relu",
+        mlp1_dropout=0.0,
+        mlp1_batch_norm=False,
+        mlp2_hidden_units=(400, 400, 400),
+        mlp2_hidden_activations="relu",
+        mlp2_dropout=0.0,
+        mlp2_batch_norm=False,
+        use_fs=True,
+        fs_hidden_units=(64,),
+        fs1_context=(),
+        fs2_context=(),
+        num_heads=1,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
@@ -113,19 +153,37 @@ class FinalMLP(CTRModel):
         else:
             self.fs_gate1 = self.fs_gate2 = None
         units1, units2 = list(mlp1_hidden_units or []), list(mlp2_hidden_units or [])
-        self.mlp1 = MLP(input_dim, hidden_units=units1, hidden_activations=mlp1_hidden_activations,
-                        dropout_rates=mlp1_dropout, batch_norm=mlp1_batch_norm, activation_options=kwargs)
-        self.mlp2 = MLP(input_dim, hidden_units=units2, hidden_activations=mlp2_hidden_activations,
-                        dropout_rates=mlp2_dropout, batch_norm=mlp2_batch_norm, activation_options=kwargs)
-        self.fusion = MultiHeadBilinearFusion(units1[-1] if units1 else input_dim,
-                                              units2[-1] if units2 else input_dim, int(num_heads))
+        self.mlp1 = MLP(
+            input_dim,
+            hidden_units=units1,
+            hidden_activations=mlp1_hidden_activations,
+            dropout_rates=mlp1_dropout,
+            batch_norm=mlp1_batch_norm,
+            activation_options=kwargs,
+        )
+        self.mlp2 = MLP(
+            input_dim,
+            hidden_units=units2,
+            hidden_activations=mlp2_hidden_activations,
+            dropout_rates=mlp2_dropout,
+            batch_norm=mlp2_batch_norm,
+            activation_options=kwargs,
+        )
+        self.fusion = MultiHeadBilinearFusion(
+            units1[-1] if units1 else input_dim, units2[-1] if units2 else input_dim, int(num_heads)
+        )
         self.finish()
 
     @staticmethod
     def _gate(index, embedding_dim, input_dim, hidden_units, options):
         context_dim = embedding_dim * max(1, len(index))
-        return FeatureSelectionGate(context_dim, input_dim, hidden_units=hidden_units, use_context=bool(index),
-                                    activation_options=options)
+        return FeatureSelectionGate(
+            context_dim,
+            input_dim,
+            hidden_units=hidden_units,
+            use_context=bool(index),
+            activation_options=options,
+        )
 
     def select_features(self, feature_emb: torch.Tensor):
         """The two streams' inputs: the flat embedding times each stream's gate (or as is)."""

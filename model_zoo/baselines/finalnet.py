@@ -34,7 +34,9 @@ class FactorizedInteraction(nn.Module):
         if residual_type not in ("sum", "concat"):
             raise ModelConfigError(f"residual_type={residual_type!r} for FinalNet: use sum or concat")
         if residual_type == "concat" and output_dim % 2:
-            raise ModelConfigError(f"FinalNet block width {output_dim} must be even with residual_type concat")
+            raise ModelConfigError(
+                f"FinalNet block width {output_dim} must be even with residual_type concat"
+            )
         self.residual_type = residual_type
         self.linear = nn.Linear(input_dim, 2 * output_dim if residual_type == "sum" else output_dim)
 
@@ -48,17 +50,28 @@ class FactorizedInteraction(nn.Module):
 class FinalBlock(nn.Module):
     """Stacked factorized interaction layers, each followed by [BN] -> activation -> [dropout]."""
 
-    def __init__(self, input_dim: int, hidden_units, hidden_activations=None, dropout: float = 0.0,
-                 batch_norm: bool = True, residual_type: str = "sum", activation_options=None):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_units,
+        hidden_activations=None,
+        dropout: float = 0.0,
+        batch_norm: bool = True,
+        residual_type: str = "sum",
+        activation_options=None,
+    ):
         super().__init__()
         units = [int(u) for u in hidden_units]
         if not units:
             raise ModelConfigError("a FinalNet block needs at least one layer width (block*_hidden_units)")
         dims = [input_dim] + units
-        self.layers = nn.ModuleList([FactorizedInteraction(dims[i], dims[i + 1], residual_type)
-                                     for i in range(len(units))])
+        self.layers = nn.ModuleList(
+            [FactorizedInteraction(dims[i], dims[i + 1], residual_type) for i in range(len(units))]
+        )
         self.norms = nn.ModuleList([nn.BatchNorm1d(u) if batch_norm else nn.Identity() for u in units])
-        self.activations = nn.ModuleList(make_activations(hidden_activations, units, **(activation_options or {})))
+        self.activations = nn.ModuleList(
+            make_activations(hidden_activations, units, **(activation_options or {}))
+        )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output_dim = units[-1]
 
@@ -78,11 +91,24 @@ class FinalNet(CTRModel):
     ``add_loss`` adds the per-block losses of 2B.
     """
 
-    def __init__(self, feature_map, model_id="FinalNet", embedding_dim=10, block_type="2B",
-                 use_feature_gating=True, gating_residual="concat", block1_hidden_units=(64, 64, 64),
-                 block1_hidden_activations=None, block1_dropout=0.0, block2_hidden_units=(64, 64, 64),
-                 block2_hidden_activations=None, block2_dropout=0.0, batch_norm=True, residual_type="concat",
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="FinalNet",
+        embedding_dim=10,
+        block_type="2B",
+        use_feature_gating=True,
+        gating_residual="concat",
+        block1_hidden_units=(64, 64, 64),
+        block1_hidden_activations=None,
+        block1_dropout=0.0,
+        block2_hidden_units=(64, 64, 64),
+        block2_hidden_activations=None,
+        block2_dropout=0.0,
+        batch_norm=True,
+        residual_type="concat",
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if str(block_type).upper() not in ("1B", "2B"):
             raise ModelConfigError(f"block_type={block_type!r} for FinalNet: use 1B or 2B")
@@ -91,13 +117,26 @@ class FinalNet(CTRModel):
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.field_gate = FieldGate(num_fields, gating_residual) if use_feature_gating else None
         gated_fields = self.field_gate.num_output_fields if self.field_gate is not None else num_fields
-        self.block1 = FinalBlock(gated_fields * embedding_dim, block1_hidden_units or [], block1_hidden_activations,
-                                 block1_dropout, batch_norm, residual_type, activation_options=kwargs)
+        self.block1 = FinalBlock(
+            gated_fields * embedding_dim,
+            block1_hidden_units or [],
+            block1_hidden_activations,
+            block1_dropout,
+            batch_norm,
+            residual_type,
+            activation_options=kwargs,
+        )
         self.fc1 = nn.Linear(self.block1.output_dim, 1)
         if self.block_type == "2B":
-            self.block2 = FinalBlock(num_fields * embedding_dim, block2_hidden_units or [],
-                                     block2_hidden_activations, block2_dropout, batch_norm, residual_type,
-                                     activation_options=kwargs)
+            self.block2 = FinalBlock(
+                num_fields * embedding_dim,
+                block2_hidden_units or [],
+                block2_hidden_activations,
+                block2_dropout,
+                batch_norm,
+                residual_type,
+                activation_options=kwargs,
+            )
             self.fc2 = nn.Linear(self.block2.output_dim, 1)
         self.finish()
 

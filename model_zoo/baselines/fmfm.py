@@ -45,24 +45,29 @@ class FmFM(CTRModel):
     vectorized). No DNN. ``forward`` = ``embed`` -> ``interact(feature_emb, feature_emb)`` -> sum + LR.
     """
 
-    def __init__(self, feature_map, model_id="FmFM", embedding_dim=10, field_interaction_type="matrixed",
-                 **kwargs):
+    def __init__(
+        self, feature_map, model_id="FmFM", embedding_dim=10, field_interaction_type="matrixed", **kwargs
+    ):
         kwargs = _regularizers(kwargs)
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if field_interaction_type not in ("matrixed", "vectorized"):
-            raise ModelConfigError(f"field_interaction_type={field_interaction_type!r} for FmFM: "
-                                   f"use matrixed or vectorized")
+            raise ModelConfigError(
+                f"field_interaction_type={field_interaction_type!r} for FmFM: use matrixed or vectorized"
+            )
         self.matrixed = field_interaction_type == "matrixed"
         self.embedding_dim = embedding_dim
         self.lr_layer = LogisticRegression(feature_map, use_bias=True)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.pairs = PairIndex(feature_map.num_fields)
-        shape = (self.pairs.num_pairs, embedding_dim, embedding_dim) if self.matrixed \
+        shape = (
+            (self.pairs.num_pairs, embedding_dim, embedding_dim)
+            if self.matrixed
             else (self.pairs.num_pairs, embedding_dim)
+        )
         self.field_transform = nn.Parameter(torch.empty(*shape))
         self.finish()
 
-    def init_weights(self):   # also called by BaseModel.reset_parameters
+    def init_weights(self):  # also called by BaseModel.reset_parameters
         nn.init.xavier_normal_(self.field_transform)
 
     def interact(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -112,7 +117,7 @@ class FwFM(CTRModel):
 
     def init_weights(self):
         if self.linear_type == "FiLV":
-            nn.init.normal_(self.field_vectors, std=1e-4)   # the embedding initialiser's scale
+            nn.init.normal_(self.field_vectors, std=1e-4)  # the embedding initialiser's scale
 
     def interact(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Inner products ``<left_i, right_j>`` for every pair i < j: (B, P)."""

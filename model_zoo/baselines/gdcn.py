@@ -41,15 +41,31 @@ class GDCN(CTRModel):
     ``forward`` = ``embed`` -> ``crossnet`` -> ``dnn``.
     """
 
-    def __init__(self, feature_map, model_id="GDCN", embedding_dim=10, num_cross_layers=3,
-                 dnn_hidden_units=(400, 400, 400), dnn_activations="relu", net_dropout=0.0, batch_norm=False,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="GDCN",
+        embedding_dim=10,
+        num_cross_layers=3,
+        dnn_hidden_units=(400, 400, 400),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
         self.crossnet = GatedCrossNet(input_dim, int(num_cross_layers))
-        self.dnn = MLP(input_dim, hidden_units=list(dnn_hidden_units or []), hidden_activations=dnn_activations,
-                       output_dim=1, dropout_rates=net_dropout, batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = MLP(
+            input_dim,
+            hidden_units=list(dnn_hidden_units or []),
+            hidden_activations=dnn_activations,
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         self.finish()
 
     def forward(self, inputs):
@@ -67,15 +83,25 @@ class GDCNP(CTRModel):
     ``forward`` = ``embed`` -> (``crossnet`` || ``dnn``) -> ``fc``.
     """
 
-    def __init__(self, feature_map, model_id="GDCNP", embedding_dim=10, num_cross_layers=3,
-                 dnn_hidden_units=(400, 400, 400), dnn_activations="relu", net_dropout=0.0, batch_norm=False,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="GDCNP",
+        embedding_dim=10,
+        num_cross_layers=3,
+        dnn_hidden_units=(400, 400, 400),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
         self.crossnet = GatedCrossNet(input_dim, int(num_cross_layers))
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
-                                  output_dim=None)
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, output_dim=None
+        )
         self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
         self.finish()
 

@@ -47,8 +47,9 @@ class GraphFMLayer(nn.Module):
         super().__init__()
         self.num_fields, self.embedding_dim = num_fields, embedding_dim
         self.num_neighbors, self.num_heads = int(num_neighbors), int(num_heads)
-        self.metric = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
-                                    nn.Linear(embedding_dim, 1))
+        self.metric = nn.Sequential(
+            nn.Linear(embedding_dim, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, 1)
+        )
         self.W_message = nn.Linear(embedding_dim, num_heads * embedding_dim, bias=False)
         self.attention_vector = nn.Parameter(torch.empty(num_heads, embedding_dim))
         self.register_buffer("self_loops", torch.eye(num_fields, dtype=torch.bool), persistent=False)
@@ -67,12 +68,12 @@ class GraphFMLayer(nn.Module):
     def forward(self, h, other=None):
         other = h if other is None else other
         batch, num, dim = h.shape
-        products = h.unsqueeze(2) * other.unsqueeze(1)                      # (B, F, F, d): h_i * o_j
+        products = h.unsqueeze(2) * other.unsqueeze(1)  # (B, F, F, d): h_i * o_j
         weights, keep = self.select(products)
         messages = self.W_message(products).view(batch, num, num, self.num_heads, dim)
         logits = F.leaky_relu(torch.einsum("bijhd,hd->bijh", messages, self.attention_vector), 0.2)
         logits = logits.masked_fill(~keep.unsqueeze(-1), float("-inf"))
-        alpha = logits.softmax(dim=2) * weights.unsqueeze(-1)               # (B, F, F, heads)
+        alpha = logits.softmax(dim=2) * weights.unsqueeze(-1)  # (B, F, F, heads)
         return torch.einsum("bijh,bijhd->bid", alpha, messages) / self.num_heads
 
 
@@ -86,8 +87,18 @@ class GraphFM(CTRModel):
     ``lr_layer`` (fuxictr LogisticRegression without bias, only with ``use_lr``). ``forward`` = ``embed`` -> ``interact`` per layer -> ``readout``.
     """
 
-    def __init__(self, feature_map, model_id="GraphFM", embedding_dim=10, num_layers=3, num_heads=2,
-                 num_neighbors=None, use_residual=True, use_lr=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="GraphFM",
+        embedding_dim=10,
+        num_layers=3,
+        num_heads=2,
+        num_neighbors=None,
+        use_residual=True,
+        use_lr=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         num_fields, num_layers = feature_map.num_fields, int(num_layers)
         if num_fields < 2:
@@ -100,16 +111,18 @@ class GraphFM(CTRModel):
             num_neighbors = [num_neighbors] * num_layers
         num_neighbors = [int(m) for m in num_neighbors]
         if len(num_neighbors) != num_layers or not all(1 <= m <= num_fields - 1 for m in num_neighbors):
-            raise ModelConfigError(f"GraphFM: num_neighbors={num_neighbors} must give {num_layers} value(s) "
-                                   f"between 1 and num_fields-1={num_fields - 1}")
+            raise ModelConfigError(
+                f"GraphFM: num_neighbors={num_neighbors} must give {num_layers} value(s) "
+                f"between 1 and num_fields-1={num_fields - 1}"
+            )
         self.use_residual = bool(use_residual)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-        self.graph_layers = nn.ModuleList(GraphFMLayer(num_fields, int(embedding_dim), m, num_heads)
-                                          for m in num_neighbors)
+        self.graph_layers = nn.ModuleList(
+            GraphFMLayer(num_fields, int(embedding_dim), m, num_heads) for m in num_neighbors
+        )
         self.fc = nn.Linear(num_layers * int(embedding_dim), 1)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_lr else None
         self.finish()
-
 
     def interact(self, layer, h, other=None):
         """Layer ``layer`` on node states h; messages use h_i * other_j (other defaults to h)."""

@@ -23,21 +23,38 @@ from ..errors import ModelConfigError
 from ..layers import MLP
 from ..layers.activations import make_activation
 
-_TYPES = {"serial": "serial", "serialmasknet": "serial", "parallel": "parallel",
-          "parallelmasknet": "parallel"}
+_TYPES = {
+    "serial": "serial",
+    "serialmasknet": "serial",
+    "parallel": "parallel",
+    "parallelmasknet": "parallel",
+}
 
 
 class MaskBlock(nn.Module):
     """``act(LN(W (mask(mask_input) * x)))``; the mask generator is an MLP [r * width] -> width."""
 
-    def __init__(self, mask_input_dim: int, input_dim: int, output_dim: int, reduction_ratio: float = 1.0,
-                 hidden_activation="relu", layer_norm: bool = True, dropout: float = 0.0,
-                 mask_activation="relu", activation_options=None):
+    def __init__(
+        self,
+        mask_input_dim: int,
+        input_dim: int,
+        output_dim: int,
+        reduction_ratio: float = 1.0,
+        hidden_activation="relu",
+        layer_norm: bool = True,
+        dropout: float = 0.0,
+        mask_activation="relu",
+        activation_options=None,
+    ):
         super().__init__()
         aggregation_dim = max(1, int(round(input_dim * float(reduction_ratio))))
-        self.mask_generator = MLP(mask_input_dim, hidden_units=[aggregation_dim],
-                                  hidden_activations=mask_activation, output_dim=input_dim,
-                                  activation_options=activation_options)
+        self.mask_generator = MLP(
+            mask_input_dim,
+            hidden_units=[aggregation_dim],
+            hidden_activations=mask_activation,
+            output_dim=input_dim,
+            activation_options=activation_options,
+        )
         self.hidden = nn.Linear(input_dim, output_dim, bias=not layer_norm)
         self.norm = nn.LayerNorm(output_dim) if layer_norm else nn.Identity()
         self.activation = make_activation(hidden_activation, output_dim, **(activation_options or {}))
@@ -61,11 +78,26 @@ class MaskNet(CTRModel):
     ``forward`` = ``embed`` -> ``normalize_embedding`` -> ``mask_blocks`` -> ``dnn``.
     """
 
-    def __init__(self, feature_map, model_id="MaskNet", embedding_dim=10, model_type="parallel",
-                 serial_block_units=(64, 64, 64), parallel_num_blocks=1, parallel_block_dim=64,
-                 dnn_hidden_units=(), dnn_activations="relu", block_activation="relu",
-                 mask_activation="relu", reduction_ratio=1.0, emb_layernorm=True, net_layernorm=True,
-                 net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="MaskNet",
+        embedding_dim=10,
+        model_type="parallel",
+        serial_block_units=(64, 64, 64),
+        parallel_num_blocks=1,
+        parallel_block_dim=64,
+        dnn_hidden_units=(),
+        dnn_activations="relu",
+        block_activation="relu",
+        mask_activation="relu",
+        reduction_ratio=1.0,
+        emb_layernorm=True,
+        net_layernorm=True,
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         kind = _TYPES.get(str(model_type).lower())
         if kind is None:
@@ -74,28 +106,47 @@ class MaskNet(CTRModel):
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         num_fields = feature_map.num_fields
         input_dim = num_fields * embedding_dim
-        self.emb_norm = nn.ModuleList([nn.LayerNorm(embedding_dim) for _ in range(num_fields)]) \
-            if emb_layernorm else None
-        block_args = dict(reduction_ratio=reduction_ratio, hidden_activation=block_activation,
-                          layer_norm=net_layernorm, dropout=net_dropout, mask_activation=mask_activation,
-                          activation_options=kwargs)
+        self.emb_norm = (
+            nn.ModuleList([nn.LayerNorm(embedding_dim) for _ in range(num_fields)]) if emb_layernorm else None
+        )
+        block_args = dict(
+            reduction_ratio=reduction_ratio,
+            hidden_activation=block_activation,
+            layer_norm=net_layernorm,
+            dropout=net_dropout,
+            mask_activation=mask_activation,
+            activation_options=kwargs,
+        )
         if kind == "serial":
             units = [int(u) for u in (serial_block_units or [])]
             if not units:
-                raise ModelConfigError("serial_block_units must list at least one MaskBlock width for "
-                                       "MaskNet model_type serial")
+                raise ModelConfigError(
+                    "serial_block_units must list at least one MaskBlock width for MaskNet model_type serial"
+                )
             dims = [input_dim] + units
-            self.blocks = nn.ModuleList([MaskBlock(input_dim, dims[i], dims[i + 1], **block_args)
-                                         for i in range(len(units))])
+            self.blocks = nn.ModuleList(
+                [MaskBlock(input_dim, dims[i], dims[i + 1], **block_args) for i in range(len(units))]
+            )
             dnn_input = units[-1]
         else:
             if int(parallel_num_blocks) < 1:
                 raise ModelConfigError("parallel_num_blocks must be >= 1 for MaskNet model_type parallel")
-            self.blocks = nn.ModuleList([MaskBlock(input_dim, input_dim, int(parallel_block_dim), **block_args)
-                                         for _ in range(int(parallel_num_blocks))])
+            self.blocks = nn.ModuleList(
+                [
+                    MaskBlock(input_dim, input_dim, int(parallel_block_dim), **block_args)
+                    for _ in range(int(parallel_num_blocks))
+                ]
+            )
             dnn_input = int(parallel_num_blocks) * int(parallel_block_dim)
-        self.dnn = MLP(dnn_input, hidden_units=list(dnn_hidden_units or []), hidden_activations=dnn_activations,
-                       output_dim=1, dropout_rates=net_dropout, batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = MLP(
+            dnn_input,
+            hidden_units=list(dnn_hidden_units or []),
+            hidden_activations=dnn_activations,
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         self.finish()
 
     def normalize_embedding(self, feature_emb: torch.Tensor) -> torch.Tensor:

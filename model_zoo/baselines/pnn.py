@@ -46,33 +46,59 @@ class PNN(CTRModel):
 
     fixed_product_type: str | None = None
 
-    def __init__(self, feature_map, model_id=None, embedding_dim=10, product_type=None, kernel_type="mat",
-                 hidden_units=(400, 400, 400), hidden_activations="relu", net_dropout=0.0, batch_norm=False,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id=None,
+        embedding_dim=10,
+        product_type=None,
+        kernel_type="mat",
+        hidden_units=(400, 400, 400),
+        hidden_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         name = type(self).__name__
         if self.fixed_product_type is not None:
             if product_type not in (None, self.fixed_product_type):
-                raise ModelConfigError(f"model {name} fixes product_type={self.fixed_product_type}; drop "
-                                       f"product_type={product_type!r} or use model PNN")
+                raise ModelConfigError(
+                    f"model {name} fixes product_type={self.fixed_product_type}; drop "
+                    f"product_type={product_type!r} or use model PNN"
+                )
             product_type = self.fixed_product_type
         product_type = product_type or "inner"
         super().__init__(feature_map, model_id=model_id or name, **kwargs)
         if product_type not in PRODUCT_TYPES:
-            raise ModelConfigError(f"product_type={product_type!r} for PNN: use one of {', '.join(PRODUCT_TYPES)}")
+            raise ModelConfigError(
+                f"product_type={product_type!r} for PNN: use one of {', '.join(PRODUCT_TYPES)}"
+            )
         if product_type == "kernel" and kernel_type not in KERNEL_TYPES:
-            raise ModelConfigError(f"kernel_type={kernel_type!r} for KPNN: use one of {', '.join(KERNEL_TYPES)}")
+            raise ModelConfigError(
+                f"kernel_type={kernel_type!r} for KPNN: use one of {', '.join(KERNEL_TYPES)}"
+            )
         self.product_type, self.kernel_type = product_type, kernel_type
         n = feature_map.num_fields
         self.embedding_dim = embedding_dim
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.pairs = PairIndex(n)
         if product_type == "kernel":
-            shape = {"mat": (self.pairs.num_pairs, embedding_dim, embedding_dim),
-                     "vec": (self.pairs.num_pairs, embedding_dim), "num": (self.pairs.num_pairs,)}[kernel_type]
+            shape = {
+                "mat": (self.pairs.num_pairs, embedding_dim, embedding_dim),
+                "vec": (self.pairs.num_pairs, embedding_dim),
+                "num": (self.pairs.num_pairs,),
+            }[kernel_type]
             self.kernel = nn.Parameter(torch.empty(*shape))
         input_dim = n * embedding_dim + product_dim(product_type, n, embedding_dim)
-        self.dnn = MLP(input_dim, hidden_units=list(hidden_units or []), hidden_activations=hidden_activations,
-                       output_dim=1, dropout_rates=net_dropout, batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = MLP(
+            input_dim,
+            hidden_units=list(hidden_units or []),
+            hidden_activations=hidden_activations,
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         self.finish()
 
     def init_weights(self):
@@ -91,7 +117,7 @@ class PNN(CTRModel):
         """Product layer p: (B, n(n-1)/2) for inner/kernel, (B, d*d) for outer."""
         if self.product_type == "outer":
             return torch.einsum("bd,be->bde", left.sum(dim=1), right.sum(dim=1)).flatten(start_dim=1)
-        a, b = self.pairs.gather(left, right)                       # (B, P, d) each
+        a, b = self.pairs.gather(left, right)  # (B, P, d) each
         if self.product_type == "inner":
             return (a * b).sum(dim=-1)
         if self.kernel_type == "mat":

@@ -36,7 +36,7 @@ from ..base import CTRModel
 from ..errors import ModelConfigError
 
 MODES = ("SAM1", "SAM2A", "SAM2E", "SAM3A", "SAM3E")
-EMBEDDING_INIT = "partial(nn.init.normal_, std=1e-4)"   # fuxictr's default
+EMBEDDING_INIT = "partial(nn.init.normal_, std=1e-4)"  # fuxictr's default
 
 
 class PairwiseDotWeighted(nn.Module):
@@ -50,7 +50,7 @@ class PairwiseDotWeighted(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, left, right):
-        scores = torch.bmm(left, right.transpose(1, 2))                      # (B, n, n)
+        scores = torch.bmm(left, right.transpose(1, 2))  # (B, n, n)
         return (scores.unsqueeze(-1) * self.weight).flatten(start_dim=1, end_dim=2)
 
 
@@ -59,7 +59,7 @@ class PairwiseDotElementwise(nn.Module):
 
     def forward(self, left, right):
         scores = torch.bmm(left, right.transpose(1, 2))
-        products = left.unsqueeze(2) * right.unsqueeze(1)                    # (B, n, n, d)
+        products = left.unsqueeze(2) * right.unsqueeze(1)  # (B, n, n, d)
         return (scores.unsqueeze(-1) * products).flatten(start_dim=1, end_dim=2)
 
 
@@ -79,9 +79,9 @@ class FieldAttention(nn.Module):
             nn.init.ones_(self.weight)
 
     def forward(self, left, right):
-        scores = torch.bmm(left, self.key(right).transpose(1, 2))           # (B, n, n)
+        scores = torch.bmm(left, self.key(right).transpose(1, 2))  # (B, n, n)
         if self.elementwise:
-            values = left.unsqueeze(2) * right.unsqueeze(1)                  # (B, n, n, d)
+            values = left.unsqueeze(2) * right.unsqueeze(1)  # (B, n, n, d)
         else:
             values = self.weight.unsqueeze(0)
         out = (scores.unsqueeze(-1) * values).sum(dim=2)
@@ -101,19 +101,32 @@ class SAM(CTRModel):
     each interaction layer is called as ``layer(left, right)``.
     """
 
-    def __init__(self, feature_map, model_id="SAM", embedding_dim=10, interaction_type="SAM2E",
-                 aggregation="concat", num_interaction_layers=3, use_residual=False, net_dropout=0.0,
-                 embedding_initializer=EMBEDDING_INIT, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="SAM",
+        embedding_dim=10,
+        interaction_type="SAM2E",
+        aggregation="concat",
+        num_interaction_layers=3,
+        use_residual=False,
+        net_dropout=0.0,
+        embedding_initializer=EMBEDDING_INIT,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         mode = str(interaction_type).upper()
         if mode not in MODES:
-            raise ModelConfigError(f"interaction_type={interaction_type!r} for SAM: use one of {', '.join(MODES)}")
+            raise ModelConfigError(
+                f"interaction_type={interaction_type!r} for SAM: use one of {', '.join(MODES)}"
+            )
         if aggregation not in ("concat", "weighted_pooling"):
             raise ModelConfigError(f"aggregation={aggregation!r} for SAM: use concat or weighted_pooling")
         self.mode, self.aggregation = mode, aggregation
         n = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
-                                                embedding_initializer=embedding_initializer)
+        self.embedding_layer = FeatureEmbedding(
+            feature_map, embedding_dim, embedding_initializer=embedding_initializer
+        )
         if mode == "SAM1":
             layers, num_vectors = [], n
         elif mode == "SAM2A":
@@ -121,8 +134,10 @@ class SAM(CTRModel):
         elif mode == "SAM2E":
             layers, num_vectors = [PairwiseDotElementwise()], n * n
         else:
-            layers = [FieldAttention(n, embedding_dim, mode == "SAM3E", bool(use_residual))
-                      for _ in range(int(num_interaction_layers))]
+            layers = [
+                FieldAttention(n, embedding_dim, mode == "SAM3E", bool(use_residual))
+                for _ in range(int(num_interaction_layers))
+            ]
             num_vectors = n
         self.interaction_layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(net_dropout) if net_dropout > 0 else nn.Identity()

@@ -22,15 +22,24 @@ class WideDeep(CTRModel):
     ``shallow_logit(X)`` + ``deep_logit(feature_emb)``.
     """
 
-    def __init__(self, feature_map, model_id="WideDeep", embedding_dim=10, dnn_hidden_units=(64, 64, 64),
-                 dnn_activations="relu", net_dropout=0.0, batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="WideDeep",
+        embedding_dim=10,
+        dnn_hidden_units=(64, 64, 64),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
-                                  optional=False)
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, optional=False
+        )
         self.finish()
-
 
     def shallow_logit(self, X):
         """The wide part: sum of the per-feature weights, (B, 1)."""

@@ -27,14 +27,30 @@ from ..layers import MLP
 class FactorizationMachineBlock(nn.Module):
     """(B, n, d) -> (B, num_out, d) via ``MLP(LN(flatten(left (right^T Y))))``."""
 
-    def __init__(self, num_in: int, num_out: int, embedding_dim: int, rank: int, hidden_units=(),
-                 hidden_activations="relu", dropout: float = 0.0, layer_norm: bool = True, activation_options=None):
+    def __init__(
+        self,
+        num_in: int,
+        num_out: int,
+        embedding_dim: int,
+        rank: int,
+        hidden_units=(),
+        hidden_activations="relu",
+        dropout: float = 0.0,
+        layer_norm: bool = True,
+        activation_options=None,
+    ):
         super().__init__()
         self.num_out, self.embedding_dim = num_out, embedding_dim
         self.projection = nn.Parameter(torch.empty(num_in, rank))
         self.norm = nn.LayerNorm(num_in * rank) if layer_norm else nn.Identity()
-        self.mlp = MLP(num_in * rank, hidden_units=list(hidden_units or []), hidden_activations=hidden_activations,
-                       output_dim=num_out * embedding_dim, dropout_rates=dropout, activation_options=activation_options)
+        self.mlp = MLP(
+            num_in * rank,
+            hidden_units=list(hidden_units or []),
+            hidden_activations=hidden_activations,
+            output_dim=num_out * embedding_dim,
+            dropout_rates=dropout,
+            activation_options=activation_options,
+        )
 
     def init_weights(self):
         nn.init.xavier_normal_(self.projection)
@@ -60,11 +76,31 @@ class LinearCompressionBlock(nn.Module):
 
 
 class WukongLayer(nn.Module):
-    def __init__(self, num_in: int, num_fmb: int, num_lcb: int, embedding_dim: int, rank: int, fmb_hidden_units,
-                 fmb_activations, dropout: float, layer_norm: bool, activation_options=None):
+    def __init__(
+        self,
+        num_in: int,
+        num_fmb: int,
+        num_lcb: int,
+        embedding_dim: int,
+        rank: int,
+        fmb_hidden_units,
+        fmb_activations,
+        dropout: float,
+        layer_norm: bool,
+        activation_options=None,
+    ):
         super().__init__()
-        self.fmb = FactorizationMachineBlock(num_in, num_fmb, embedding_dim, rank, fmb_hidden_units,
-                                             fmb_activations, dropout, layer_norm, activation_options)
+        self.fmb = FactorizationMachineBlock(
+            num_in,
+            num_fmb,
+            embedding_dim,
+            rank,
+            fmb_hidden_units,
+            fmb_activations,
+            dropout,
+            layer_norm,
+            activation_options,
+        )
         self.lcb = LinearCompressionBlock(num_in, num_lcb)
         num_out = num_fmb + num_lcb
         self.residual = LinearCompressionBlock(num_in, num_out) if num_out != num_in else None
@@ -86,24 +122,54 @@ class Wukong(CTRModel):
     layer, ending in the output unit). ``forward`` = ``embed`` -> ``wukong_layers`` -> ``dnn``.
     """
 
-    def __init__(self, feature_map, model_id="Wukong", embedding_dim=10, num_layers=3, num_emb_fmb=16,
-                 num_emb_lcb=16, rank_fmb=24, fmb_hidden_units=(256, 256), fmb_activations="relu",
-                 dnn_hidden_units=(256, 256), dnn_activations="relu", net_dropout=0.0, batch_norm=False,
-                 layer_norm=True, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="Wukong",
+        embedding_dim=10,
+        num_layers=3,
+        num_emb_fmb=16,
+        num_emb_lcb=16,
+        rank_fmb=24,
+        fmb_hidden_units=(256, 256),
+        fmb_activations="relu",
+        dnn_hidden_units=(256, 256),
+        dnn_activations="relu",
+        net_dropout=0.0,
+        batch_norm=False,
+        layer_norm=True,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if int(num_layers) < 1 or int(num_emb_fmb) + int(num_emb_lcb) < 1:
             raise ModelConfigError("Wukong needs num_layers >= 1 and num_emb_fmb + num_emb_lcb >= 1")
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         layers, num_in = [], feature_map.num_fields
         for _ in range(int(num_layers)):
-            layer = WukongLayer(num_in, int(num_emb_fmb), int(num_emb_lcb), embedding_dim, int(rank_fmb),
-                                fmb_hidden_units, fmb_activations, net_dropout, layer_norm, activation_options=kwargs)
+            layer = WukongLayer(
+                num_in,
+                int(num_emb_fmb),
+                int(num_emb_lcb),
+                embedding_dim,
+                int(rank_fmb),
+                fmb_hidden_units,
+                fmb_activations,
+                net_dropout,
+                layer_norm,
+                activation_options=kwargs,
+            )
             layers.append(layer)
             num_in = layer.num_out
         self.wukong_layers = nn.ModuleList(layers)
-        self.dnn = MLP(num_in * embedding_dim, hidden_units=list(dnn_hidden_units or []),
-                       hidden_activations=dnn_activations, output_dim=1, dropout_rates=net_dropout,
-                       batch_norm=batch_norm, activation_options=kwargs)
+        self.dnn = MLP(
+            num_in * embedding_dim,
+            hidden_units=list(dnn_hidden_units or []),
+            hidden_activations=dnn_activations,
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
         self.finish()
 
     def interact(self, feature_emb: torch.Tensor) -> torch.Tensor:

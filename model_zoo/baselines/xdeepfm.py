@@ -32,14 +32,25 @@ class xDeepFM(ShallowDeepModel):
     ``shallow_logit(X, feature_emb)`` (LR + ``cin_logit``) + ``deep_logit``.
     """
 
-    def __init__(self, feature_map, model_id="xDeepFM", embedding_dim=10, dnn_hidden_units=(64, 64, 64),
-                 dnn_activations="relu", cin_hidden_units=(16, 16, 16), net_dropout=0.0, batch_norm=False,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="xDeepFM",
+        embedding_dim=10,
+        dnn_hidden_units=(64, 64, 64),
+        dnn_activations="relu",
+        cin_hidden_units=(16, 16, 16),
+        net_dropout=0.0,
+        batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         cin_hidden_units = [int(u) for u in (cin_hidden_units or [])]
         if not cin_hidden_units:
-            raise ModelConfigError("xDeepFM: cin_hidden_units is empty; give at least one CIN layer size, "
-                                   "e.g. cin_hidden_units: [16, 16]")
+            raise ModelConfigError(
+                "xDeepFM: cin_hidden_units is empty; give at least one CIN layer size, "
+                "e.g. cin_hidden_units: [16, 16]"
+            )
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
         self.cin = CompressedInteractionNet(feature_map.num_fields, cin_hidden_units, output_dim=1)

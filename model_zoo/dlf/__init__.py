@@ -3,5 +3,12 @@
 from .block_fusion import BlockAttentionFusion, GatedResidual, TokenMix
 from .model import DLF, DLFLayer, InteractionBlock, dlf_settings
 
-__all__ = ["DLF", "DLFLayer", "InteractionBlock", "dlf_settings", "BlockAttentionFusion", "GatedResidual",
-           "TokenMix"]
+__all__ = [
+    "DLF",
+    "DLFLayer",
+    "InteractionBlock",
+    "dlf_settings",
+    "BlockAttentionFusion",
+    "GatedResidual",
+    "TokenMix",
+]

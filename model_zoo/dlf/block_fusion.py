@@ -100,8 +100,15 @@ class BlockAttentionFusion(nn.Module):
     from the last H. Multi-head attention splits d into ``num_heads`` heads, scaled by 1/sqrt(d_head).
     """
 
-    def __init__(self, num_blocks: int, dim: int, num_heads: int = 2, num_layers: int = 1,
-                 use_scale: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        num_blocks: int,
+        dim: int,
+        num_heads: int = 2,
+        num_layers: int = 1,
+        use_scale: bool = True,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if num_blocks < 2:
             raise ValueError("BlockAttentionFusion needs at least two blocks")
@@ -111,12 +118,15 @@ class BlockAttentionFusion(nn.Module):
         self.attend = _MultiHead(dim, num_heads, use_scale, dropout)
         self.qkv = nn.ModuleList(
             nn.ModuleList(nn.Linear(dim, 3 * dim, bias=False) for _ in range(num_blocks))
-            for _ in range(num_layers))
+            for _ in range(num_layers)
+        )
         self.cross = nn.ModuleList(
             nn.ModuleList(nn.Linear((num_blocks - 1) * dim, dim) for _ in range(num_blocks))
-            for _ in range(num_layers))
+            for _ in range(num_layers)
+        )
         self.norms = nn.ModuleList(
-            nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_blocks)) for _ in range(num_layers - 1))
+            nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_blocks)) for _ in range(num_layers - 1)
+        )
         self.fuse = nn.Linear(num_blocks * dim, dim)
         self.relu = nn.ReLU()
 
@@ -144,4 +154,3 @@ class BlockAttentionFusion(nn.Module):
 
     def forward(self, blocks):
         return self.relu(self.fuse(torch.cat(self.block_outputs(blocks), dim=-1)))
-

@@ -37,26 +37,47 @@ from .block_fusion import BlockAttentionFusion, GatedResidual, TokenMix
 
 PRESETS = {
     "paper": {
-        "num_layers": 3, "block_tokens": 32, "rank": 24,
-        "block_mlp_hidden_units": [512], "block_hidden_activations": "relu", "block_batch_norm": True,
-        "block_layer_norm": True, "block_output_activation": "relu", "implicit_block": "dense_relu",
-        "use_low_order_block": True, "use_naf": True, "naf_num_heads": 2, "naf_layers": 1,
-        "naf_use_scale": True, "naf_dropout": 0.0, "naf_ablation": "concat",
-        "use_gate": True, "gate_eps": 1e-6, "layer_norm": True,
-        "head_hidden_units": [512], "head_hidden_activations": "relu", "head_batch_norm": True,
+        "num_layers": 3,
+        "block_tokens": 32,
+        "rank": 24,
+        "block_mlp_hidden_units": [512],
+        "block_hidden_activations": "relu",
+        "block_batch_norm": True,
+        "block_layer_norm": True,
+        "block_output_activation": "relu",
+        "implicit_block": "dense_relu",
+        "use_low_order_block": True,
+        "use_naf": True,
+        "naf_num_heads": 2,
+        "naf_layers": 1,
+        "naf_use_scale": True,
+        "naf_dropout": 0.0,
+        "naf_ablation": "concat",
+        "use_gate": True,
+        "gate_eps": 1e-6,
+        "layer_norm": True,
+        "head_hidden_units": [512],
+        "head_hidden_activations": "relu",
+        "head_batch_norm": True,
     },
 }
-PRESETS["release"] = dict(PRESETS["paper"], block_output_activation="none", implicit_block="linear",
-                          use_naf=False, use_gate=False)
+PRESETS["release"] = dict(
+    PRESETS["paper"], block_output_activation="none", implicit_block="linear", use_naf=False, use_gate=False
+)
 SETTINGS = tuple(PRESETS["paper"])
-_CHOICES = {"block_output_activation": ("relu", "none"), "implicit_block": ("dense_relu", "linear"),
-            "naf_ablation": ("concat", "late_fusion")}
+_CHOICES = {
+    "block_output_activation": ("relu", "none"),
+    "implicit_block": ("dense_relu", "linear"),
+    "naf_ablation": ("concat", "late_fusion"),
+}
 
 
 def dlf_settings(preset: str = "paper", **given) -> dict:
     """The preset's settings with every non-None value of ``given`` on top, validated."""
     if preset not in PRESETS:
-        raise ModelConfigError(f"DLF: preset '{preset}' is unknown; set preset to one of {', '.join(PRESETS)}")
+        raise ModelConfigError(
+            f"DLF: preset '{preset}' is unknown; set preset to one of {', '.join(PRESETS)}"
+        )
     unknown = sorted(set(given) - set(SETTINGS))
     if unknown:
         raise ValueError(f"not DLF settings: {unknown}")
@@ -65,12 +86,16 @@ def dlf_settings(preset: str = "paper", **given) -> dict:
     for key, choices in _CHOICES.items():
         cfg[key] = str(cfg[key]).lower()
         if cfg[key] not in choices:
-            raise ModelConfigError(f"DLF: {key}='{cfg[key]}' is not one of {', '.join(choices)}; fix it in the expid")
+            raise ModelConfigError(
+                f"DLF: {key}='{cfg[key]}' is not one of {', '.join(choices)}; fix it in the expid"
+            )
     for key in ("num_layers", "block_tokens", "rank", "naf_num_heads", "naf_layers"):
         if int(cfg[key]) < 1:
             raise ModelConfigError(f"DLF: {key}={cfg[key]} must be a positive integer")
     if cfg["naf_ablation"] == "late_fusion" and cfg["use_naf"]:
-        raise ModelConfigError("DLF: naf_ablation=late_fusion is the w/o-NAF ablation; also set use_naf: false")
+        raise ModelConfigError(
+            "DLF: naf_ablation=late_fusion is the w/o-NAF ablation; also set use_naf: false"
+        )
     return cfg
 
 
@@ -81,20 +106,37 @@ class InteractionBlock(nn.Module):
     embeddings gives the low-order block (order grows by one per layer).
     """
 
-    def __init__(self, n_in: int, dim: int, rank: int, tokens: int, hidden_units, hidden_activations="relu",
-                 batch_norm=True, dropout=0.0, layer_norm=True, output_activation="none",
-                 activation_options=None):
+    def __init__(
+        self,
+        n_in: int,
+        dim: int,
+        rank: int,
+        tokens: int,
+        hidden_units,
+        hidden_activations="relu",
+        batch_norm=True,
+        dropout=0.0,
+        layer_norm=True,
+        output_activation="none",
+        activation_options=None,
+    ):
         super().__init__()
         self.tokens, self.dim = int(tokens), int(dim)
-        self.compress = TokenMix(n_in, rank)                       # W in R^{n x r}: (W^T X) = (X^T W)^T
+        self.compress = TokenMix(n_in, rank)  # W in R^{n x r}: (W^T X) = (X^T W)^T
         self.norm = nn.LayerNorm(n_in * rank) if layer_norm else nn.Identity()
-        self.mlp = MLP(n_in * rank, hidden_units=hidden_units, hidden_activations=hidden_activations,
-                       output_dim=self.tokens * self.dim, dropout_rates=dropout, batch_norm=batch_norm,
-                       activation_options=activation_options)
+        self.mlp = MLP(
+            n_in * rank,
+            hidden_units=hidden_units,
+            hidden_activations=hidden_activations,
+            output_dim=self.tokens * self.dim,
+            dropout_rates=dropout,
+            batch_norm=batch_norm,
+            activation_options=activation_options,
+        )
         self.activation = nn.ReLU() if output_activation == "relu" else None
 
     def forward(self, left, x):
-        s = torch.bmm(left, self.compress(x).transpose(1, 2))     # (B, n, r)
+        s = torch.bmm(left, self.compress(x).transpose(1, 2))  # (B, n, r)
         z = self.mlp(self.norm(s.flatten(1))).view(-1, self.tokens, self.dim)
         return self.activation(z) if self.activation is not None else z
 
@@ -102,16 +144,21 @@ class InteractionBlock(nn.Module):
 class DLFLayer(nn.Module):
     """One DLF layer over the blocks named in ``blocks`` (a subset of low / high / implicit, in that order)."""
 
-    def __init__(self, blocks, num_fields: int, n_in: int, dim: int, cfg: dict, dropout=0.0,
-                 activation_options=None):
+    def __init__(
+        self, blocks, num_fields: int, n_in: int, dim: int, cfg: dict, dropout=0.0, activation_options=None
+    ):
         super().__init__()
         k, rank = int(cfg["block_tokens"]), int(cfg["rank"])
         self.blocks = tuple(blocks)
-        explicit = dict(hidden_units=list(cfg["block_mlp_hidden_units"] or []),
-                        hidden_activations=cfg["block_hidden_activations"],
-                        batch_norm=bool(cfg["block_batch_norm"]), dropout=dropout,
-                        layer_norm=bool(cfg["block_layer_norm"]),
-                        output_activation=cfg["block_output_activation"], activation_options=activation_options)
+        explicit = dict(
+            hidden_units=list(cfg["block_mlp_hidden_units"] or []),
+            hidden_activations=cfg["block_hidden_activations"],
+            batch_norm=bool(cfg["block_batch_norm"]),
+            dropout=dropout,
+            layer_norm=bool(cfg["block_layer_norm"]),
+            output_activation=cfg["block_output_activation"],
+            activation_options=activation_options,
+        )
         self.x0_proj = None
         self.low = self.high = self.implicit = None
         if "low" in self.blocks:
@@ -121,11 +168,22 @@ class DLFLayer(nn.Module):
             self.high = InteractionBlock(n_in, dim, rank, k, **explicit)
         if "implicit" in self.blocks:
             dense = cfg["implicit_block"] == "dense_relu"
-            self.implicit = TokenMix(n_in, k, bias_dim=dim if dense else None,
-                                     activation="relu" if dense else None)
+            self.implicit = TokenMix(
+                n_in, k, bias_dim=dim if dense else None, activation="relu" if dense else None
+            )
         use_naf = bool(cfg["use_naf"]) and len(self.blocks) > 1
-        self.naf = BlockAttentionFusion(len(self.blocks), dim, int(cfg["naf_num_heads"]), int(cfg["naf_layers"]),
-                                        bool(cfg["naf_use_scale"]), float(cfg["naf_dropout"])) if use_naf else None
+        self.naf = (
+            BlockAttentionFusion(
+                len(self.blocks),
+                dim,
+                int(cfg["naf_num_heads"]),
+                int(cfg["naf_layers"]),
+                bool(cfg["naf_use_scale"]),
+                float(cfg["naf_dropout"]),
+            )
+            if use_naf
+            else None
+        )
         self.n_in = int(n_in)
         self.n_out = k * (len(self.blocks) + (1 if use_naf else 0))
         self.gate = GatedResidual(dim, float(cfg["gate_eps"])) if cfg["use_gate"] else None
@@ -162,26 +220,52 @@ class DLF(CTRModel):
     ``preset: release`` gives the authors' released DLF class instead (no NAF, no gate); see the module docstring.
     """
 
-    def __init__(self, feature_map, model_id="DLF", embedding_dim=64, preset="paper", net_dropout=0.0,
-                 num_layers=None, block_tokens=None, rank=None, block_mlp_hidden_units=None,
-                 block_hidden_activations=None, block_batch_norm=None, block_layer_norm=None,
-                 block_output_activation=None, implicit_block=None, use_low_order_block=None, use_naf=None,
-                 naf_num_heads=None, naf_layers=None, naf_use_scale=None, naf_dropout=None, naf_ablation=None,
-                 use_gate=None, gate_eps=None, layer_norm=None, head_hidden_units=None,
-                 head_hidden_activations=None, head_batch_norm=None, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="DLF",
+        embedding_dim=64,
+        preset="paper",
+        net_dropout=0.0,
+        num_layers=None,
+        block_tokens=None,
+        rank=None,
+        block_mlp_hidden_units=None,
+        block_hidden_activations=None,
+        block_batch_norm=None,
+        block_layer_norm=None,
+        block_output_activation=None,
+        implicit_block=None,
+        use_low_order_block=None,
+        use_naf=None,
+        naf_num_heads=None,
+        naf_layers=None,
+        naf_use_scale=None,
+        naf_dropout=None,
+        naf_ablation=None,
+        use_gate=None,
+        gate_eps=None,
+        layer_norm=None,
+        head_hidden_units=None,
+        head_hidden_activations=None,
+        head_batch_norm=None,
+        **kwargs,
+    ):
         arguments = dict(locals())
         super().__init__(feature_map, model_id=model_id, **kwargs)
         given = {k: v for k, v in arguments.items() if k in SETTINGS}
         cfg = dlf_settings(preset, **given)
         if cfg["use_naf"] and embedding_dim % int(cfg["naf_num_heads"]):
-            raise ModelConfigError(f"DLF: embedding_dim={embedding_dim} is not divisible by naf_num_heads="
-                         f"{cfg['naf_num_heads']}; change one of them")
+            raise ModelConfigError(
+                f"DLF: embedding_dim={embedding_dim} is not divisible by naf_num_heads="
+                f"{cfg['naf_num_heads']}; change one of them"
+            )
         self.settings = cfg
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         num_fields = feature_map.num_fields
         blocks = (["low"] if cfg["use_low_order_block"] else []) + ["high", "implicit"]
         if cfg["naf_ablation"] == "late_fusion":
-            streams = [[b] for b in blocks]          # separate explicit/implicit streams, fused at the head
+            streams = [[b] for b in blocks]  # separate explicit/implicit streams, fused at the head
         else:
             streams = [blocks]
         self.streams = nn.ModuleList()
@@ -193,10 +277,15 @@ class DLF(CTRModel):
                 n = layers[-1].n_out
             self.streams.append(layers)
             head_tokens += n
-        self.head = MLP(head_tokens * embedding_dim, hidden_units=list(cfg["head_hidden_units"] or []),
-                        hidden_activations=cfg["head_hidden_activations"], output_dim=1,
-                        dropout_rates=net_dropout, batch_norm=bool(cfg["head_batch_norm"]),
-                        activation_options=kwargs)
+        self.head = MLP(
+            head_tokens * embedding_dim,
+            hidden_units=list(cfg["head_hidden_units"] or []),
+            hidden_activations=cfg["head_hidden_activations"],
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=bool(cfg["head_batch_norm"]),
+            activation_options=kwargs,
+        )
         self.finish()
 
     def token_counts(self) -> list[list[int]]:

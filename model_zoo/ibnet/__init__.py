@@ -5,5 +5,14 @@ from .contrastive import ibcl_bounds, ibcl_loss
 from .masks import MASK_TYPES, MaskAugmentation, RelaxedBernoulliMask, fill_mask
 from .model import IBNet, IBNetBranch, IBNetFramework
 
-__all__ = ["IBNet", "IBNetBranch", "IBNetFramework", "MaskAugmentation", "RelaxedBernoulliMask", "fill_mask",
-           "MASK_TYPES", "ibcl_loss", "ibcl_bounds"]
+__all__ = [
+    "IBNet",
+    "IBNetBranch",
+    "IBNetFramework",
+    "MaskAugmentation",
+    "RelaxedBernoulliMask",
+    "fill_mask",
+    "MASK_TYPES",
+    "ibcl_loss",
+    "ibcl_bounds",
+]

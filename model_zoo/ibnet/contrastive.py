@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-IBCL_EPS = 1e-5   # the authors' "10e-6" inside the log
+IBCL_EPS = 1e-5  # the authors' "10e-6" inside the log
 
 
 def _stack(embs) -> torch.Tensor:
@@ -30,13 +30,16 @@ def _stack(embs) -> torch.Tensor:
     return torch.cat([e.flatten(1) for e in embs], dim=-1)
 
 
-def ibcl_loss(cross_embs: Sequence[torch.Tensor] | torch.Tensor,
-              aug_embs: Sequence[torch.Tensor] | torch.Tensor,
-              temperature: float = 0.5, eps: float = IBCL_EPS) -> torch.Tensor:
+def ibcl_loss(
+    cross_embs: Sequence[torch.Tensor] | torch.Tensor,
+    aug_embs: Sequence[torch.Tensor] | torch.Tensor,
+    temperature: float = 0.5,
+    eps: float = IBCL_EPS,
+) -> torch.Tensor:
     """IBNet's IBCL loss between original and augmented cross embeddings (lists of B x D, or B x K)."""
     c = F.normalize(_stack(cross_embs), dim=1)
     c_aug = F.normalize(_stack(aug_embs), dim=1)
-    sim = c @ c_aug.t() / temperature                        # B x B
+    sim = c @ c_aug.t() / temperature  # B x B
     ratio = torch.exp(1.0 / temperature - torch.logsumexp(sim, dim=1))
     return -torch.log(ratio + eps).mean()
 

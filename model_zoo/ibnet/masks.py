@@ -55,8 +55,14 @@ def fill_mask(c: torch.Tensor, rho: torch.Tensor, fill: str = "batch_mean") -> t
 class RelaxedBernoulliMask(nn.Module):
     """``rho = sigmoid((M(c) + noise) / temperature)``; ``noise=False`` gives the deterministic self-gate."""
 
-    def __init__(self, dim: int, temperature: float = 0.1, noise: bool = True, noise_at_eval: bool = True,
-                 noise_shape: str = "dim"):
+    def __init__(
+        self,
+        dim: int,
+        temperature: float = 0.1,
+        noise: bool = True,
+        noise_at_eval: bool = True,
+        noise_shape: str = "dim",
+    ):
         super().__init__()
         if float(temperature) <= 0:
             raise ModelConfigError(f"gate_temp={temperature} must be > 0")
@@ -79,9 +85,18 @@ class RelaxedBernoulliMask(nn.Module):
 class MaskAugmentation(nn.Module):
     """Augments each cross embedding: ``c_aug_l = H([c_l ; fill_mask(c_l, rho_l)])`` (IBNet eqs. 5-8)."""
 
-    def __init__(self, dim: int, num_layers: int = 3, mask_type: str = "learned", gate_temp: float = 0.1,
-                 mask_fill: str = "batch_mean", noise_at_eval: bool = True, noise_shape: str = "dim",
-                 random_dropout: float = 0.5, shared: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        num_layers: int = 3,
+        mask_type: str = "learned",
+        gate_temp: float = 0.1,
+        mask_fill: str = "batch_mean",
+        noise_at_eval: bool = True,
+        noise_shape: str = "dim",
+        random_dropout: float = 0.5,
+        shared: bool = True,
+    ):
         super().__init__()
         self.mask_type = _check("mask_type", mask_type, MASK_TYPES)
         self.mask_fill = _check("mask_fill", mask_fill, MASK_FILLS)
@@ -95,8 +110,15 @@ class MaskAugmentation(nn.Module):
             self.masks = None
         else:
             self.masks = nn.ModuleList(
-                RelaxedBernoulliMask(dim, gate_temp, noise=self.mask_type == "learned",
-                                     noise_at_eval=noise_at_eval, noise_shape=noise_shape) for _ in range(n))
+                RelaxedBernoulliMask(
+                    dim,
+                    gate_temp,
+                    noise=self.mask_type == "learned",
+                    noise_at_eval=noise_at_eval,
+                    noise_shape=noise_shape,
+                )
+                for _ in range(n)
+            )
         self.compress = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(n))
 
     def mask(self, c: torch.Tensor, layer: int = 0) -> torch.Tensor:
@@ -114,5 +136,11 @@ class MaskAugmentation(nn.Module):
         return out
 
 
-__all__ = ["MaskAugmentation", "RelaxedBernoulliMask", "fill_mask", "logistic_noise",
-           "MASK_TYPES", "MASK_FILLS"]
+__all__ = [
+    "MaskAugmentation",
+    "RelaxedBernoulliMask",
+    "fill_mask",
+    "logistic_noise",
+    "MASK_TYPES",
+    "MASK_FILLS",
+]

@@ -39,8 +39,9 @@ def _mask_type(value) -> str | None:
     if key in ("none", "off"):
         return None
     if key not in MASK_TYPES:
-        raise ModelConfigError(f"mask_type={value!r} is not supported; choose one of "
-                               f"{', '.join(MASK_TYPES)}, none")
+        raise ModelConfigError(
+            f"mask_type={value!r} is not supported; choose one of {', '.join(MASK_TYPES)}, none"
+        )
     return key
 
 
@@ -51,18 +52,38 @@ class IBNetBranch(nn.Module):
     when ``mask_type`` is none). Reused by ``IBNet`` and ``IBNetFramework``.
     """
 
-    def __init__(self, input_dim: int, num_cross_layers: int = 3, mask_type="learned", gate_temp: float = 0.1,
-                 mask_fill: str = "batch_mean", noise_at_eval: bool = True, mask_noise_shape: str = "dim",
-                 random_dropout: float = 0.5, shared_augmentation: bool = True):
+    def __init__(
+        self,
+        input_dim: int,
+        num_cross_layers: int = 3,
+        mask_type="learned",
+        gate_temp: float = 0.1,
+        mask_fill: str = "batch_mean",
+        noise_at_eval: bool = True,
+        mask_noise_shape: str = "dim",
+        random_dropout: float = 0.5,
+        shared_augmentation: bool = True,
+    ):
         super().__init__()
         if int(num_cross_layers) < 1:
             raise ModelConfigError(f"num_cross_layers={num_cross_layers} must be >= 1 for IBNet")
         self.crossnet = CrossNet(input_dim, int(num_cross_layers))
         mask_type = _mask_type(mask_type)
-        self.augment = None if mask_type is None else MaskAugmentation(
-            input_dim, int(num_cross_layers), mask_type=mask_type, gate_temp=gate_temp, mask_fill=mask_fill,
-            noise_at_eval=noise_at_eval, noise_shape=mask_noise_shape, random_dropout=random_dropout,
-            shared=shared_augmentation)
+        self.augment = (
+            None
+            if mask_type is None
+            else MaskAugmentation(
+                input_dim,
+                int(num_cross_layers),
+                mask_type=mask_type,
+                gate_temp=gate_temp,
+                mask_fill=mask_fill,
+                noise_at_eval=noise_at_eval,
+                noise_shape=mask_noise_shape,
+                random_dropout=random_dropout,
+                shared=shared_augmentation,
+            )
+        )
 
     def cross_embeddings(self, x0: torch.Tensor) -> list[torch.Tensor]:
         """c_1..c_L of the DCN-v1 recursion c_l = x0 * (c_{l-1} . w_l) + b_l + c_{l-1}."""
@@ -99,18 +120,45 @@ class IBNet(_IBCLMixin, CTRModel):
     Returns ``cross_embs`` and ``aug_embs`` (per-layer lists) beside ``y_pred``/``logit``.
     """
 
-    def __init__(self, feature_map, model_id="IBNet", embedding_dim=20, dnn_hidden_units=(400, 400, 400),
-                 dnn_activations="mice", num_cross_layers=3, net_dropout=0.0, batch_norm=False,
-                 mask_type="learned", gate_temp=0.1, mask_fill="batch_mean", noise_at_eval=True,
-                 mask_noise_shape="dim", random_dropout=0.5, shared_augmentation=True,
-                 ssl_mode=True, cl_temp=0.5, cl_weight=0.01, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="IBNet",
+        embedding_dim=20,
+        dnn_hidden_units=(400, 400, 400),
+        dnn_activations="mice",
+        num_cross_layers=3,
+        net_dropout=0.0,
+        batch_norm=False,
+        mask_type="learned",
+        gate_temp=0.1,
+        mask_fill="batch_mean",
+        noise_at_eval=True,
+        mask_noise_shape="dim",
+        random_dropout=0.5,
+        shared_augmentation=True,
+        ssl_mode=True,
+        cl_temp=0.5,
+        cl_weight=0.01,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
-        self.branch = IBNetBranch(input_dim, num_cross_layers, mask_type, gate_temp, mask_fill, noise_at_eval,
-                                  mask_noise_shape, random_dropout, shared_augmentation)
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs,
-                                  output_dim=None)
+        self.branch = IBNetBranch(
+            input_dim,
+            num_cross_layers,
+            mask_type,
+            gate_temp,
+            mask_fill,
+            noise_at_eval,
+            mask_noise_shape,
+            random_dropout,
+            shared_augmentation,
+        )
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, output_dim=None
+        )
         self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
         self.ssl_mode, self.cl_temp, self.cl_weight = bool(ssl_mode), float(cl_temp), float(cl_weight)
         self.finish()
@@ -143,25 +191,53 @@ class IBNetFramework(_IBCLMixin, CTRModel):
     Attributes: ``base``, ``branch`` (IBNetBranch), ``fc`` (Linear D -> 1).
     """
 
-    def __init__(self, feature_map, model_id="IBNetFramework", base_model="DNN", num_cross_layers=3,
-                 mask_type="learned", gate_temp=0.1, mask_fill="batch_mean", noise_at_eval=True,
-                 mask_noise_shape="dim", random_dropout=0.5, shared_augmentation=True, ssl_mode=True,
-                 cl_temp=0.5, cl_weight=0.01, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="IBNetFramework",
+        base_model="DNN",
+        num_cross_layers=3,
+        mask_type="learned",
+        gate_temp=0.1,
+        mask_fill="batch_mean",
+        noise_at_eval=True,
+        mask_noise_shape="dim",
+        random_dropout=0.5,
+        shared_augmentation=True,
+        ssl_mode=True,
+        cl_temp=0.5,
+        cl_weight=0.01,
+        **kwargs,
+    ):
         base_cls = get_model_class(str(base_model))
         if issubclass(base_cls, (IBNet, IBNetFramework)):
-            raise ModelConfigError(f"base_model={base_model}: IBNetFramework wraps a model without the IBNet "
-                                   f"branch (e.g. DNN, DeepFM, AutoIntPlus, WideDeep)")
+            raise ModelConfigError(
+                f"base_model={base_model}: IBNetFramework wraps a model without the IBNet "
+                f"branch (e.g. DNN, DeepFM, AutoIntPlus, WideDeep)"
+            )
         if not str(model_id).startswith("IBNetFramework"):
             model_id = f"{model_id}_IBNet"  # own checkpoint, apart from the plain base run
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.base = base_cls(feature_map, model_id=f"{model_id}_base", num_cross_layers=num_cross_layers,
-                             **kwargs)
+        self.base = base_cls(
+            feature_map, model_id=f"{model_id}_base", num_cross_layers=num_cross_layers, **kwargs
+        )
         if not isinstance(getattr(self.base, "embedding_layer", None), FeatureEmbedding):
-            raise ModelConfigError(f"base_model={base_model} has no FeatureEmbedding named embedding_layer; "
-                                   f"IBNetFramework needs one to attach the IBNet cross branch")
+            raise ModelConfigError(
+                f"base_model={base_model} has no FeatureEmbedding named embedding_layer; "
+                f"IBNetFramework needs one to attach the IBNet cross branch"
+            )
         input_dim = feature_map.sum_emb_out_dim()
-        self.branch = IBNetBranch(input_dim, num_cross_layers, mask_type, gate_temp, mask_fill, noise_at_eval,
-                                  mask_noise_shape, random_dropout, shared_augmentation)
+        self.branch = IBNetBranch(
+            input_dim,
+            num_cross_layers,
+            mask_type,
+            gate_temp,
+            mask_fill,
+            noise_at_eval,
+            mask_noise_shape,
+            random_dropout,
+            shared_augmentation,
+        )
         if self.branch.augment is None:
             raise ModelConfigError("IBNetFramework needs mask_type learned, gate or dropout (not none)")
         self.fc = nn.Linear(input_dim, 1)

@@ -26,8 +26,14 @@ class Mice(nn.Module):
     which calls the BN module twice per forward (the running statistics move twice per step).
     """
 
-    def __init__(self, num_channels: int, alpha_init: float = 0.0, tau_init: float = 1.0,
-                 learnable_tau: bool = True, double_bn_update: bool = True):
+    def __init__(
+        self,
+        num_channels: int,
+        alpha_init: float = 0.0,
+        tau_init: float = 1.0,
+        learnable_tau: bool = True,
+        double_bn_update: bool = True,
+    ):
         super().__init__()
         self.bn = nn.BatchNorm1d(num_channels, affine=False, eps=1e-9, momentum=0.01)
         self.alpha_init, self.tau_init = float(alpha_init), float(tau_init)
@@ -53,9 +59,12 @@ class Mice(nn.Module):
 
 
 def _mice(alpha):
-    return lambda dim, /, **kw: Mice(dim, alpha_init=kw.get("mice_alpha_init", alpha),
-                                  learnable_tau=kw.get("mice_learnable_tau", True),
-                                  double_bn_update=kw.get("mice_double_bn_update", True))
+    return lambda dim, /, **kw: Mice(
+        dim,
+        alpha_init=kw.get("mice_alpha_init", alpha),
+        learnable_tau=kw.get("mice_learnable_tau", True),
+        double_bn_update=kw.get("mice_double_bn_update", True),
+    )
 
 
 _FACTORIES = {
@@ -63,10 +72,10 @@ _FACTORIES = {
     "mice": _mice(0.0),
     "mice_a0": _mice(0.0),
     "mice_a1": _mice(1.0),
-    "pbmish_avazu": _mice(0.0),   # the authors' names
+    "pbmish_avazu": _mice(0.0),  # the authors' names
     "pbmish_criteo": _mice(1.0),
     "dice": lambda dim, /, **kw: Dice(dim),
-    "prelu": lambda dim, /, **kw: nn.PReLU(dim, init=0.1),   # fuxictr get_activation: per channel, 0.1
+    "prelu": lambda dim, /, **kw: nn.PReLU(dim, init=0.1),  # fuxictr get_activation: per channel, 0.1
     "gelu": lambda dim, /, **kw: nn.GELU(),
     "swish": lambda dim, /, **kw: nn.SiLU(),
     "silu": lambda dim, /, **kw: nn.SiLU(),

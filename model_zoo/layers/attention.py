@@ -34,27 +34,41 @@ class MultiHeadSelfAttention(nn.Module):
     Input (B, F, input_dim) -> output (B, F, attention_dim).
     """
 
-    def __init__(self, input_dim: int, attention_dim: int | None = None, num_heads: int = 1,
-                 dropout_rate: float = 0.0, use_residual: bool = True, use_scale: bool = False,
-                 layer_norm: bool = False, residual_projection: str = "auto", use_relu: bool = True):
+    def __init__(
+        self,
+        input_dim: int,
+        attention_dim: int | None = None,
+        num_heads: int = 1,
+        dropout_rate: float = 0.0,
+        use_residual: bool = True,
+        use_scale: bool = False,
+        layer_norm: bool = False,
+        residual_projection: str = "auto",
+        use_relu: bool = True,
+    ):
         super().__init__()
         attention_dim = int(attention_dim or input_dim)
         num_heads = int(num_heads)
         if num_heads < 1 or attention_dim % num_heads:
-            raise ModelConfigError(f"attention_dim={attention_dim} must be a positive multiple of "
-                                   f"num_heads={num_heads}; change attention_dim or num_heads")
+            raise ModelConfigError(
+                f"attention_dim={attention_dim} must be a positive multiple of "
+                f"num_heads={num_heads}; change attention_dim or num_heads"
+            )
         if residual_projection not in ("auto", "always"):
             raise ModelConfigError(f"residual_projection='{residual_projection}' must be 'auto' or 'always'")
         self.input_dim, self.attention_dim, self.num_heads = int(input_dim), attention_dim, num_heads
         self.head_dim = attention_dim // num_heads
-        self.scale = self.head_dim ** 0.5 if use_scale else None
+        self.scale = self.head_dim**0.5 if use_scale else None
         self.W_q = nn.Linear(input_dim, attention_dim, bias=False)
         self.W_k = nn.Linear(input_dim, attention_dim, bias=False)
         self.W_v = nn.Linear(input_dim, attention_dim, bias=False)
         self.use_residual = bool(use_residual)
         needs_projection = residual_projection == "always" or input_dim != attention_dim
-        self.W_res = nn.Linear(input_dim, attention_dim, bias=False) \
-            if (self.use_residual and needs_projection) else None
+        self.W_res = (
+            nn.Linear(input_dim, attention_dim, bias=False)
+            if (self.use_residual and needs_projection)
+            else None
+        )
         self.attention = ScaledDotProductAttention(dropout_rate)
         self.layer_norm = nn.LayerNorm(attention_dim) if layer_norm else None
         self.use_relu = bool(use_relu)

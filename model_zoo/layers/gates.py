@@ -22,16 +22,27 @@ from .mlp import MLP
 class FeatureSelectionGate(nn.Module):
     """``2 * sigmoid(MLP(context))`` -> (B, output_dim); ``context`` is (B, c) or ``None``."""
 
-    def __init__(self, context_dim: int, output_dim: int, hidden_units=(), hidden_activations="relu",
-                 use_context: bool = True, activation_options=None):
+    def __init__(
+        self,
+        context_dim: int,
+        output_dim: int,
+        hidden_units=(),
+        hidden_activations="relu",
+        use_context: bool = True,
+        activation_options=None,
+    ):
         super().__init__()
         self.use_context = bool(use_context)
         self.context_dim = int(context_dim)
         if not self.use_context:
             self.context_bias = nn.Parameter(torch.zeros(1, self.context_dim))
-        self.mlp = MLP(self.context_dim, hidden_units=list(hidden_units or []),
-                       hidden_activations=hidden_activations, output_dim=output_dim,
-                       activation_options=activation_options)
+        self.mlp = MLP(
+            self.context_dim,
+            hidden_units=list(hidden_units or []),
+            hidden_activations=hidden_activations,
+            output_dim=output_dim,
+            activation_options=activation_options,
+        )
 
     def init_weights(self):
         if not self.use_context:

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..layers.mlp import MLP
 
-FUSION_MASKS = ("none", "static", "adaptive", "dcnv2")   # maskfusion.mask_type
+FUSION_MASKS = ("none", "static", "adaptive", "dcnv2")  # maskfusion.mask_type
 GRANULARITIES = ("feature", "dimension")
 DCN_MODES = ("stacked", "parallel")
 DCN_INPUTS = ("in", "raw")
@@ -73,19 +73,38 @@ class FusedLinear(nn.Linear):
             nn.init.zeros_(self.bias)
 
     def extra_repr(self):
-        return f"fused={self.fuse_dim}, host_in={self.host_in_features}, out={self.out_features}, " \
-               f"position={self.position}"
+        return (
+            f"fused={self.fuse_dim}, host_in={self.host_in_features}, out={self.out_features}, "
+            f"position={self.position}"
+        )
 
 
 class AdaptiveMaskGenerator(nn.Module):
     """One MLP per fusion position on vec(E); logits (B, l, K) softmaxed across the l positions."""
 
-    def __init__(self, input_dim: int, positions: int, out_dim: int, hidden_units=(512, 256),
-                 activation="relu", zero_init_last: bool = False, activation_options=None):
+    def __init__(
+        self,
+        input_dim: int,
+        positions: int,
+        out_dim: int,
+        hidden_units=(512, 256),
+        activation="relu",
+        zero_init_last: bool = False,
+        activation_options=None,
+    ):
         super().__init__()
-        self.generators = nn.ModuleList([
-            MLP(input_dim, hidden_units=list(hidden_units), hidden_activations=activation, output_dim=out_dim,
-                activation_options=activation_options) for _ in range(positions)])
+        self.generators = nn.ModuleList(
+            [
+                MLP(
+                    input_dim,
+                    hidden_units=list(hidden_units),
+                    hidden_activations=activation,
+                    output_dim=out_dim,
+                    activation_options=activation_options,
+                )
+                for _ in range(positions)
+            ]
+        )
         self.zero_init_last = bool(zero_init_last)
 
     def init_weights(self):  # runs after the default xavier init: optional uniform 1/l start
@@ -105,7 +124,9 @@ class StaticMask(nn.Module):
 
     def __init__(self, positions: int, num_fields: int, embedding_dim: int, granularity: str):
         super().__init__()
-        shape = (positions, num_fields) if granularity == "feature" else (positions, num_fields, embedding_dim)
+        shape = (
+            (positions, num_fields) if granularity == "feature" else (positions, num_fields, embedding_dim)
+        )
         self.beta = nn.Parameter(torch.zeros(shape))
 
     def init_weights(self):
@@ -140,8 +161,16 @@ class SmoothL0Gate(nn.Module):
     ``eps_min``. At evaluation, gates below ``prune_threshold`` are exactly zero (pruned).
     """
 
-    def __init__(self, num_fields: int, embedding_dim: int, x_init: float = 1.0, eps_init: float = 0.1,
-                 eps_decay: float = 0.999, eps_min: float = 5e-4, prune_threshold: float = 1e-6):
+    def __init__(
+        self,
+        num_fields: int,
+        embedding_dim: int,
+        x_init: float = 1.0,
+        eps_init: float = 0.1,
+        eps_decay: float = 0.999,
+        eps_min: float = 5e-4,
+        prune_threshold: float = 1e-6,
+    ):
         super().__init__()
         self.x_init, self.eps_init = float(x_init), float(eps_init)
         self.eps_decay, self.eps_min = float(eps_decay), float(eps_min)
@@ -186,13 +215,29 @@ class MaskFusionLayer(nn.Module):
     ``masks`` holds the last batch's masks (B x l x n, or B x l x n x d; None without masks).
     """
 
-    def __init__(self, num_fields: int, embedding_dim: int, positions: int, mask_type: str = "adaptive",
-                 granularity: str = "dimension", generator_hidden_units=(512, 256), generator_activation="relu",
-                 instance_norm: bool = True, in_eps: float = 1e-5, zero_init_generators: bool = False,
-                 smooth_l0: dict | None = None, dcn_mode: str = "stacked", dcn_input: str = "in",
-                 activation_options=None):
+    def __init__(
+        self,
+        num_fields: int,
+        embedding_dim: int,
+        positions: int,
+        mask_type: str = "adaptive",
+        granularity: str = "dimension",
+        generator_hidden_units=(512, 256),
+        generator_activation="relu",
+        instance_norm: bool = True,
+        in_eps: float = 1e-5,
+        zero_init_generators: bool = False,
+        smooth_l0: dict | None = None,
+        dcn_mode: str = "stacked",
+        dcn_input: str = "in",
+        activation_options=None,
+    ):
         super().__init__()
-        self.num_fields, self.embedding_dim, self.positions = int(num_fields), int(embedding_dim), int(positions)
+        self.num_fields, self.embedding_dim, self.positions = (
+            int(num_fields),
+            int(embedding_dim),
+            int(positions),
+        )
         self.mask_type, self.granularity = mask_type, granularity
         self.use_instance_norm, self.in_eps = bool(instance_norm), float(in_eps)
         self.dcn_input = dcn_input
@@ -201,8 +246,15 @@ class MaskFusionLayer(nn.Module):
         self.generator = self.static_mask = self.controller = None
         if mask_type == "adaptive":
             out_dim = self.num_fields if granularity == "feature" else fuse_dim
-            self.generator = AdaptiveMaskGenerator(fuse_dim, self.positions, out_dim, generator_hidden_units,
-                                                   generator_activation, zero_init_generators, activation_options)
+            self.generator = AdaptiveMaskGenerator(
+                fuse_dim,
+                self.positions,
+                out_dim,
+                generator_hidden_units,
+                generator_activation,
+                zero_init_generators,
+                activation_options,
+            )
         elif mask_type == "static":
             self.static_mask = StaticMask(self.positions, self.num_fields, self.embedding_dim, granularity)
         elif mask_type == "dcnv2":
@@ -225,8 +277,10 @@ class MaskFusionLayer(nn.Module):
             raise RuntimeError("MaskFusionLayer: no field embeddings were captured in this forward pass")
         emb = torch.cat(self._pieces, dim=1) if len(self._pieces) > 1 else self._pieces[0]
         if emb.shape[1] != self.num_fields:
-            raise RuntimeError(f"MaskFusionLayer: captured {emb.shape[1]} fields, expected {self.num_fields} "
-                               f"(was the embedding layer called more than once in one forward?)")
+            raise RuntimeError(
+                f"MaskFusionLayer: captured {emb.shape[1]} fields, expected {self.num_fields} "
+                f"(was the embedding layer called more than once in one forward?)"
+            )
         return emb
 
     def fused(self, position: int) -> torch.Tensor:

@@ -67,15 +67,35 @@ log = logging.getLogger("ctrbench.maskfusion")
 DENSE_FIELD = "__dense__"
 NUMERIC_ENCODERS = ("per_field", "bottom_mlp")
 
-SMOOTH_L0_DEFAULTS = {"enabled": False, "lambda": 1.0, "lr": 0.006, "momentum": 0.9, "x_init": 1.0,
-                      "eps_init": 0.1, "eps_decay": 0.999, "eps_min": 0.0005, "eps_decay_interval": 1,
-                      "prune_threshold": 1.0e-6}
+SMOOTH_L0_DEFAULTS = {
+    "enabled": False,
+    "lambda": 1.0,
+    "lr": 0.006,
+    "momentum": 0.9,
+    "x_init": 1.0,
+    "eps_init": 0.1,
+    "eps_decay": 0.999,
+    "eps_min": 0.0005,
+    "eps_decay_interval": 1,
+    "prune_threshold": 1.0e-6,
+}
 DCN_CONTROLLER_DEFAULTS = {"mode": "stacked", "input": "in"}
-DEFAULTS = {"enabled": True, "mask_type": "adaptive", "granularity": "dimension",
-            "generator_hidden_units": [512, 256], "generator_activation": "relu", "instance_norm": True,
-            "in_eps": 1.0e-5, "fuse_first_layer": True, "fuse_head": "auto", "tower": "auto",
-            "zero_init_generators": False, "return_masks": True,
-            "smooth_l0": SMOOTH_L0_DEFAULTS, "dcn_controller": DCN_CONTROLLER_DEFAULTS}
+DEFAULTS = {
+    "enabled": True,
+    "mask_type": "adaptive",
+    "granularity": "dimension",
+    "generator_hidden_units": [512, 256],
+    "generator_activation": "relu",
+    "instance_norm": True,
+    "in_eps": 1.0e-5,
+    "fuse_first_layer": True,
+    "fuse_head": "auto",
+    "tower": "auto",
+    "zero_init_generators": False,
+    "return_masks": True,
+    "smooth_l0": SMOOTH_L0_DEFAULTS,
+    "dcn_controller": DCN_CONTROLLER_DEFAULTS,
+}
 
 # The paper's variants as config blocks (paper Sec. 4.4, Tables 9-12); used by configs, tests and tables.
 VARIANTS = {
@@ -120,8 +140,9 @@ def parse_config(block, host: str = "model") -> dict:
     choose("fuse_head", cfg["fuse_head"], ("auto", True, False))
     units = cfg["generator_hidden_units"]
     if not isinstance(units, (list, tuple)) or not all(isinstance(u, int) and u > 0 for u in units):
-        raise ModelConfigError(f"maskfusion.generator_hidden_units={units!r}: give a list of positive ints, "
-                               f"e.g. [512, 256]")
+        raise ModelConfigError(
+            f"maskfusion.generator_hidden_units={units!r}: give a list of positive ints, e.g. [512, 256]"
+        )
     sl0 = cfg["smooth_l0"]
     for key in ("lambda", "lr", "momentum", "x_init", "eps_init", "eps_decay", "eps_min", "prune_threshold"):
         if not isinstance(sl0[key], (int, float)) or isinstance(sl0[key], bool):
@@ -131,9 +152,11 @@ def parse_config(block, host: str = "model") -> dict:
     if not isinstance(sl0["eps_decay_interval"], int) or sl0["eps_decay_interval"] < 1:
         raise ModelConfigError("maskfusion.smooth_l0.eps_decay_interval must be a positive number of steps")
     if sl0["enabled"] and cfg["mask_type"] == "dcnv2":
-        raise ModelConfigError("maskfusion.smooth_l0 works on the masked features (mask_type adaptive, "
-                               "static "
-                               "or none), not on the dcnv2 controller")
+        raise ModelConfigError(
+            "maskfusion.smooth_l0 works on the masked features (mask_type adaptive, "
+            "static "
+            "or none), not on the dcnv2 controller"
+        )
     return cfg
 
 
@@ -148,8 +171,12 @@ def dense_field_map(feature_map, embedding_dim: int):
     for name, spec in feature_map.features.items():
         if spec["type"] == "numeric":
             if name == numeric[0]:
-                features[DENSE_FIELD] = {"source": spec.get("source", ""), "type": "embedding",
-                                         "embedding_dim": int(embedding_dim), "pretrain_dim": len(numeric)}
+                features[DENSE_FIELD] = {
+                    "source": spec.get("source", ""),
+                    "type": "embedding",
+                    "embedding_dim": int(embedding_dim),
+                    "pretrain_dim": len(numeric),
+                }
             continue
         features[name] = spec
     proxy.features = features
@@ -187,8 +214,10 @@ class MaskFusion:
     def __init__(self, feature_map, maskfusion=None, numeric_encoder="per_field", **kwargs):
         self.mf_config = parse_config(maskfusion, type(self).__name__)
         if numeric_encoder not in NUMERIC_ENCODERS:
-            raise ModelConfigError(f"numeric_encoder={numeric_encoder!r} for {type(self).__name__}: use "
-                                   f"{' or '.join(NUMERIC_ENCODERS)}")
+            raise ModelConfigError(
+                f"numeric_encoder={numeric_encoder!r} for {type(self).__name__}: use "
+                f"{' or '.join(NUMERIC_ENCODERS)}"
+            )
         embedding_dim = int(kwargs.get("embedding_dim", _host_default(type(self), "embedding_dim", 10)))
         kwargs["embedding_dim"] = embedding_dim
         self.mf_embedding_dim = embedding_dim
@@ -198,13 +227,15 @@ class MaskFusion:
         if numeric_encoder == "bottom_mlp" and not self.sites.encodes_numerics:
             units = [int(u) for u in kwargs.pop("bottom_mlp_units", None) or [512, 256, 64, embedding_dim]]
             if units[-1] != embedding_dim:
-                raise ModelConfigError(f"bottom_mlp_units={units} must end in embedding_dim={embedding_dim} "
-                                       f"(the dense vector is one more field); "
-                                       f"e.g. [512, 256, 64, {embedding_dim}]")
+                raise ModelConfigError(
+                    f"bottom_mlp_units={units} must end in embedding_dim={embedding_dim} "
+                    f"(the dense vector is one more field); "
+                    f"e.g. [512, 256, 64, {embedding_dim}]"
+                )
             self.mf_bottom_units = units
             feature_map, self.mf_numeric_fields = dense_field_map(feature_map, embedding_dim)
         elif not self.sites.encodes_numerics:
-            kwargs.pop("bottom_mlp_units", None)   # per_field: nothing to build
+            kwargs.pop("bottom_mlp_units", None)  # per_field: nothing to build
         super().__init__(feature_map, **kwargs)
 
     # ---- construction (runs at the end of the host's __init__, before compile and init) -----------
@@ -232,7 +263,8 @@ class MaskFusion:
                 units = self.mf_bottom_units[:-1] + [out_dim]
                 activations = self.params.get("bottom_mlp_activations", "relu")
                 module.feature_encoders[DENSE_FIELD] = MLP(
-                    n_num, hidden_units=units, hidden_activations=activations, activation_options=self.params)
+                    n_num, hidden_units=units, hidden_activations=activations, activation_options=self.params
+                )
 
     def _fused_tower(self) -> tuple[str, MLP_Block]:
         name = self.mf_config["tower"]
@@ -241,9 +273,11 @@ class MaskFusion:
             module = getattr(self, attr, None)
             if isinstance(module, MLP_Block):
                 return attr, module
-        raise ModelConfigError(f"{type(self).__name__}: MaskFusion needs the host's DNN, but "
-                               f"{' / '.join(names)} is not an MLP here (is dnn_hidden_units empty?); "
-                               f"set maskfusion.tower or give the host a DNN")
+        raise ModelConfigError(
+            f"{type(self).__name__}: MaskFusion needs the host's DNN, but "
+            f"{' / '.join(names)} is not an MLP here (is dnn_hidden_units empty?); "
+            f"set maskfusion.tower or give the host a DNN"
+        )
 
     def _fusion_positions(self) -> list[tuple[nn.Module, int | str]]:
         """(owner, key) of every linear layer that reads a fused feature, in DNN order."""
@@ -251,8 +285,9 @@ class MaskFusion:
         tower_name, tower = self._fused_tower()
         positions = [(tower.mlp, i) for i, m in enumerate(tower.mlp) if type(m) is nn.Linear]
         if not positions:
-            raise ModelConfigError(f"{type(self).__name__}: the host's {tower_name} has no linear layer "
-                                   f"to fuse")
+            raise ModelConfigError(
+                f"{type(self).__name__}: the host's {tower_name} has no linear layer to fuse"
+            )
         head_name = self.sites.head or "fc"
         head = getattr(self, head_name, None)
         head_ok = type(head) is nn.Linear and head.out_features == 1
@@ -262,14 +297,17 @@ class MaskFusion:
             fuse_head = self.sites.head is not None and head_ok and last_out != 1
         if fuse_head:
             if not head_ok:
-                raise ModelConfigError(f"{type(self).__name__}: maskfusion.fuse_head needs a linear output "
-                                       f"layer '{head_name}' with one unit on the host")
+                raise ModelConfigError(
+                    f"{type(self).__name__}: maskfusion.fuse_head needs a linear output "
+                    f"layer '{head_name}' with one unit on the host"
+                )
             positions.append((self, head_name))
         if not cfg["fuse_first_layer"]:
             positions = positions[1:]
         if not positions:
-            raise ModelConfigError(f"{type(self).__name__}: nothing to fuse (one DNN layer and "
-                                   f"fuse_first_layer: false)")
+            raise ModelConfigError(
+                f"{type(self).__name__}: nothing to fuse (one DNN layer and fuse_first_layer: false)"
+            )
         self.mf_tower = tower_name
         return positions
 
@@ -279,28 +317,43 @@ class MaskFusion:
         fields = list(self.embedding_layer.embedding_layer.embedding_layers.keys())
         wrong = sorted(f for f in fields if int(specs[f].get("embedding_dim", d)) != d)
         if wrong:
-            raise ModelConfigError(f"{type(self).__name__}: MaskFusion needs one embedding of size "
-                                   f"embedding_dim={d} per field; {', '.join(wrong)} differ (feature_specs)")
+            raise ModelConfigError(
+                f"{type(self).__name__}: MaskFusion needs one embedding of size "
+                f"embedding_dim={d} per field; {', '.join(wrong)} differ (feature_specs)"
+            )
         return len(fields) + (1 if isinstance(getattr(self, "bottom_mlp", None), nn.Module) else 0)
 
     def _build_fusion(self):
         cfg, d = self.mf_config, self.mf_embedding_dim
         positions = self._fusion_positions()
         if len(positions) == 1 and cfg["mask_type"] in ("static", "adaptive"):
-            log.warning("%s: one fusion position, so the softmax across positions makes every mask 1",
-                        type(self).__name__)
+            log.warning(
+                "%s: one fusion position, so the softmax across positions makes every mask 1",
+                type(self).__name__,
+            )
         n = self._num_fields(d)
         sl0 = cfg["smooth_l0"]
-        smooth = {k: sl0[k] for k in ("x_init", "eps_init", "eps_decay", "eps_min", "prune_threshold")} \
-            if sl0["enabled"] else None
+        smooth = (
+            {k: sl0[k] for k in ("x_init", "eps_init", "eps_decay", "eps_min", "prune_threshold")}
+            if sl0["enabled"]
+            else None
+        )
         self.mask_fusion = MaskFusionLayer(
-            n, d, len(positions), mask_type=cfg["mask_type"], granularity=cfg["granularity"],
+            n,
+            d,
+            len(positions),
+            mask_type=cfg["mask_type"],
+            granularity=cfg["granularity"],
             generator_hidden_units=cfg["generator_hidden_units"],
             generator_activation=cfg["generator_activation"],
-            instance_norm=cfg["instance_norm"], in_eps=cfg["in_eps"],
-            zero_init_generators=cfg["zero_init_generators"], smooth_l0=smooth,
-            dcn_mode=cfg["dcn_controller"]["mode"], dcn_input=cfg["dcn_controller"]["input"],
-            activation_options=self.params)
+            instance_norm=cfg["instance_norm"],
+            in_eps=cfg["in_eps"],
+            zero_init_generators=cfg["zero_init_generators"],
+            smooth_l0=smooth,
+            dcn_mode=cfg["dcn_controller"]["mode"],
+            dcn_input=cfg["dcn_controller"]["input"],
+            activation_options=self.params,
+        )
         for position, (owner, key) in enumerate(positions):
             base = owner[key] if isinstance(owner, nn.Sequential) else getattr(owner, key)
             fused = FusedLinear(base, n * d, position, self.mask_fusion)
@@ -317,7 +370,7 @@ class MaskFusion:
             self.mask_fusion.add_embedding(emb)
         return emb
 
-    def dense_vector(self, X):   # DLRM's bottom MLP: the dense field, before the field embeddings
+    def dense_vector(self, X):  # DLRM's bottom MLP: the dense field, before the field embeddings
         dense = super().dense_vector(X)
         if self.mask_fusion is not None and dense is not None:
             self.mask_fusion.add_embedding(dense)
@@ -389,8 +442,12 @@ class MaskFusion:
         """Switching to evaluation logs the SmoothL0 state (the run log keeps it for Table 11)."""
         gate = self.smooth_l0_gate if "mask_fusion" in self._modules else None
         if gate is not None and not mode and self.training:
-            log.info("SmoothL0: eps=%.3g, sparsity=%.2f%% of %d fused dimensions pruned", float(gate.eps),
-                     100.0 * gate.sparsity(), gate.x.numel())
+            log.info(
+                "SmoothL0: eps=%.3g, sparsity=%.2f%% of %d fused dimensions pruned",
+                float(gate.eps),
+                100.0 * gate.sparsity(),
+                gate.x.numel(),
+            )
         return super().train(mode)
 
     def fusion_sparsity(self) -> float | None:
@@ -402,8 +459,10 @@ class MaskFusion:
 # --------------------------------------------------------------------------------------------------
 # The nine hosts (paper Sec. 4.1): what is fused where
 
-_DOC = ("MaskFusion (Liao et al., ICLR 2023) on {host}: instance-normalised embeddings fused into every DNN "
-        "layer with static/adaptive feature- or dimension-wise masks, DCNv2-type or SmoothL0 variants.")
+_DOC = (
+    "MaskFusion (Liao et al., ICLR 2023) on {host}: instance-normalised embeddings fused into every DNN "
+    "layer with static/adaptive feature- or dimension-wise masks, DCNv2-type or SmoothL0 variants."
+)
 
 
 @register_model
@@ -432,15 +491,18 @@ class MaskFusion_xDeepFM(MaskFusion, xDeepFM):
 
 @register_model
 class MaskFusion_DCN(MaskFusion, DCN):
-    __doc__ = _DOC.format(host="DCN") + ("\n\nThe DNN has no output unit: fc on [cross ; h] is its fused "
-                                         "output layer.")
+    __doc__ = _DOC.format(host="DCN") + (
+        "\n\nThe DNN has no output unit: fc on [cross ; h] is its fused output layer."
+    )
     sites = FusionSites(towers=("dnn",), head="fc")
 
 
 @register_model
 class MaskFusion_DCNv2(MaskFusion, DCNv2):
-    __doc__ = _DOC.format(host="DCNv2") + ("\n\nThe parallel DNN (the stacked one for model_structure "
-                                           "stacked), completed by fc as its fused output layer.")
+    __doc__ = _DOC.format(host="DCNv2") + (
+        "\n\nThe parallel DNN (the stacked one for model_structure "
+        "stacked), completed by fc as its fused output layer."
+    )
     sites = FusionSites(towers=("dnn", "stacked_dnn"), head="fc")
 
 
@@ -462,7 +524,18 @@ class MaskFusion_MaskNet(MaskFusion, MaskNet):
     sites = FusionSites(towers=("dnn",))
 
 
-MASKFUSION_CLASSES = {cls.__mro__[2].__name__: cls for cls in (
-    MaskFusion_DNN, MaskFusion_IPNN, MaskFusion_DeepFM, MaskFusion_xDeepFM, MaskFusion_DCN, MaskFusion_DCNv2,
-    MaskFusion_AutoIntPlus, MaskFusion_DLRM, MaskFusion_MaskNet)}
+MASKFUSION_CLASSES = {
+    cls.__mro__[2].__name__: cls
+    for cls in (
+        MaskFusion_DNN,
+        MaskFusion_IPNN,
+        MaskFusion_DeepFM,
+        MaskFusion_xDeepFM,
+        MaskFusion_DCN,
+        MaskFusion_DCNv2,
+        MaskFusion_AutoIntPlus,
+        MaskFusion_DLRM,
+        MaskFusion_MaskNet,
+    )
+}
 HOSTS = tuple(MASKFUSION_CLASSES)

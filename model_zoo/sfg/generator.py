@@ -23,9 +23,17 @@ from ..layers.activations import make_activation
 class FeatureGenerator(nn.Module):
     """Z = gamma * act(flatten(E) W) (+ E); input (B, N, d) or (B, N*d), output of the same shape."""
 
-    def __init__(self, num_fields: int, embedding_dim: int, gamma: float = 1.0, activation: str = "relu",
-                 residual: bool = False, exclude_self: bool = False, field_share: bool = False,
-                 own_field: bool = False):
+    def __init__(
+        self,
+        num_fields: int,
+        embedding_dim: int,
+        gamma: float = 1.0,
+        activation: str = "relu",
+        residual: bool = False,
+        exclude_self: bool = False,
+        field_share: bool = False,
+        own_field: bool = False,
+    ):
         super().__init__()
         self.num_fields, self.dim = int(num_fields), int(embedding_dim)
         self.gamma = float(gamma)
@@ -38,7 +46,7 @@ class FeatureGenerator(nn.Module):
         if exclude_self and not self.own_field:
             mask = torch.ones(width, width)
             for i in range(self.num_fields):
-                mask[i * self.dim:(i + 1) * self.dim, i * self.dim:(i + 1) * self.dim] = 0
+                mask[i * self.dim : (i + 1) * self.dim, i * self.dim : (i + 1) * self.dim] = 0
             self.register_buffer("block_mask", mask)
         else:
             self.block_mask = None

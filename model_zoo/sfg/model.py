@@ -43,15 +43,30 @@ class Generative:
 
     default_residual = False
 
-    def __init__(self, feature_map, *args, embedding_dim=10, generative=True, sfg_gamma=1.0,
-                 sfg_activation="relu", sfg_residual=None, sfg_exclude_self=False, sfg_field_share=False,
-                 sfg_own_field=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        *args,
+        embedding_dim=10,
+        generative=True,
+        sfg_gamma=1.0,
+        sfg_activation="relu",
+        sfg_residual=None,
+        sfg_exclude_self=False,
+        sfg_field_share=False,
+        sfg_own_field=False,
+        **kwargs,
+    ):
         self.generative = bool(generative)
         self._sfg_dim = int(embedding_dim)
-        self._sfg_options = {"gamma": sfg_gamma, "activation": sfg_activation,
-                             "residual": self.default_residual if sfg_residual is None else sfg_residual,
-                             "exclude_self": sfg_exclude_self, "field_share": sfg_field_share,
-                             "own_field": sfg_own_field}
+        self._sfg_options = {
+            "gamma": sfg_gamma,
+            "activation": sfg_activation,
+            "residual": self.default_residual if sfg_residual is None else sfg_residual,
+            "exclude_self": sfg_exclude_self,
+            "field_share": sfg_field_share,
+            "own_field": sfg_own_field,
+        }
         super().__init__(feature_map, *args, embedding_dim=embedding_dim, **kwargs)
 
     def num_generators(self) -> int:
@@ -61,7 +76,8 @@ class Generative:
         if self.generative:
             self.generators = nn.ModuleList(
                 FeatureGenerator(self.feature_map.num_fields, self._sfg_dim, **self._sfg_options)
-                for _ in range(self.num_generators()))
+                for _ in range(self.num_generators())
+            )
         super().finish()
 
     def generate(self, emb: torch.Tensor, layer: int = 0) -> torch.Tensor:
@@ -73,8 +89,11 @@ class Generative:
         interacted operands ``left`` and ``right`` (redundancy), all flattened per sample."""
         emb = self.embedding_layer(X)
         gen = self.generate(emb)
-        return {"embedding": gen.flatten(start_dim=1), "left": emb.flatten(start_dim=1),
-                "right": gen.flatten(start_dim=1)}
+        return {
+            "embedding": gen.flatten(start_dim=1),
+            "left": emb.flatten(start_dim=1),
+            "right": gen.flatten(start_dim=1),
+        }
 
 
 @register_model(name="FM_GEN")
@@ -186,5 +205,12 @@ class DCNv2_GEN(Generative, DCNv2):
         return {"embedding": torch.cat([op for op, _ in operands], dim=0), "left": left0, "right": right0}
 
 
-GEN_OF = {"FM": "FM_GEN", "DeepFM": "DeepFM_GEN", "IPNN": "IPNN_GEN", "FmFM": "FmFM_GEN", "FwFM": "FwFM_GEN",
-          "xDeepFM": "xDeepFM_GEN", "DCNv2": "DCNv2_GEN"}
+GEN_OF = {
+    "FM": "FM_GEN",
+    "DeepFM": "DeepFM_GEN",
+    "IPNN": "IPNN_GEN",
+    "FmFM": "FmFM_GEN",
+    "FwFM": "FwFM_GEN",
+    "xDeepFM": "xDeepFM_GEN",
+    "DCNv2": "DCNv2_GEN",
+}

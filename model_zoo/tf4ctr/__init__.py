@@ -4,5 +4,11 @@
 from .model import TF4CTR, TF4CTRWrapper, TwinFocusWrapper
 from .twin_focus import TwinFocusLoss, TwinFocusLossMixin, twin_focus_weights
 
-__all__ = ["TF4CTR", "TF4CTRWrapper", "TwinFocusWrapper", "TwinFocusLoss", "TwinFocusLossMixin",
-           "twin_focus_weights"]
+__all__ = [
+    "TF4CTR",
+    "TF4CTRWrapper",
+    "TwinFocusWrapper",
+    "TwinFocusLoss",
+    "TwinFocusLossMixin",
+    "twin_focus_weights",
+]

@@ -38,16 +38,24 @@ from ..errors import ModelConfigError
 from ..layers import MLP
 from .twin_focus import TwinFocusLoss, TwinFocusLossMixin
 
-SSEM_NAMES = {"share": "share", "none": "share", "ser": "ser", "gm": "gm", "gate": "gm", "moe": "moe",
-              "mmoe": "moe"}
+SSEM_NAMES = {
+    "share": "share",
+    "none": "share",
+    "ser": "ser",
+    "gm": "gm",
+    "gate": "gm",
+    "moe": "moe",
+    "mmoe": "moe",
+}
 DFM_NAMES = {"sum": "sum", "none": "sum", "wsf": "wsf", "vf": "vf", "cf": "cf", "moef": "moef"}
 
 
 def _choice(value, table: dict, key: str, model: str) -> str:
     name = str(value).lower() if value is not None else "none"
     if name not in table:
-        raise ModelConfigError(f"{model}: {key}={value!r} is not supported; choose one of "
-                               f"{', '.join(sorted(set(table)))}")
+        raise ModelConfigError(
+            f"{model}: {key}={value!r} is not supported; choose one of {', '.join(sorted(set(table)))}"
+        )
     return table[name]
 
 
@@ -98,12 +106,19 @@ class SERSSEM(nn.Module):
 class GateSSEM(ShareSSEM):
     """Gating Mechanism (Eq. 4): g = sigmoid(Linear(Block(D -> D/4)(h))); h_es = g*h, h_hs = (1-g)*h."""
 
-    def __init__(self, feature_map, embedding_dim, hidden_activations="relu", net_dropout=0.0, batch_norm=True,
-                 **_):
+    def __init__(
+        self, feature_map, embedding_dim, hidden_activations="relu", net_dropout=0.0, batch_norm=True, **_
+    ):
         super().__init__(feature_map, embedding_dim)
         D = self.hard_dim
-        self.gate = MLP(D, hidden_units=[max(1, D // 4)], hidden_activations=hidden_activations, output_dim=1,
-                        dropout_rates=net_dropout, batch_norm=batch_norm)
+        self.gate = MLP(
+            D,
+            hidden_units=[max(1, D // 4)],
+            hidden_activations=hidden_activations,
+            output_dim=1,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+        )
 
     def forward(self, X):
         h = self.embedding_layer(X, flatten_emb=True)
@@ -114,18 +129,20 @@ class GateSSEM(ShareSSEM):
 class MoESSEM(ShareSSEM):
     """Two experts Block(D -> D/2) -> Block(D/2 -> D) and two softmax gates Linear(Block(D -> D/4)) (Eq. 5)."""
 
-    def __init__(self, feature_map, embedding_dim, hidden_activations="relu", net_dropout=0.0, batch_norm=True,
-                 **_):
+    def __init__(
+        self, feature_map, embedding_dim, hidden_activations="relu", net_dropout=0.0, batch_norm=True, **_
+    ):
         super().__init__(feature_map, embedding_dim)
         D = self.hard_dim
         block = dict(hidden_activations=hidden_activations, dropout_rates=net_dropout, batch_norm=batch_norm)
         self.experts = nn.ModuleList(MLP(D, hidden_units=[max(1, D // 2), D], **block) for _ in range(2))
-        self.gates = nn.ModuleList(MLP(D, hidden_units=[max(1, D // 4)], output_dim=2, **block)
-                                   for _ in range(2))
+        self.gates = nn.ModuleList(
+            MLP(D, hidden_units=[max(1, D // 4)], output_dim=2, **block) for _ in range(2)
+        )
 
     def forward(self, X):
         h = self.embedding_layer(X, flatten_emb=True)
-        experts = torch.stack([e(h) for e in self.experts], dim=1)            # (B, 2, D)
+        experts = torch.stack([e(h) for e in self.experts], dim=1)  # (B, 2, D)
         outs = [torch.einsum("be,bed->bd", torch.softmax(g(h), dim=-1), experts) for g in self.gates]
         return outs[0], outs[1]
 
@@ -153,8 +170,17 @@ class DynamicFusion(nn.Module):
       moef: sum_k softmax(W_g u)_k (W_m u)_k, u = [h_s || h_c], W_g, W_m: Linear(H_s + H_c, 2)
     """
 
-    def __init__(self, kind, simple_dim, complex_dim, vf_tau=0.8, vf_eval_noise=True, simple_head=None,
-                 complex_head=None, model="TF4CTR"):
+    def __init__(
+        self,
+        kind,
+        simple_dim,
+        complex_dim,
+        vf_tau=0.8,
+        vf_eval_noise=True,
+        simple_head=None,
+        complex_head=None,
+        model="TF4CTR",
+    ):
         super().__init__()
         self.kind = _choice(kind, DFM_NAMES, "DFM", model)
         self.simple_head = simple_head if simple_head is not None else nn.Linear(simple_dim, 1)
@@ -214,24 +240,61 @@ class TF4CTR(TwinFocusLossMixin, CTRModel):
     (DualMLP + TF loss, Table II) is ``SSM: share, DFM: WSF``.
     """
 
-    def __init__(self, feature_map, model_id="TF4CTR", embedding_dim=16, SSM="SER", DFM="WSF",
-                 easy_embedding_dim=None, easy_hidden_units=(400,), hard_hidden_units=(400, 400, 400),
-                 hidden_activations="relu", net_dropout=0.0, batch_norm=True, alpha=0.25, c=0.8, gamma=1,
-                 tf_loss=True, tf_allow_any_c=False, vf_tau=0.8, vf_eval_noise=True, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="TF4CTR",
+        embedding_dim=16,
+        SSM="SER",
+        DFM="WSF",
+        easy_embedding_dim=None,
+        easy_hidden_units=(400,),
+        hard_hidden_units=(400, 400, 400),
+        hidden_activations="relu",
+        net_dropout=0.0,
+        batch_norm=True,
+        alpha=0.25,
+        c=0.8,
+        gamma=1,
+        tf_loss=True,
+        tf_allow_any_c=False,
+        vf_tau=0.8,
+        vf_eval_noise=True,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         easy_hidden_units, hard_hidden_units = list(easy_hidden_units or []), list(hard_hidden_units or [])
         if not easy_hidden_units or not hard_hidden_units:
-            raise ModelConfigError(f"{model_id}: easy_hidden_units and hard_hidden_units need at least one layer "
-                                   f"(got {easy_hidden_units} and {hard_hidden_units})")
-        block = dict(hidden_activations=hidden_activations, dropout_rates=net_dropout, batch_norm=batch_norm,
-                     activation_options=kwargs)
-        self.ssem = make_ssem(SSM, feature_map, embedding_dim, model=model_id,
-                              easy_embedding_dim=easy_embedding_dim, hidden_activations=hidden_activations,
-                              net_dropout=net_dropout, batch_norm=batch_norm)
+            raise ModelConfigError(
+                f"{model_id}: easy_hidden_units and hard_hidden_units need at least one layer "
+                f"(got {easy_hidden_units} and {hard_hidden_units})"
+            )
+        block = dict(
+            hidden_activations=hidden_activations,
+            dropout_rates=net_dropout,
+            batch_norm=batch_norm,
+            activation_options=kwargs,
+        )
+        self.ssem = make_ssem(
+            SSM,
+            feature_map,
+            embedding_dim,
+            model=model_id,
+            easy_embedding_dim=easy_embedding_dim,
+            hidden_activations=hidden_activations,
+            net_dropout=net_dropout,
+            batch_norm=batch_norm,
+        )
         self.mlp_s = MLP(self.ssem.easy_dim, hidden_units=easy_hidden_units, **block)
         self.mlp_c = MLP(self.ssem.hard_dim, hidden_units=hard_hidden_units, **block)
-        self.dfm = DynamicFusion(DFM, easy_hidden_units[-1], hard_hidden_units[-1], vf_tau=vf_tau,
-                                 vf_eval_noise=vf_eval_noise, model=model_id)
+        self.dfm = DynamicFusion(
+            DFM,
+            easy_hidden_units[-1],
+            hard_hidden_units[-1],
+            vf_tau=vf_tau,
+            vf_eval_noise=vf_eval_noise,
+            model=model_id,
+        )
         self.twin_focus = TwinFocusLoss(alpha, c, gamma, tf_allow_any_c, source=model_id) if tf_loss else None
         self.finish()
 
@@ -257,10 +320,14 @@ _SHALLOW_TYPES = tuple(_SIMPLE_CALLS) + (CrossNet, CrossNetV2, CrossNetMix)
 def build_base(base_model, feature_map, model_id, owner, **kwargs):
     """Instantiate the registered ``base_model`` with the wrapper's own config."""
     if not base_model:
-        raise ModelConfigError(f"{owner}: set base_model to the registered model to wrap (e.g. base_model: DeepFM)")
+        raise ModelConfigError(
+            f"{owner}: set base_model to the registered model to wrap (e.g. base_model: DeepFM)"
+        )
     cls = get_model_class(str(base_model))
     if issubclass(cls, (TF4CTRWrapper, TwinFocusWrapper)):
-        raise ModelConfigError(f"{owner}: base_model={base_model} is itself a wrapper; name the underlying model")
+        raise ModelConfigError(
+            f"{owner}: base_model={base_model} is itself a wrapper; name the underlying model"
+        )
     return cls(feature_map, model_id=model_id, **kwargs)
 
 
@@ -270,8 +337,10 @@ def submodule(model, path: str, owner: str, key: str) -> nn.Module:
         module = getattr(module, name, None)
         if not isinstance(module, nn.Module):
             children = ", ".join(n for n, _ in model.named_children())
-            raise ModelConfigError(f"{owner}: {key} names '{path}', which {type(model).__name__} does not have "
-                                   f"as a module; its parts are: {children}")
+            raise ModelConfigError(
+                f"{owner}: {key} names '{path}', which {type(model).__name__} does not have "
+                f"as a module; its parts are: {children}"
+            )
     return module
 
 
@@ -306,34 +375,77 @@ class TF4CTRWrapper(TwinFocusLossMixin, CTRModel):
     flattened embedding, which collapses FM's second-order term to one constant per batch.
     """
 
-    def __init__(self, feature_map, model_id="TF4CTRWrapper", base_model=None, embedding_dim=16, SSM="SER",
-                 DFM="WSF", easy_embedding_dim=None, simple_parts=None, outside_parts=None, simple_bias=False,
-                 simple_head="linear", cin_output_dim=None, alpha=0.25, c=0.8, gamma=1, tf_loss=True,
-                 tf_allow_any_c=False, vf_tau=0.8, vf_eval_noise=True, net_dropout=0.0, batch_norm=True,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="TF4CTRWrapper",
+        base_model=None,
+        embedding_dim=16,
+        SSM="SER",
+        DFM="WSF",
+        easy_embedding_dim=None,
+        simple_parts=None,
+        outside_parts=None,
+        simple_bias=False,
+        simple_head="linear",
+        cin_output_dim=None,
+        alpha=0.25,
+        c=0.8,
+        gamma=1,
+        tf_loss=True,
+        tf_allow_any_c=False,
+        vf_tau=0.8,
+        vf_eval_noise=True,
+        net_dropout=0.0,
+        batch_norm=True,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         owner = f"{model_id} (TF4CTRWrapper on {base_model})"
-        base = build_base(base_model, feature_map, model_id, owner, embedding_dim=embedding_dim,
-                          net_dropout=net_dropout, batch_norm=batch_norm, **kwargs)
+        base = build_base(
+            base_model,
+            feature_map,
+            model_id,
+            owner,
+            embedding_dim=embedding_dim,
+            net_dropout=net_dropout,
+            batch_norm=batch_norm,
+            **kwargs,
+        )
         self.base_name = str(base_model)
-        self.ssem = make_ssem(SSM, feature_map, embedding_dim, model=owner, easy_embedding_dim=easy_embedding_dim,
-                              hidden_activations=kwargs.get("dnn_activations", "relu"), net_dropout=net_dropout,
-                              batch_norm=batch_norm)
+        self.ssem = make_ssem(
+            SSM,
+            feature_map,
+            embedding_dim,
+            model=owner,
+            easy_embedding_dim=easy_embedding_dim,
+            hidden_activations=kwargs.get("dnn_activations", "relu"),
+            net_dropout=net_dropout,
+            batch_norm=batch_norm,
+        )
         self.num_fields = feature_map.num_fields
         # simple encoder: the base's shallow modules on the easy embedding
-        names = list(simple_parts) if simple_parts else [n for n in shallow_children(base)
-                                                        if n not in (outside_parts or [])]
+        names = (
+            list(simple_parts)
+            if simple_parts
+            else [n for n in shallow_children(base) if n not in (outside_parts or [])]
+        )
         if not names:
-            raise ModelConfigError(f"{owner}: the base has no shallow module to use as the simple encoder; "
-                                   f"name one with simple_parts")
+            raise ModelConfigError(
+                f"{owner}: the base has no shallow module to use as the simple encoder; "
+                f"name one with simple_parts"
+            )
         self.simple_parts = nn.ModuleDict({n: submodule(base, n, owner, "simple_parts") for n in names})
-        self.outside_parts = nn.ModuleDict({n: submodule(base, n, owner, "outside_parts")
-                                            for n in (outside_parts or [])})
+        self.outside_parts = nn.ModuleDict(
+            {n: submodule(base, n, owner, "outside_parts") for n in (outside_parts or [])}
+        )
         widths = []
         for name, part in list(self.simple_parts.items()) + list(self.outside_parts.items()):
             if type(part) not in _SIMPLE_CALLS:
-                raise ModelConfigError(f"{owner}: part '{name}' is a {type(part).__name__}; the simple encoder "
-                                       f"takes {', '.join(t.__name__ for t in _SIMPLE_CALLS)}")
+                raise ModelConfigError(
+                    f"{owner}: part '{name}' is a {type(part).__name__}; the simple encoder "
+                    f"takes {', '.join(t.__name__ for t in _SIMPLE_CALLS)}"
+                )
             if isinstance(part, CompressedInteractionNet) and cin_output_dim and name in self.simple_parts:
                 part.fc = nn.Linear(part.fc.in_features, int(cin_output_dim))
             if isinstance(part, InnerProductInteraction) and part._output_type != "product_sum":
@@ -344,35 +456,54 @@ class TF4CTRWrapper(TwinFocusLossMixin, CTRModel):
             elif width != 1:
                 raise ModelConfigError(f"{owner}: outside part '{name}' must output a logit")
         if len(set(widths)) != 1:
-            raise ModelConfigError(f"{owner}: simple_parts {names} give outputs of widths {widths}; move the "
-                                   f"logit-valued ones to outside_parts")
+            raise ModelConfigError(
+                f"{owner}: simple_parts {names} give outputs of widths {widths}; move the "
+                f"logit-valued ones to outside_parts"
+            )
         simple_dim = widths[0]
         needs_3d = any(not isinstance(p, LogisticRegression) for p in self.simple_parts.values())
         if not needs_3d and isinstance(self.ssem, SERSSEM):
-            raise ModelConfigError(f"{owner}: SSM=SER builds an easy embedding table that the simple encoder "
-                                   f"{names} never reads (LR uses raw ids); use SSM: share (the authors' WideDeep "
-                                   f"variant has no SSEM)")
+            raise ModelConfigError(
+                f"{owner}: SSM=SER builds an easy embedding table that the simple encoder "
+                f"{names} never reads (LR uses raw ids); use SSM: share (the authors' WideDeep "
+                f"variant has no SSEM)"
+            )
         if needs_3d and self.ssem.easy_dim != self.num_fields * self.ssem.easy_field_dim:
-            raise ModelConfigError(f"{owner}: the simple encoder needs one embedding of equal size per field; "
-                                   f"remove per-feature embedding_dim overrides")
+            raise ModelConfigError(
+                f"{owner}: the simple encoder needs one embedding of equal size per field; "
+                f"remove per-feature embedding_dim overrides"
+            )
         self.simple_bias = nn.Parameter(torch.zeros(1)) if simple_bias else None
         # complex encoder: the base's DNN, its output unit as the complex head
         dnn = getattr(base, "dnn", None)
         if not isinstance(dnn, nn.Module):
-            raise ModelConfigError(f"{owner}: the base has no DNN (attribute dnn) for the complex encoder; "
-                                   f"give it dnn_hidden_units")
+            raise ModelConfigError(
+                f"{owner}: the base has no DNN (attribute dnn) for the complex encoder; "
+                f"give it dnn_hidden_units"
+            )
         self.mlp_c, complex_head, complex_dim = split_output_unit(dnn)
         first = next(m for m in self.mlp_c.modules() if isinstance(m, nn.Linear))
         if first.in_features != self.ssem.hard_dim:
-            raise ModelConfigError(f"{owner}: the base DNN reads {first.in_features} inputs but the hard embedding "
-                                   f"has {self.ssem.hard_dim}; keep the base's embedding_dim")
+            raise ModelConfigError(
+                f"{owner}: the base DNN reads {first.in_features} inputs but the hard embedding "
+                f"has {self.ssem.hard_dim}; keep the base's embedding_dim"
+            )
         head = str(simple_head).lower()
         if head not in ("linear", "identity") or (head == "identity" and simple_dim != 1):
-            raise ModelConfigError(f"{owner}: simple_head={simple_head!r}; use linear, or identity when the simple "
-                                   f"encoder outputs a logit")
-        self.dfm = DynamicFusion(DFM, simple_dim, complex_dim, vf_tau=vf_tau, vf_eval_noise=vf_eval_noise,
-                                 simple_head=nn.Identity() if head == "identity" else None,
-                                 complex_head=complex_head, model=owner)
+            raise ModelConfigError(
+                f"{owner}: simple_head={simple_head!r}; use linear, or identity when the simple "
+                f"encoder outputs a logit"
+            )
+        self.dfm = DynamicFusion(
+            DFM,
+            simple_dim,
+            complex_dim,
+            vf_tau=vf_tau,
+            vf_eval_noise=vf_eval_noise,
+            simple_head=nn.Identity() if head == "identity" else None,
+            complex_head=complex_head,
+            model=owner,
+        )
         self.twin_focus = TwinFocusLoss(alpha, c, gamma, tf_allow_any_c, source=owner) if tf_loss else None
         del base
         self.finish()
@@ -422,17 +553,30 @@ class TwinFocusWrapper(CTRModel):
     (DCN, DCNv2). Loss = the base's own loss + alpha L_simple + (1 - alpha) L_complex.
     """
 
-    def __init__(self, feature_map, model_id="TwinFocusWrapper", base_model=None, tf_simple_modules=None,
-                 tf_complex_modules=("dnn",), alpha=0.25, c=0.8, gamma=1, tf_allow_any_c=False, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        model_id="TwinFocusWrapper",
+        base_model=None,
+        tf_simple_modules=None,
+        tf_complex_modules=("dnn",),
+        alpha=0.25,
+        c=0.8,
+        gamma=1,
+        tf_allow_any_c=False,
+        **kwargs,
+    ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         owner = f"{model_id} (TwinFocusWrapper on {base_model})"
         self.base = build_base(base_model, feature_map, model_id, owner, **kwargs)
         simple = list(tf_simple_modules or shallow_children(self.base))
         complex_ = list(tf_complex_modules or [])
         if not simple or not complex_:
-            raise ModelConfigError(f"{owner}: name the explicit and implicit branches with tf_simple_modules and "
-                                   f"tf_complex_modules (modules of the base: "
-                                   f"{', '.join(n for n, _ in self.base.named_children())})")
+            raise ModelConfigError(
+                f"{owner}: name the explicit and implicit branches with tf_simple_modules and "
+                f"tf_complex_modules (modules of the base: "
+                f"{', '.join(n for n, _ in self.base.named_children())})"
+            )
         self._captured: dict[str, list] = {"simple": [], "complex": []}
         self._hooks = []
         for branch, names in (("simple", simple), ("complex", complex_)):
@@ -448,18 +592,23 @@ class TwinFocusWrapper(CTRModel):
     def _capture(self, branch):
         def hook(module, inputs, output):
             self._captured[branch].append(output)
+
         return hook
 
     def _branch(self, branch):
         outs = [o.flatten(start_dim=1) for o in self._captured[branch]]
         self._captured[branch] = []
         if not outs:
-            raise ModelConfigError(f"{self.model_id}: the {branch} branch modules were not called by "
-                                   f"{type(self.base).__name__}.forward; check tf_{branch}_modules")
+            raise ModelConfigError(
+                f"{self.model_id}: the {branch} branch modules were not called by "
+                f"{type(self.base).__name__}.forward; check tf_{branch}_modules"
+            )
         widths = {o.shape[-1] for o in outs}
         if len(widths) > 1:
-            raise ModelConfigError(f"{self.model_id}: the {branch} branch modules give outputs of widths "
-                                   f"{sorted(widths)}; list modules of one width in tf_{branch}_modules")
+            raise ModelConfigError(
+                f"{self.model_id}: the {branch} branch modules give outputs of widths "
+                f"{sorted(widths)}; list modules of one width in tf_{branch}_modules"
+            )
         return sum(outs)
 
     def _branch_widths(self, feature_map) -> dict:
@@ -489,4 +638,5 @@ class TwinFocusWrapper(CTRModel):
 
     def add_loss(self, return_dict, y_true):
         return self.base.add_loss(return_dict, y_true) + self.twin_focus(
-            return_dict["logit_simple"], return_dict["logit_complex"], y_true)
+            return_dict["logit_simple"], return_dict["logit_complex"], y_true
+        )

@@ -41,18 +41,28 @@ def twin_focus_weights(p_t: torch.Tensor, c: float, gamma: float, clamp: bool = 
 class TwinFocusLoss:
     """alpha * L_simple(sigma(z_s), y) + (1 - alpha) * L_complex(sigma(z_c), y); see module docstring."""
 
-    def __init__(self, alpha: float = 0.25, c: float = 0.8, gamma: float = 1.0, allow_any_c: bool = False,
-                 source: str = "config"):
+    def __init__(
+        self,
+        alpha: float = 0.25,
+        c: float = 0.8,
+        gamma: float = 1.0,
+        allow_any_c: bool = False,
+        source: str = "config",
+    ):
         for key, value in (("alpha", alpha), ("c", c), ("gamma", gamma)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ModelConfigError(f"{source}: {key}={value!r} must be a number")
         if not 0.0 <= float(alpha) <= 1.0:
-            raise ModelConfigError(f"{source}: alpha={alpha} must lie in [0, 1] (weight of the simple-encoder loss)")
+            raise ModelConfigError(
+                f"{source}: alpha={alpha} must lie in [0, 1] (weight of the simple-encoder loss)"
+            )
         if float(gamma) < 0:
             raise ModelConfigError(f"{source}: gamma={gamma} must be >= 0 (the paper uses 1, 2 or 3)")
         if not 0.0 <= float(c) <= 1.0 and not allow_any_c:
-            raise ModelConfigError(f"{source}: c={c} is outside [0, 1] (TF4CTR Eq. 7); use a value in [0, 1] or "
-                                   f"set tf_allow_any_c: True to accept it with the loss bases clamped at 0")
+            raise ModelConfigError(
+                f"{source}: c={c} is outside [0, 1] (TF4CTR Eq. 7); use a value in [0, 1] or "
+                f"set tf_allow_any_c: True to accept it with the loss bases clamped at 0"
+            )
         self.alpha, self.c, self.gamma = float(alpha), float(c), float(gamma)
         self.clamp = bool(allow_any_c)
 
@@ -63,8 +73,9 @@ class TwinFocusLoss:
         for k, logit in enumerate((logit_simple, logit_complex)):
             prob = torch.sigmoid(logit)
             bce = F.binary_cross_entropy(prob, y_true, reduction="none")
-            w_simple, w_complex = twin_focus_weights(true_class_prob(prob, y_true), self.c, self.gamma,
-                                                     self.clamp)
+            w_simple, w_complex = twin_focus_weights(
+                true_class_prob(prob, y_true), self.c, self.gamma, self.clamp
+            )
             losses.append(((w_simple if k == 0 else w_complex) * bce).mean())
         return losses[0], losses[1]
 
@@ -75,8 +86,13 @@ class TwinFocusLoss:
     @classmethod
     def from_params(cls, params: dict, source: str = "config", alpha=0.25, c=0.8, gamma=1.0):
         """Read ``alpha``, ``c``, ``gamma`` and ``tf_allow_any_c`` from a model's kwargs."""
-        return cls(params.get("alpha", alpha), params.get("c", c), params.get("gamma", gamma),
-                   bool(params.get("tf_allow_any_c", False)), source=source)
+        return cls(
+            params.get("alpha", alpha),
+            params.get("c", c),
+            params.get("gamma", gamma),
+            bool(params.get("tf_allow_any_c", False)),
+            source=source,
+        )
 
 
 class TwinFocusLossMixin:
