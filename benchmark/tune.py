@@ -65,6 +65,7 @@ from . import sweep as sweep_mod
 from .errors import CTRBenchError
 from .records import read_records
 from .tracking import require
+from .util import process_alive
 
 log = logging.getLogger("ctrbench")
 
@@ -499,14 +500,6 @@ def counts(study) -> dict[str, int]:
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -517,7 +510,7 @@ def recover_dead_trials(study) -> list[int]:
     retried = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid, host = t.user_attrs.get("pid"), t.user_attrs.get("host")
-        if host != HOST or not isinstance(pid, int) or _alive(pid):
+        if host != HOST or not isinstance(pid, int) or process_alive(pid):
             continue
         if storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
             t.user_attrs["interrupted"] = True

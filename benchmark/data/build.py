@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import CTRBenchError
-from ..util import json_hash
+from ..util import json_hash, process_alive
 from . import h5io
 from .encode import Encoder
 from .processor import Processor
@@ -250,13 +250,6 @@ def verify_build(params: dict) -> tuple[str, list[str]]:
     return target, damaged_files(target, info, checksums=True)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -269,7 +262,7 @@ def remove_stale_builds(build_root: str, dataset_id: str) -> list[str]:
     for name in os.listdir(build_root):
         for prefix in (f".{dataset_id}.building-", f"{dataset_id}.old-"):
             if name.startswith(prefix) and name[len(prefix):].isdigit():
-                if not _process_alive(int(name[len(prefix):])):
+                if not process_alive(int(name[len(prefix):])):
                     shutil.rmtree(os.path.join(build_root, name), ignore_errors=True)
                     removed.append(name)
     return removed
