@@ -28,7 +28,7 @@ def fnv1a64(text: pl.Series) -> np.ndarray:
         arr = arr.cast(pa.large_string())
     n = len(arr)
     _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     starts, lengths = offsets[:-1], np.diff(offsets)
     h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
@@ -68,8 +68,11 @@ class Encoder:
                 key_series = pl.Series("k", keys)
             except (TypeError, pl.exceptions.PolarsError):
                 key_series = pl.Series("k", [str(k) for k in keys])
-            self._maps[name] = (key_series, pl.Series("v", list(vocab.values()), dtype=pl.Int64),
-                                tok.vocab["__OOV__"])
+            self._maps[name] = (
+                key_series,
+                pl.Series("v", list(vocab.values()), dtype=pl.Int64),
+                tok.vocab["__OOV__"],
+            )
 
     def _map_expr(self, name: str, expr: pl.Expr, dtype) -> pl.Expr:
         keys, values, oov = self._maps[name]
@@ -155,7 +158,7 @@ class Encoder:
             values = fnv1a64(text.fill_null(""))
         ids = (values % np.uint64(buckets)).astype(np.int64) + 1
         ids[missing.to_numpy()] = buckets + 1
-        return ids.astype(np.int32 if buckets + 2 < 2 ** 31 else np.int64)
+        return ids.astype(np.int32 if buckets + 2 < 2**31 else np.int64)
 
     def _join_ids(self, encoded: pl.DataFrame) -> pl.DataFrame:
         """Every frame-vocabulary column replaced by its ids, in one query of left joins."""
@@ -168,11 +171,17 @@ class Encoder:
             keys = tok.frame.schema[vc.VALUE]
             key, ident = f"__k{i}", f"__i{i}"
             out = pl.Int64 if self.features[name]["type"] == "meta" else pl.Int32
-            query = (query.with_columns(pl.col(name).cast(keys, strict=False).alias(key))
-                     .join(tok.frame.lazy().rename({vc.VALUE: key, vc.ID: ident}), on=key, how="left",
-                           maintain_order="left")
-                     .with_columns(pl.col(ident).fill_null(tok.oov_idx).cast(out).alias(name))
-                     .drop(key, ident))
+            query = (
+                query.with_columns(pl.col(name).cast(keys, strict=False).alias(key))
+                .join(
+                    tok.frame.lazy().rename({vc.VALUE: key, vc.ID: ident}),
+                    on=key,
+                    how="left",
+                    maintain_order="left",
+                )
+                .with_columns(pl.col(ident).fill_null(tok.oov_idx).cast(out).alias(name))
+                .drop(key, ident)
+            )
         return query.collect()
 
     def encode(self, frame: pl.DataFrame) -> dict[str, np.ndarray]:

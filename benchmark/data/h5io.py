@@ -38,8 +38,11 @@ def open_h5(path: str) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         from ..errors import CTRBenchError
-        raise CTRBenchError(f"{path} is not a readable h5 file ({str(exc).split('(')[0].strip()}); it is damaged or "
-                            f"truncated: rebuild the dataset with 'ctrbench data build --force'")
+
+        raise CTRBenchError(
+            f"{path} is not a readable h5 file ({str(exc).split('(')[0].strip()}); it is damaged or "
+            f"truncated: rebuild the dataset with 'ctrbench data build --force'"
+        )
 
 
 def read_block(path: str, columns: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -48,8 +51,11 @@ def read_block(path: str, columns: list[str] | None = None) -> dict[str, np.ndar
         missing = [c for c in names if c not in hf]
         if missing:
             from ..errors import CTRBenchError
-            raise CTRBenchError(f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
-                                f"rebuild the dataset with 'ctrbench data build'")
+
+            raise CTRBenchError(
+                f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
+                f"rebuild the dataset with 'ctrbench data build'"
+            )
         return {name: hf[name][:] for name in names}
 
 

@@ -39,14 +39,14 @@ def _dtype(name: str, feature_map) -> np.dtype:
     spec = feature_map.features.get(name)
     if spec is None or spec["type"] not in ID_KINDS:
         return np.dtype(np.float32)
-    if spec["type"] == "meta" or int(spec.get("vocab_size", 0)) >= 2 ** 31:
+    if spec["type"] == "meta" or int(spec.get("vocab_size", 0)) >= 2**31:
         return np.dtype(np.int64)
     return np.dtype(np.int32)
 
 
 def _seeded(seed: int, epoch: int) -> torch.Generator:
     gen = torch.Generator()
-    gen.manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2 ** 63))
+    gen.manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
     return gen
 
 
@@ -58,9 +58,20 @@ def resolve_device(params: dict) -> torch.device:
 class H5BlockLoader:
     """Iterates one split of a built dataset directory."""
 
-    def __init__(self, feature_map, data_path: str, split: str = "train", batch_size: int = 32,
-                 shuffle: bool = True, streaming: bool = False, seed: int = 2023, pin_memory: bool = False,
-                 data_on_device: bool = False, device=None, **kwargs):
+    def __init__(
+        self,
+        feature_map,
+        data_path: str,
+        split: str = "train",
+        batch_size: int = 32,
+        shuffle: bool = True,
+        streaming: bool = False,
+        seed: int = 2023,
+        pin_memory: bool = False,
+        data_on_device: bool = False,
+        device=None,
+        **kwargs,
+    ):
         self.feature_map = feature_map
         self.split = split
         self.batch_size = int(batch_size)
@@ -74,13 +85,18 @@ class H5BlockLoader:
         if not self.files:
             raise CTRBenchError(f"no {split} data under {data_path}; rebuild with 'ctrbench data build'")
         self.columns = list(feature_map.labels) + [
-            name for name, spec in feature_map.features.items()
-            if spec["type"] != "meta" or name == feature_map.group_id]
+            name
+            for name, spec in feature_map.features.items()
+            if spec["type"] != "meta" or name == feature_map.group_id
+        ]
         self.block_sizes = [h5io.block_rows(f) for f in self.files]
         self.num_samples = int(sum(self.block_sizes))
         self.num_blocks = len(self.files)
-        self.num_batches = sum(math.ceil(n / self.batch_size) for n in self.block_sizes) if self.streaming \
+        self.num_batches = (
+            sum(math.ceil(n / self.batch_size) for n in self.block_sizes)
+            if self.streaming
             else math.ceil(self.num_samples / self.batch_size)
+        )
         self._data = None if self.streaming else self._load(self.files)
         self.on_device = False
         if data_on_device and not self.streaming:
@@ -97,13 +113,15 @@ class H5BlockLoader:
             with h5io.open_h5(path) as hf:
                 missing = [c for c in self.columns if c not in hf]
                 if missing:
-                    raise CTRBenchError(f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
-                                        f"rebuild the dataset with 'ctrbench data build'")
+                    raise CTRBenchError(
+                        f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
+                        f"rebuild the dataset with 'ctrbench data build'"
+                    )
                 for c in self.columns:
                     ds = hf[c]
                     if c not in data:
                         data[c] = np.empty((sum(rows),) + ds.shape[1:], dtype=_dtype(c, self.feature_map))
-                    target = data[c][start:start + n]
+                    target = data[c][start : start + n]
                     if ds.dtype == target.dtype:
                         ds.read_direct(target)
                     else:
@@ -120,9 +138,14 @@ class H5BlockLoader:
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             if need > 0.8 * free:
-                log.info("data_on_device: the %s split (%.2f GiB) does not fit in the free memory of %s "
-                         "(%.2f GiB); keeping it on the host", self.split, need / 2 ** 30, self.device,
-                         free / 2 ** 30)
+                log.info(
+                    "data_on_device: the %s split (%.2f GiB) does not fit in the free memory of %s "
+                    "(%.2f GiB); keeping it on the host",
+                    self.split,
+                    need / 2**30,
+                    self.device,
+                    free / 2**30,
+                )
                 return
         self._data = {k: v.to(self.device) for k, v in self._data.items()}
         self.on_device = True
@@ -156,7 +179,11 @@ class H5BlockLoader:
             if device.type != "cpu":
                 perm = perm.to(device)
         for start in range(skip * self.batch_size, n, self.batch_size):
-            index = slice(start, start + self.batch_size) if perm is None else perm[start:start + self.batch_size]
+            index = (
+                slice(start, start + self.batch_size)
+                if perm is None
+                else perm[start : start + self.batch_size]
+            )
             yield self._batch(data, index)
 
     def iter_from(self, skip_batches: int = 0):
@@ -165,8 +192,11 @@ class H5BlockLoader:
         if not self.streaming:
             yield from self._slices(self._data, self.num_samples, gen, skip_batches)
             return
-        order = torch.randperm(self.num_blocks, generator=gen).tolist() if gen is not None \
+        order = (
+            torch.randperm(self.num_blocks, generator=gen).tolist()
+            if gen is not None
             else list(range(self.num_blocks))
+        )
         for block in order:
             n_batches = math.ceil(self.block_sizes[block] / self.batch_size)
             if skip_batches >= n_batches:
@@ -185,8 +215,9 @@ def load_feature_map(directory: str, params: dict):
 
     path = os.path.join(directory, "feature_map.json")
     if not os.path.isfile(path):
-        raise CTRBenchError(f"{path} is missing; build the dataset with 'ctrbench data build "
-                            f"{params['dataset_id']}'")
+        raise CTRBenchError(
+            f"{path} is missing; build the dataset with 'ctrbench data build {params['dataset_id']}'"
+        )
     feature_map = FeatureMap(params["dataset_id"], directory)
     try:
         feature_map.load(path, params)
@@ -197,8 +228,14 @@ def load_feature_map(directory: str, params: dict):
     return feature_map
 
 
-def make_loaders(feature_map, directory: str, params: dict, splits=("train", "valid", "test"),
-                 pin_memory: bool = False, device=None) -> dict[str, H5BlockLoader]:
+def make_loaders(
+    feature_map,
+    directory: str,
+    params: dict,
+    splits=("train", "valid", "test"),
+    pin_memory: bool = False,
+    device=None,
+) -> dict[str, H5BlockLoader]:
     """The loaders of ``splits``; ``device`` (default: the one ``gpu`` names) is where
     ``data_on_device: true`` puts the data."""
     device = torch.device(device) if device is not None else resolve_device(params)
@@ -208,9 +245,15 @@ def make_loaders(feature_map, directory: str, params: dict, splits=("train", "va
         if not h5io.split_files(directory, split):
             continue
         loaders[split] = H5BlockLoader(
-            feature_map, directory, split=split,
+            feature_map,
+            directory,
+            split=split,
             batch_size=params["batch_size"] if split == "train" else eval_bs,
             shuffle=params.get("shuffle", True) if split == "train" else False,
-            streaming=params.get("streaming", False), seed=params.get("seed", 2023),
-            pin_memory=pin_memory, data_on_device=bool(params.get("data_on_device", False)), device=device)
+            streaming=params.get("streaming", False),
+            seed=params.get("seed", 2023),
+            pin_memory=pin_memory,
+            data_on_device=bool(params.get("data_on_device", False)),
+            device=device,
+        )
     return loaders

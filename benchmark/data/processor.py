@@ -22,15 +22,16 @@ from ..errors import CTRBenchError
 from . import vocab as vc
 
 
-class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProcessor,
-                kkbox.CustomizedFeatureProcessor):
+class Processor(
+    criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProcessor, kkbox.CustomizedFeatureProcessor
+):
     """fuxictr's FeatureProcessor with every ``preprocess`` function fuxictr ships (Criteo, Avazu,
     KKBox), polars statistics and frame vocabularies; an empty vocabulary is a clear error."""
 
     min_count = 1
     where = "the dataset config"
     train_source = "the train split"
-    streaming = False   # the builder sets it when the raw files are read in batches, not in memory
+    streaming = False  # the builder sets it when the raw files are read in batches, not in memory
     chunk_rows = 200_000
     count_units = None  # per-file frames of a multi-file train split (counted in parallel)
     jobs = 1
@@ -57,9 +58,14 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
     def _collect_statistics(self, train_ddf, meta_ddf=None):
         self._train = train_ddf
         active = [c for c in self.feature_cols if c.get("active", True)]
-        counted = [c for c in active if c["type"] in ("categorical", "sequence", "meta")
-                   and c.get("remap", True) and not c.get("hash_buckets")
-                   and c.get("category_processor") not in ("quantile_bucket", "hash_bucket")]
+        counted = [
+            c
+            for c in active
+            if c["type"] in ("categorical", "sequence", "meta")
+            and c.get("remap", True)
+            and not c.get("hash_buckets")
+            and c.get("category_processor") not in ("quantile_bucket", "hash_bucket")
+        ]
         train_counted = [c for c in counted if c["type"] != "meta"]
         meta = [c for c in counted if c["type"] == "meta"]
         counts, max_len = self._count(train_ddf, train_counted)
@@ -103,8 +109,11 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
     def _count_frame(self, frame: pl.LazyFrame, cols: list[dict], merged: bool = True):
         max_len: dict[str, int] = {}
         names = list(dict.fromkeys(c["name"] for c in cols))
-        batches = ([frame.select(names)] if not self.streaming else
-                   frame.select(names).collect_batches(chunk_size=self.chunk_rows, maintain_order=False))
+        batches = (
+            [frame.select(names)]
+            if not self.streaming
+            else frame.select(names).collect_batches(chunk_size=self.chunk_rows, maintain_order=False)
+        )
         merger = vc.CountMerger()
         for batch in batches:
             parts = {}
@@ -115,7 +124,9 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
                     if col.get("max_len", 0) == 0:
                         longest = batch.lazy().select(lists.list.len().max()).collect().item()
                         max_len[name] = max(max_len.get(name, 0), int(longest or 0))
-                    parts[name] = vc.count_values(batch.lazy().select(lists.alias(vc.VALUE)).explode(vc.VALUE))
+                    parts[name] = vc.count_values(
+                        batch.lazy().select(lists.alias(vc.VALUE)).explode(vc.VALUE)
+                    )
                 else:
                     parts[name] = vc.count_values(batch.lazy().select(pl.col(name).alias(vc.VALUE)))
             merger.add_batch(parts)
@@ -129,16 +140,27 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
         exprs = []
         for name in num:
             col = pl.col(name).drop_nulls()
-            exprs += [col.min().alias(f"{name}::min"), col.max().alias(f"{name}::max"),
-                      col.mean().alias(f"{name}::mean"), col.std(ddof=0).alias(f"{name}::std"),
-                      col.count().alias(f"{name}::count")]
-        row = train_ddf.select(exprs).collect(engine="streaming" if self.streaming else "auto").row(0, named=True)
-        return {name: {k: row[f"{name}::{k}"] for k in ("min", "max", "mean", "std", "count")} for name in num}
+            exprs += [
+                col.min().alias(f"{name}::min"),
+                col.max().alias(f"{name}::max"),
+                col.mean().alias(f"{name}::mean"),
+                col.std(ddof=0).alias(f"{name}::std"),
+                col.count().alias(f"{name}::count"),
+            ]
+        row = (
+            train_ddf.select(exprs)
+            .collect(engine="streaming" if self.streaming else "auto")
+            .row(0, named=True)
+        )
+        return {
+            name: {k: row[f"{name}::{k}"] for k in ("min", "max", "mean", "std", "count")} for name in num
+        }
 
     def _check_not_empty(self, col: dict, counts: pl.DataFrame) -> None:
         if counts.height == 0:  # fuxictr fills missing values, so only a split without rows counts nothing
-            raise CTRBenchError(f"{self.train_source} has no rows (the train split of {self.where}); give it "
-                                f"data rows")
+            raise CTRBenchError(
+                f"{self.train_source} has no rows (the train split of {self.where}); give it data rows"
+            )
         if col["type"] == "meta":
             return
         threshold = col.get("min_categr_count", self.min_count)
@@ -146,7 +168,8 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
             raise CTRBenchError(
                 f"categorical column '{col['name']}' in {self.where}: no value occurs "
                 f"min_categr_count={threshold} times in train; lower min_categr_count for it "
-                f"(in its feature_cols entry) or drop the column")
+                f"(in its feature_cols entry) or drop the column"
+            )
 
     # ---- fitting: fuxictr's feature-map entries, frame tokenizers
 
@@ -160,15 +183,23 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
 
     def _frame_tokenizer(self, col, counts: pl.DataFrame, min_count: int, **kwargs) -> vc.FrameTokenizer:
         na = col.get("fill_na", "")
-        return vc.FrameTokenizer(vc.vocabulary(counts, min_count, na), min_freq=min_count, na_value=na,
-                                 remap=True, **kwargs)
+        return vc.FrameTokenizer(
+            vc.vocabulary(counts, min_count, na), min_freq=min_count, na_value=na, remap=True, **kwargs
+        )
 
     def fit_categorical_col(self, col, col_series=None, min_categr_count=1, num_buckets=10):
         buckets = int(col.get("hash_buckets") or 0)
         if buckets:
             spec = self._spec(col)
-            spec.update({"padding_idx": 0, "oov_idx": buckets + 1, "vocab_size": buckets + 2,
-                         "hash_buckets": buckets, "hash_function": col.get("hash_function", "fnv1a")})
+            spec.update(
+                {
+                    "padding_idx": 0,
+                    "oov_idx": buckets + 1,
+                    "vocab_size": buckets + 2,
+                    "hash_buckets": buckets,
+                    "hash_function": col.get("hash_function", "fnv1a"),
+                }
+            )
             self.feature_map.features[col["name"]] = spec
             return
         counts = col_series.get("value_counts") if isinstance(col_series, dict) else None
@@ -184,9 +215,14 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
         counts = (stats_dict or {}).get("value_counts")
         if not isinstance(counts, pl.DataFrame):
             return super().fit_sequence_col(col, stats_dict, min_categr_count)
-        tok = self._frame_tokenizer(col, counts, col.get("min_categr_count", min_categr_count),
-                                    splitter=col.get("splitter", "^"), max_len=col.get("max_len", 0),
-                                    padding=col.get("padding", "post"))
+        tok = self._frame_tokenizer(
+            col,
+            counts,
+            col.get("min_categr_count", min_categr_count),
+            splitter=col.get("splitter", "^"),
+            max_len=col.get("max_len", 0),
+            padding=col.get("padding", "post"),
+        )
         if tok.max_len == 0:
             tok.max_len = stats_dict.get("max_len", 0)
         self.processor_dict[col["name"] + "::tokenizer"] = tok
@@ -195,8 +231,9 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
         if encoder not in (None, "null", "None", "none"):
             spec["feature_encoder"] = encoder
         spec.update({k: col[k] for k in ("embedding_dim", "emb_output_dim") if k in col})
-        spec.update({"padding_idx": 0, "oov_idx": tok.oov_idx, "max_len": tok.max_len,
-                     "vocab_size": tok.vocab_size()})
+        spec.update(
+            {"padding_idx": 0, "oov_idx": tok.oov_idx, "max_len": tok.max_len, "vocab_size": tok.vocab_size()}
+        )
         self.feature_map.features[col["name"]] = spec
 
     def fit_meta_col(self, col, stats_dict):
@@ -205,7 +242,8 @@ class Processor(criteo.CustomizedFeatureProcessor, avazu.CustomizedFeatureProces
             return super().fit_meta_col(col, stats_dict)
         self.feature_map.features[col["name"]] = {"type": col["type"]}
         self.processor_dict[col["name"] + "::tokenizer"] = vc.FrameTokenizer(
-            vc.vocabulary(counts, 1, ""), min_freq=1, remap=True)
+            vc.vocabulary(counts, 1, ""), min_freq=1, remap=True
+        )
 
     # ---- outputs
 

@@ -17,15 +17,32 @@ import polars as pl
 
 from ..util import atomic_path
 
-DEFAULTS = {"rows": 100_000, "n_numeric": 13, "n_categorical": 26, "max_cardinality": 20_000,
-            "sequence": False, "seq_max_len": 5, "seed": 2023, "splits": [0.8, 0.1, 0.1],
-            "missing_rate": 0.05, "latent_dim": 4, "positive_rate": 0.25}
+DEFAULTS = {
+    "rows": 100_000,
+    "n_numeric": 13,
+    "n_categorical": 26,
+    "max_cardinality": 20_000,
+    "sequence": False,
+    "seq_max_len": 5,
+    "seed": 2023,
+    "splits": [0.8, 0.1, 0.1],
+    "missing_rate": 0.05,
+    "latent_dim": 4,
+    "positive_rate": 0.25,
+}
 
 
 def _cardinalities(n: int, max_card: int, rng: np.random.Generator) -> np.ndarray:
     # log-uniform from 3 to max_card, like Criteo's mix of tiny and huge fields
-    return np.unique(np.concatenate([[3], np.exp(rng.uniform(np.log(3), np.log(max_card), n - 1)).astype(int),
-                                     [max_card]]))[:n] if n > 1 else np.array([3])
+    return (
+        np.unique(
+            np.concatenate(
+                [[3], np.exp(rng.uniform(np.log(3), np.log(max_card), n - 1)).astype(int), [max_card]]
+            )
+        )[:n]
+        if n > 1
+        else np.array([3])
+    )
 
 
 def _zipf_ids(card: int, rows: int, rng: np.random.Generator, s: float = 1.1) -> np.ndarray:
@@ -54,7 +71,7 @@ def generate(cfg: dict | None = None) -> pl.DataFrame:
         logit += w[ids]
         ids_all.append(ids)
         factors.append(v[ids])
-        tokens = np.array([f"{x:08x}" for x in rng.integers(0, 2 ** 32, cards[f], dtype=np.uint64)])
+        tokens = np.array([f"{x:08x}" for x in rng.integers(0, 2**32, cards[f], dtype=np.uint64)])
         col = tokens[ids].astype(object)
         col[rng.random(rows) < cfg["missing_rate"]] = None
         columns[f"C{f + 1}"] = col
@@ -89,7 +106,7 @@ def generate(cfg: dict | None = None) -> pl.DataFrame:
         sums[lengths == 0] = 0.0
         logit += sums / np.maximum(lengths, 1)
         tok = np.array([f"s{x}" for x in range(vocab)])
-        seq = [("^".join(tok[items[s:s + n]]) if n else None) for s, n in zip(starts, lengths)]
+        seq = [("^".join(tok[items[s : s + n]]) if n else None) for s, n in zip(starts, lengths)]
         columns["S1"] = seq
     logit += rng.logistic(0, 0.5, rows)  # label noise
     threshold = np.quantile(logit, 1 - float(cfg["positive_rate"]))
@@ -100,9 +117,16 @@ def generate(cfg: dict | None = None) -> pl.DataFrame:
     if cfg["sequence"]:
         data["S1"] = columns["S1"]
     dtypes = {"label": pl.Int64} | {f"I{j + 1}": pl.Float64 for j in range(n_num)}
-    frame = pl.DataFrame({name: pl.Series(name, list(values) if name.startswith(("C", "S")) else values,
-                                          dtype=dtypes.get(name, pl.String))
-                          for name, values in data.items()})
+    frame = pl.DataFrame(
+        {
+            name: pl.Series(
+                name,
+                list(values) if name.startswith(("C", "S")) else values,
+                dtype=dtypes.get(name, pl.String),
+            )
+            for name, values in data.items()
+        }
+    )
     return frame.with_columns([pl.col(f"I{j + 1}").fill_nan(None).cast(pl.Int64) for j in range(n_num)])
 
 
@@ -115,8 +139,11 @@ def write_splits(out_dir: str, cfg: dict | None = None) -> dict[str, str]:
     fr = fr / fr.sum()
     n = frame.height
     n_train, n_valid = int(round(n * fr[0])), int(round(n * fr[1]))
-    parts = {"train": frame.slice(0, n_train), "valid": frame.slice(n_train, n_valid),
-             "test": frame.slice(n_train + n_valid)}
+    parts = {
+        "train": frame.slice(0, n_train),
+        "valid": frame.slice(n_train, n_valid),
+        "test": frame.slice(n_train + n_valid),
+    }
     paths = {}
     for split, part in parts.items():
         path = os.path.join(out_dir, f"{split}.csv")
@@ -131,19 +158,46 @@ def dataset_config(dataset_id: str, cfg: dict, data_dir: str, min_categr_count: 
     cfg = {**DEFAULTS, **cfg}
     feature_cols = []
     if cfg["n_numeric"]:
-        feature_cols.append({"name": [f"I{j + 1}" for j in range(cfg["n_numeric"])], "active": True,
-                             "dtype": "float", "type": "numeric", "normalizer": "StandardScaler"})
-    feature_cols.append({"name": [f"C{f + 1}" for f in range(cfg["n_categorical"])], "active": True,
-                         "dtype": "str", "type": "categorical"})
+        feature_cols.append(
+            {
+                "name": [f"I{j + 1}" for j in range(cfg["n_numeric"])],
+                "active": True,
+                "dtype": "float",
+                "type": "numeric",
+                "normalizer": "StandardScaler",
+            }
+        )
+    feature_cols.append(
+        {
+            "name": [f"C{f + 1}" for f in range(cfg["n_categorical"])],
+            "active": True,
+            "dtype": "str",
+            "type": "categorical",
+        }
+    )
     if cfg["sequence"]:
-        feature_cols.append({"name": "S1", "active": True, "dtype": "str", "type": "sequence",
-                             "splitter": "^", "max_len": cfg["seq_max_len"], "padding": "pre"})
-    return {"data_root": data_dir, "data_format": "csv",
-            "train_data": os.path.join(data_dir, "train.csv"),
-            "valid_data": os.path.join(data_dir, "valid.csv"),
-            "test_data": os.path.join(data_dir, "test.csv"),
-            "min_categr_count": min_categr_count, "feature_cols": feature_cols,
-            "label_col": {"name": "label", "dtype": "float"}, "synthetic": cfg}
+        feature_cols.append(
+            {
+                "name": "S1",
+                "active": True,
+                "dtype": "str",
+                "type": "sequence",
+                "splitter": "^",
+                "max_len": cfg["seq_max_len"],
+                "padding": "pre",
+            }
+        )
+    return {
+        "data_root": data_dir,
+        "data_format": "csv",
+        "train_data": os.path.join(data_dir, "train.csv"),
+        "valid_data": os.path.join(data_dir, "valid.csv"),
+        "test_data": os.path.join(data_dir, "test.csv"),
+        "min_categr_count": min_categr_count,
+        "feature_cols": feature_cols,
+        "label_col": {"name": "label", "dtype": "float"},
+        "synthetic": cfg,
+    }
 
 
 def write_from_params(params: dict) -> None:
@@ -157,11 +211,63 @@ def write_from_params(params: dict) -> None:
 
 CRITEO_ROWS = 45_840_617
 # Kaggle Criteo's distinct values per categorical column over its 45,840,617 rows
-CRITEO_CARDINALITY = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
-                      27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+CRITEO_CARDINALITY = [
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
+]
 # share of empty fields per categorical column (Kaggle Criteo, rounded)
-CRITEO_CAT_MISSING = [0.0, 0.0, 0.034, 0.034, 0.0, 0.121, 0.0, 0.0, 0.0, 0.0, 0.0, 0.034, 0.0, 0.0, 0.0,
-                      0.034, 0.0, 0.0, 0.44, 0.44, 0.034, 0.763, 0.0, 0.034, 0.44, 0.44]
+CRITEO_CAT_MISSING = [
+    0.0,
+    0.0,
+    0.034,
+    0.034,
+    0.0,
+    0.121,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.034,
+    0.0,
+    0.0,
+    0.0,
+    0.034,
+    0.0,
+    0.0,
+    0.44,
+    0.44,
+    0.034,
+    0.763,
+    0.0,
+    0.034,
+    0.44,
+    0.44,
+]
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -198,12 +304,19 @@ def criteo_profile_column(index: int, rows: int, rng: np.random.Generator) -> np
     ids = _mix32(np.clip(ranks, 0, head - 1), seed=2 * index + 1)
     if tail_share:
         fresh = rng.random(rows) < tail_share
-        ids[fresh] = _mix32(rng.integers(head, 2 ** 32 - 1, int(fresh.sum()), dtype=np.uint64), 2 * index + 1)
+        ids[fresh] = _mix32(rng.integers(head, 2**32 - 1, int(fresh.sum()), dtype=np.uint64), 2 * index + 1)
     return ids
 
 
-def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8, 0.1, 0.1),
-                         chunk_rows: int = 1_000_000, label: str = "Label", train_files: int = 1) -> dict[str, str]:
+def write_criteo_profile(
+    out_dir: str,
+    rows: int,
+    seed: int = 2023,
+    splits=(0.8, 0.1, 0.1),
+    chunk_rows: int = 1_000_000,
+    label: str = "Label",
+    train_files: int = 1,
+) -> dict[str, str]:
     """``train/valid/test.csv`` in the Criteo_x4 layout (``Label, I1..I13, C1..C26``) with Kaggle
     Criteo's cardinality profile scaled to ``rows`` rows: integers log-normal with ~20% missing,
     categoricals 8-hex tokens with the real per-column distinct counts and empty-field rates.
@@ -218,10 +331,14 @@ def write_criteo_profile(out_dir: str, rows: int, seed: int = 2023, splits=(0.8,
     if train_files > 1:
         os.makedirs(os.path.join(out_dir, "train"), exist_ok=True)
         per_file = [counts[0] // train_files + (k < counts[0] % train_files) for k in range(train_files)]
-        outputs += [("train", os.path.join(out_dir, "train", f"day_{k}.csv"), n) for k, n in enumerate(per_file)]
+        outputs += [
+            ("train", os.path.join(out_dir, "train", f"day_{k}.csv"), n) for k, n in enumerate(per_file)
+        ]
     else:
         outputs.append(("train", os.path.join(out_dir, "train.csv"), counts[0]))
-    outputs += [(split, os.path.join(out_dir, f"{split}.csv"), n) for split, n in zip(("valid", "test"), counts[1:])]
+    outputs += [
+        (split, os.path.join(out_dir, f"{split}.csv"), n) for split, n in zip(("valid", "test"), counts[1:])
+    ]
     paths = {}
     for split, path, n_split in outputs:
         with atomic_path(path) as tmp, open(tmp, "wb") as fd:

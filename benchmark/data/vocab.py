@@ -46,8 +46,12 @@ class CountMerger:
         names = list(parts)
         for name, counted in zip(names, pl.collect_all([parts[n] for n in names])):
             self.pending.setdefault(name, []).append(counted)
-        self._merge(lambda name: sum(p.height for p in self.pending[name])
-                    >= max(MERGE_ROWS, self.merged[name].height if name in self.merged else 0))
+        self._merge(
+            lambda name: (
+                sum(p.height for p in self.pending[name])
+                >= max(MERGE_ROWS, self.merged[name].height if name in self.merged else 0)
+            )
+        )
 
     def _merge(self, due) -> None:
         names = [n for n in self.pending if self.pending[n] and due(n)]
@@ -133,16 +137,20 @@ def map_ids(frame: pl.DataFrame, name: str, vocab: pl.DataFrame, oov: int, dtype
     if frame.schema[name] != keys:
         column = column.cast(keys, strict=False)
     ids = vocab.lazy().rename({VALUE: "__key", ID: "__id"})
-    return (frame.lazy().with_columns(column.alias("__key"))
-            .join(ids, on="__key", how="left", maintain_order="left")
-            .with_columns(pl.col("__id").fill_null(oov).cast(dtype).alias(name))
-            .drop("__key", "__id").collect())
+    return (
+        frame.lazy()
+        .with_columns(column.alias("__key"))
+        .join(ids, on="__key", how="left", maintain_order="left")
+        .with_columns(pl.col("__id").fill_null(oov).cast(dtype).alias(name))
+        .drop("__key", "__id")
+        .collect()
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # feature_vocab.json, byte-identical to fuxictr's json.dumps(vocab, indent=4)
 
-_SAFE = r'^[ !#-\[\]-~]*$'   # printable ASCII without '"' and '\': json.dumps leaves these as they are
+_SAFE = r'^[ !#-\[\]-~]*$'  # printable ASCII without '"' and '\': json.dumps leaves these as they are
 
 
 def _json_keys(values: pl.Series) -> pl.Series:
@@ -164,7 +172,8 @@ def write_vocab_block(fd, name: str, tokenizer, last: bool) -> None:
         frame = tokenizer.frame
         if frame.height:
             lines = pl.DataFrame({"k": _json_keys(frame[VALUE]), "i": frame[ID]}).select(
-                pl.format('        "{}": {},', "k", "i"))
+                pl.format('        "{}": {},', "k", "i")
+            )
             fd.write(lines.to_series().str.join("\n").item() + "\n")
         fd.write(f'        "__OOV__": {tokenizer.oov_idx}\n')
     else:
