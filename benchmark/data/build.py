@@ -488,15 +488,17 @@ def _nan_to_null(frame: pl.LazyFrame, specs: list[dict]) -> pl.LazyFrame:
 
 def _check_labels(
     arrays: dict[str, np.ndarray], labels: list[str], where: str, task: str, first_row: int | None = None
-) -> None:
-    """Binary labels are 0 or 1: an empty field, NaN or another value is named with its line."""
+) -> dict[str, set]:
+    """Binary labels are 0 or 1: an empty field, NaN or another value is named with its line. Returns the
+    classes each label column holds (for the eval-split check); other tasks are not checked."""
     if task != "binary_classification":
-        return
+        return {}
+    classes = {}
     for lb in labels:
         y = arrays[lb]
-        bad = ~np.isin(y, (0.0, 1.0))
-        if bad.any():
-            index = int(np.flatnonzero(bad)[0])
+        values = np.unique(y)  # NaN sorts last and stays in
+        if not np.isin(values, (0.0, 1.0)).all():
+            index = int(np.flatnonzero(~np.isin(y, (0.0, 1.0)))[0])
             value = float(y[index])
             at = f" line {first_row + index + 2}" if first_row is not None else ""
             shown = "an empty (or NaN) value" if np.isnan(value) else f"value {value:g}"
@@ -504,6 +506,8 @@ def _check_labels(
                 f"label column '{lb}' in {where}{at} has {shown}, not 0 or 1; fix or drop "
                 f"that row, binarise the label (e.g. rating >= 4) or set task: regression"
             )
+        classes[lb] = set(values.tolist())
+    return classes
 
 
 def _check_eval_split(arrays_seen: dict[str, set], split: str, where: str, rows: int, task: str) -> None:
@@ -566,15 +570,15 @@ def _split_sources(params: dict, specs, labels, dtypes) -> dict[str, pl.LazyFram
     return frames
 
 
-def _file_units(params: dict, dtypes: dict) -> dict[str, list[pl.LazyFrame]]:
-    """Per-file frames of the splits given as a folder of several files (Criteo Terabyte's days):
-    their files are counted and encoded in parallel, each into its own blocks."""
+def _file_units(params: dict, dtypes: dict) -> dict[str, list[tuple[str, pl.LazyFrame]]]:
+    """``(file, frame)`` of each file of the splits given as a folder of several files (Criteo Terabyte's
+    days): their files are counted and encoded in parallel, each into its own blocks."""
     fmt = params.get("data_format", "csv")
     units = {}
     for split, path in raw_paths(params).items():
         files = _source_files(path, fmt) if path else []
         if len(files) > 1:
-            units[split] = [_scan(f, params, dtypes) for f in files]
+            units[split] = [(f, _scan(f, params, dtypes)) for f in files]
     return units
 
 
@@ -896,12 +900,13 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
         prepared["train"] = prepared["train"].collect().lazy()
     else:
         units = {
-            s: [processor.preprocess(_nan_to_null(f, specs)) for f in frames_]
-            for s, frames_ in _file_units(params, dtypes).items()
+            s: [(path, processor.preprocess(_nan_to_null(f, specs))) for path, f in files]
+            for s, files in _file_units(params, dtypes).items()
             if s in prepared
         }
     jobs = build_jobs(params)
-    processor.count_units, processor.jobs = units.get("train"), jobs
+    processor.count_units = [f for _, f in units["train"]] if "train" in units else None
+    processor.jobs = jobs
     meta_cols = [s["name"] for s in specs if s["type"] == "meta" and s.get("active", True)]
     meta = pl.concat([f.select(meta_cols) for f in prepared.values()]) if meta_cols else None
     processor.fit(
@@ -914,25 +919,28 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
     encoder = Encoder(processor, specs, labels)
     block = int(params.get("data_block_size", 0) or 0)
     task = params.get("task", "binary_classification")
+    # what errors name: the raw file, or the train file a carved valid/test split came from
+    sources = {
+        split: raw_paths(params).get(split) or f"{raw_paths(params)['train']} ({split} part)"
+        for split in prepared
+    }
     work = []  # (split, unit index, frame, source)
     for split, frame in prepared.items():
-        source = raw_paths(params).get(split) or f"{raw_paths(params)['train']} ({split} part)"
-        parts = units.get(split) or [frame]
-        files = _source_files(source, params.get("data_format", "csv")) if split in units else [source]
-        work += [(split, i, part, f) for i, (part, f) in enumerate(zip(parts, files))]
+        parts = units.get(split) or [(sources[split], frame)]
+        work += [(split, i, part, path) for i, (path, part) in enumerate(parts)]
 
     def encode_unit(item):
         split, index, frame, source = item
         seen: dict[str, set] = {lb: set() for lb in encoder.labels}
-        raw_file = split in units or bool(raw_paths(params).get(split))  # line numbers are the file's
+        raw_file = bool(raw_paths(params).get(split))  # line numbers are the file's (not a carved split's)
 
         def encoded():
             offset = 0
             for chunk in _chunks(frame, in_memory):
                 arrays = encoder.encode(chunk)
-                _check_labels(arrays, encoder.labels, source, task, offset if raw_file else None)
-                for lb in encoder.labels:
-                    seen[lb].update(np.unique(arrays[lb]).tolist())
+                classes = _check_labels(arrays, encoder.labels, source, task, offset if raw_file else None)
+                for lb, values in classes.items():
+                    seen[lb].update(values)
                 offset += chunk.height
                 yield arrays
 
@@ -961,8 +969,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
         for lb, values in seen.items():
             classes.setdefault(split, {}).setdefault(lb, set()).update(values)
     for split, n in rows.items():
-        source = raw_paths(params).get(split) or f"{raw_paths(params)['train']} ({split} part)"
-        _check_eval_split(classes.get(split, {}), split, source, n, task)
+        _check_eval_split(classes.get(split, {}), split, sources[split], n, task)
     for split, parts in units.items():
         _gather_units(out_dir, split, len(parts), block)
     return rows

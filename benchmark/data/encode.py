@@ -168,20 +168,8 @@ class Encoder:
         query = encoded.lazy()
         for i, name in enumerate(names):
             tok = self._frames[name]
-            keys = tok.frame.schema[vc.VALUE]
-            key, ident = f"__k{i}", f"__i{i}"
             out = pl.Int64 if self.features[name]["type"] == "meta" else pl.Int32
-            query = (
-                query.with_columns(pl.col(name).cast(keys, strict=False).alias(key))
-                .join(
-                    tok.frame.lazy().rename({vc.VALUE: key, vc.ID: ident}),
-                    on=key,
-                    how="left",
-                    maintain_order="left",
-                )
-                .with_columns(pl.col(ident).fill_null(tok.oov_idx).cast(out).alias(name))
-                .drop(key, ident)
-            )
+            query = vc.join_ids(query, name, tok.frame, tok.oov_idx, out, tag=str(i))
         return query.collect()
 
     def encode(self, frame: pl.DataFrame) -> dict[str, np.ndarray]:

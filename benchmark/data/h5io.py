@@ -45,18 +45,23 @@ def open_h5(path: str) -> h5py.File:
         )
 
 
+def datasets(hf: h5py.File, path: str, columns: list[str]) -> list[h5py.Dataset]:
+    """The h5 datasets of ``columns``; a column missing from the file is a one-line error naming it."""
+    missing = [c for c in columns if c not in hf]
+    if missing:
+        from ..errors import CTRBenchError
+
+        raise CTRBenchError(
+            f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
+            f"rebuild the dataset with 'ctrbench data build'"
+        )
+    return [hf[c] for c in columns]
+
+
 def read_block(path: str, columns: list[str] | None = None) -> dict[str, np.ndarray]:
     with open_h5(path) as hf:
         names = list(hf.keys()) if columns is None else columns
-        missing = [c for c in names if c not in hf]
-        if missing:
-            from ..errors import CTRBenchError
-
-            raise CTRBenchError(
-                f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
-                f"rebuild the dataset with 'ctrbench data build'"
-            )
-        return {name: hf[name][:] for name in names}
+        return {name: ds[:] for name, ds in zip(names, datasets(hf, path, names))}
 
 
 def block_rows(path: str) -> int:

@@ -97,28 +97,21 @@ class H5BlockLoader:
             if self.streaming
             else math.ceil(self.num_samples / self.batch_size)
         )
-        self._data = None if self.streaming else self._load(self.files)
+        self._data = None if self.streaming else self._load(self.files, self.block_sizes)
         self.on_device = False
         if data_on_device and not self.streaming:
             self._to_device()
 
     # ---- holding the data
 
-    def _load(self, files) -> dict[str, torch.Tensor]:
-        """Each column in one preallocated array, filled block by block (no concatenated copy)."""
-        rows = [h5io.block_rows(f) for f in files]
+    def _load(self, files, rows) -> dict[str, torch.Tensor]:
+        """Each column in one preallocated array, filled block by block (no concatenated copy);
+        ``rows`` are the blocks' row counts."""
         data: dict[str, np.ndarray] = {}
         start = 0
         for path, n in zip(files, rows):
             with h5io.open_h5(path) as hf:
-                missing = [c for c in self.columns if c not in hf]
-                if missing:
-                    raise CTRBenchError(
-                        f"{path} lacks column(s) {', '.join(missing)} named in feature_map.json; "
-                        f"rebuild the dataset with 'ctrbench data build'"
-                    )
-                for c in self.columns:
-                    ds = hf[c]
+                for c, ds in zip(self.columns, h5io.datasets(hf, path, self.columns)):
                     if c not in data:
                         data[c] = np.empty((sum(rows),) + ds.shape[1:], dtype=_dtype(c, self.feature_map))
                     target = data[c][start : start + n]
@@ -202,7 +195,7 @@ class H5BlockLoader:
             if skip_batches >= n_batches:
                 skip_batches -= n_batches
                 continue
-            data = self._load([self.files[block]])
+            data = self._load([self.files[block]], [self.block_sizes[block]])
             yield from self._slices(data, self.block_sizes[block], gen, skip_batches)
             skip_batches = 0
 

@@ -164,7 +164,7 @@ class Processor(
         if col["type"] == "meta":
             return
         threshold = col.get("min_categr_count", self.min_count)
-        if vc.vocabulary(counts, threshold, col.get("fill_na", "")).height == 0:
+        if vc.kept_values(counts, threshold, col.get("fill_na", "")).height == 0:
             raise CTRBenchError(
                 f"categorical column '{col['name']}' in {self.where}: no value occurs "
                 f"min_categr_count={threshold} times in train; lower min_categr_count for it "

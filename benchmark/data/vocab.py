@@ -76,15 +76,21 @@ class CountMerger:
         return dict(self.merged)
 
 
-def vocabulary(counts: pl.DataFrame, min_count: int, na_value) -> pl.DataFrame:
-    """fuxictr's vocabulary rule on a ``(value, count)`` frame: ``(value, id)`` with ids 1..n."""
+def kept_values(counts: pl.DataFrame, min_count: int, na_value) -> pl.DataFrame:
+    """The ``(value, count)`` rows fuxictr's vocabulary keeps: seen ``min_count`` times, not the fill value."""
     keep = counts.filter(pl.col(COUNT) >= min_count)
     dtype = counts.schema[VALUE]
     if isinstance(na_value, str) and dtype == pl.String:
         keep = keep.filter(pl.col(VALUE) != na_value)
     elif isinstance(na_value, (int, float)) and not isinstance(na_value, bool) and dtype.is_numeric():
         keep = keep.filter(pl.col(VALUE) != na_value)
-    if dtype == pl.String:
+    return keep
+
+
+def vocabulary(counts: pl.DataFrame, min_count: int, na_value) -> pl.DataFrame:
+    """fuxictr's vocabulary rule on a ``(value, count)`` frame: ``(value, id)`` with ids 1..n."""
+    keep = kept_values(counts, min_count, na_value)
+    if counts.schema[VALUE] == pl.String:
         keep = keep.sort([COUNT, VALUE], descending=[True, False])
     else:  # fuxictr sorts non-string tokens by value
         keep = keep.sort(VALUE)
@@ -130,21 +136,23 @@ class FrameTokenizer(Tokenizer):
         return map_ids(values.to_frame(), VALUE, self.frame, self.oov_idx)[VALUE].to_list()
 
 
+def join_ids(
+    query: pl.LazyFrame, name: str, vocab: pl.DataFrame, oov: int, dtype=pl.Int32, tag: str = ""
+) -> pl.LazyFrame:
+    """``query`` with column ``name`` replaced by its vocabulary ids (``oov`` for unseen and null): a left
+    join on the ``(value, id)`` frame. ``tag`` keeps the helper columns of several joins in one query apart."""
+    key, ident = f"__key{tag}", f"__id{tag}"
+    return (
+        query.with_columns(pl.col(name).cast(vocab.schema[VALUE], strict=False).alias(key))
+        .join(vocab.lazy().rename({VALUE: key, ID: ident}), on=key, how="left", maintain_order="left")
+        .with_columns(pl.col(ident).fill_null(oov).cast(dtype).alias(name))
+        .drop(key, ident)
+    )
+
+
 def map_ids(frame: pl.DataFrame, name: str, vocab: pl.DataFrame, oov: int, dtype=pl.Int32) -> pl.DataFrame:
     """``frame`` with column ``name`` replaced by its vocabulary ids (``oov`` for unseen and null)."""
-    keys = vocab.schema[VALUE]
-    column = pl.col(name)
-    if frame.schema[name] != keys:
-        column = column.cast(keys, strict=False)
-    ids = vocab.lazy().rename({VALUE: "__key", ID: "__id"})
-    return (
-        frame.lazy()
-        .with_columns(column.alias("__key"))
-        .join(ids, on="__key", how="left", maintain_order="left")
-        .with_columns(pl.col("__id").fill_null(oov).cast(dtype).alias(name))
-        .drop("__key", "__id")
-        .collect()
-    )
+    return join_ids(frame.lazy(), name, vocab, oov, dtype).collect()
 
 
 # --------------------------------------------------------------------------------------------------
