@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.data.synth import CRITEO_CARDINALITY
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import create_model, get_model_class, registry
 from model_zoo.base import CTRModel
@@ -27,35 +28,8 @@ from tests.oracles import (
     smooth_l0_steps_to_floor,
 )
 
-# DLRM's Criteo-Kaggle vocabulary (33,762,577 rows in all).
-CRITEO_DLRM_VOCAB = [
-    1460,
-    583,
-    10131227,
-    2202608,
-    305,
-    24,
-    12517,
-    633,
-    3,
-    93145,
-    5683,
-    8351593,
-    3194,
-    27,
-    14992,
-    5461306,
-    10,
-    5652,
-    2173,
-    4,
-    7046547,
-    18,
-    15,
-    286181,
-    105,
-    142572,
-]
+# DLRM's Criteo-Kaggle vocabulary (33,762,577 ids in all).
+CRITEO_DLRM_VOCAB = CRITEO_CARDINALITY  # Kaggle Criteo's per-column distinct values (DLRM's full vocabulary)
 NUMERIC = [f"I{i}" for i in range(1, 14)]
 
 # small hosts for the structural tests: DNN widths [32, 16] + output unit everywhere

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import model_zoo
+from benchmark.data.synth import CRITEO_CARDINALITY
 from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo.errors import ModelConfigError
 from tests.oracles import bilinear_fusion_param_count, mlp_param_count
@@ -401,35 +402,8 @@ def test_dlrm_count_small():
     assert count_parameters(no_numeric) == V * D + mlp_param_count(P, [16], output_dim=1)
 
 
-# DLRM's Criteo-Kaggle vocab (full file, no threshold), specs/maskfusion.md §6
-DLRM_KAGGLE_VOCAB = [
-    1460,
-    583,
-    10131227,
-    2202608,
-    305,
-    24,
-    12517,
-    633,
-    3,
-    93145,
-    5683,
-    8351593,
-    3194,
-    27,
-    14992,
-    5461306,
-    10,
-    5652,
-    2173,
-    4,
-    7046547,
-    18,
-    15,
-    286181,
-    105,
-    142572,
-]
+# DLRM's Criteo-Kaggle vocabulary: the full file, no count threshold
+DLRM_KAGGLE_VOCAB = CRITEO_CARDINALITY  # Kaggle Criteo's per-column distinct values (DLRM's full vocabulary)
 
 
 def test_dlrm_maskfusion_criteo_count(monkeypatch):
