@@ -1,4 +1,5 @@
-"""Embedding diagnostics of SFG (spec sfg.md §10): dimensional collapse and operand redundancy.
+"""Embedding diagnostics of SFG (paper §4.3.1 and §4.3.2; the authors' plot_paper_collapse.py and
+plot_paper_cov_matrix.py in USTC-StarTeam/GE4Rec): dimensional collapse and operand redundancy.
 
 - Spectrum: the covariance C of the evaluated embedding over a fixed validation sample (DIS: the raw
   concatenated embeddings; GEN: the generated ones; DCNv2/CrossNet: every cross layer's left operand

@@ -65,7 +65,8 @@ def dlf_count(
     naf_steps=1,
     late_fusion=False,
 ):
-    """Non-embedding parameters of DLF from the spec's shapes (independent of the implementation)."""
+    """Non-embedding parameters of DLF from the block shapes of the authors' code, the reading under which
+    Eqs. 5-7 type-check (docs/decisions.md, DLF); independent of the implementation."""
     blocks = (["low"] if low else []) + ["high", "implicit"]
     streams = [[b] for b in blocks] if late_fusion else [blocks]
     total, head_tokens = 0, 0
@@ -90,7 +91,7 @@ def dlf_count(
     return total + mlp(head_tokens * d, list(head), 1)
 
 
-# ---- the released model (spec §4.2) -------------------------------------------------------------------------
+# ---- the released model (the authors' DLF class, Keffee/DLF models.py; DLF_default in model_config.yaml) ---
 
 
 def test_release_criteo_param_count_is_15190065():
@@ -103,7 +104,8 @@ def test_release_criteo_param_count_is_15190065():
 
 @pytest.mark.parametrize("fields,millions", [(22, 14.76), (3, 14.29), (10, 14.46)])
 def test_release_counts_of_the_other_datasets(fields, millions):
-    """The spec's ~14.76M (Avazu), ~14.29M (MovieLens), ~14.46M (Frappe)."""
+    """Closed-form counts of the released model with the code's defaults: ~14.76M (Avazu), ~14.29M
+    (MovieLens), ~14.46M (Frappe)."""
     count = dlf_count(fields, naf=False, gate=False, dense=False)
     assert round(count / 1e6, 2) == millions
     if fields <= 10:  # building the 14M-parameter model is the slow part; two datasets suffice

@@ -148,6 +148,9 @@ def test_dcnv2_controller_is_the_crossnetv2_recurrence(mode):
 
 
 def test_parameter_count_oracles_from_the_spec():
+    """Component counts at n = 27, d = 16 (DLRM's Criteo: 26 sparse fields + the dense vector), host DNN
+    [512, 256, 1] and generators [512, 256] (App. A): fused layers, generators, static masks, the DCNv2-type
+    controller (App. I.2) and the bottom MLP."""
     n, d, nd = 27, 16, 27 * 16
     assert fused_mlp_param_count(367, [512, 256, 1], 0) == 320_001
     assert fused_mlp_param_count(367, [512, 256, 1], nd) == 652_209

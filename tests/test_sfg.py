@@ -40,7 +40,8 @@ def batch(n=32):
 def test_gen_params_equal_dis_plus_encoders(gen, dis, extra, encoders):
     expected = count_parameters(build(dis, **extra)) + encoders * generator_param_count(N, D)
     assert count_parameters(build(gen, **extra)) == expected
-    assert generator_param_count(39, 10) == 152_100 and generator_param_count(24, 16) == 147_456  # spec §3
+    # (N d)^2: Eq. 6's W_F(i) in R^{Nd x d} for each of the N fields (App. B.4)
+    assert generator_param_count(39, 10) == 152_100 and generator_param_count(24, 16) == 147_456
 
 
 @pytest.mark.parametrize("gen,dis,extra,encoders", CASES)

@@ -1,5 +1,5 @@
-"""TF4CTR: parameter counts against the authors' logs (spec tf4ctr.md §9.6), the Twin Focus loss, every
-SSEM x DFM combination (forward/backward and one epoch on the tiny fixture)."""
+"""TF4CTR: parameter counts against the authors' logs (salmon1802/TF4CTR, TF4CTR_torch/checkpoints), the
+Twin Focus loss, every SSEM x DFM combination (forward/backward and one epoch on the tiny fixture)."""
 
 import itertools
 import math
@@ -32,7 +32,8 @@ def tf4ctr(vocab_sizes, embedding_dim=16, sequence=None, **kw):
 
 
 def formula(F, total_vocab, ssm, dfm, easy, hard=(400, 400, 400), d=16):
-    """Closed form of TF4CTR's parameter count (spec §2-§4); MLP blocks with batch norm."""
+    """Closed form of TF4CTR's parameter count (SSEM, encoders and DFM of paper §III-C, §III-D, §III-F,
+    with the shapes of the authors' code, e.g. the SER easy table of width d / 2); MLP blocks with BN."""
     D = F * d
     emb = total_vocab * d
     easy_in = D

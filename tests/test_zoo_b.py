@@ -1,5 +1,6 @@
-"""Baseline zoo, part 2: parameter counts (closed form and the specs' logged numbers), the papers'
-equations on small inputs, forward/backward and probability outputs, auxiliary losses, config errors.
+"""Baseline zoo, part 2: parameter counts (closed form, the papers' printed counts and the authors' logs),
+the papers' equations on small inputs, forward/backward and probability outputs, auxiliary losses, config
+errors.
 
 Models are built with ``feature_map_from_vocab`` + ``model_kwargs`` (no data).
 """
@@ -407,7 +408,8 @@ DLRM_KAGGLE_VOCAB = CRITEO_CARDINALITY  # Kaggle Criteo's per-column distinct va
 
 
 def test_dlrm_maskfusion_criteo_count(monkeypatch):
-    """specs/maskfusion.md §2.9: the MaskFusion paper's DLRM baseline has 540,677,217 parameters."""
+    """MaskFusion Tables 3/4: the DLRM baseline's 540.68M (540.67M) is 540,677,217 parameters with DLRM's
+    full Criteo-Kaggle vocabulary (App. A)."""
     # skip the N(0, 1e-4) fill of 540M embedding weights: the tables stay untouched virtual memory
     monkeypatch.setattr(torch.nn.init, "normal_", lambda tensor, *args, **kwargs: tensor)
     assert sum(DLRM_KAGGLE_VOCAB) == 33_762_577
@@ -429,7 +431,7 @@ def test_dlrm_maskfusion_criteo_count(monkeypatch):
 
 
 def test_dualmlp_tf4ctr_frappe_log_count():
-    """specs/tf4ctr.md §9.6: the TF4CTR v1 Frappe log (Share, easy [400]) has 539,732 parameters =
+    """The TF4CTR authors' v1 Frappe log (Share, easy [400]) has 539,732 parameters =
     86,128 embeddings + 65,601 (MLP_s [400] + BN + output) + 388,001 (MLP_c [400]x3 + BN + output) + 2
     fusion weights; DualMLP is those two towers with summed logits, so 539,730."""
     frappe = {
