@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 import model_zoo
 from benchmark.data.synth import CRITEO_CARDINALITY
@@ -606,15 +607,65 @@ def test_sam_modes_equations():
     assert torch.allclose(sam1.aggregate(sam1.interact(e, e)), e.sum(1), atol=1e-6)  # weights start at 1
 
 
-def test_embedding_initializer_option():
-    """SAM2E/SAM3E (4th order) and EulerNet (embeddings as phases) can start from a wider init."""
-    for name, over in (("SAM", {"interaction_type": "SAM2E"}), ("EulerNet", {"order_list": [4]})):
-        default = build(name, **over)
-        wide = build(name, embedding_initializer="partial(nn.init.normal_, std=1e-2)", **over)
-        table = "embedding_layer.embedding_layer.embedding_layers.f1.weight"
-        std_default = dict(default.named_parameters())[table][1:].std()
-        std_wide = dict(wide.named_parameters())[table][1:].std()
-        assert std_default < 3e-4 and 3e-3 < std_wide < 3e-2
+TABLE = "embedding_layer.embedding_layer.embedding_layers.f1.weight"
+
+
+@pytest.mark.parametrize(
+    "over, std",
+    [
+        ({"interaction_type": "SAM1", "aggregation": "weighted_pooling"}, 1e-4),
+        ({"interaction_type": "SAM2A"}, 1e-4),
+        ({"interaction_type": "SAM3A", "num_interaction_layers": 1}, 1e-4),
+        ({"interaction_type": "SAM3A", "use_residual": True, "num_interaction_layers": 3}, 1e-4),
+        ({"interaction_type": "SAM3E", "use_residual": True, "num_interaction_layers": 3}, 1e-4),
+        ({"interaction_type": "SAM2E"}, D**-0.5),  # order 4: unit expected norm
+        ({"interaction_type": "SAM3E", "num_interaction_layers": 2}, D**-0.5),
+        ({"interaction_type": "SAM3A", "num_interaction_layers": 3}, (N * D) ** -0.5),  # layer fixed point
+        ({"interaction_type": "SAM2E", "embedding_initializer": "partial(nn.init.normal_, std=1e-2)"}, 1e-2),
+    ],
+)
+def test_sam_embedding_init_per_mode(over, std):
+    """fuxictr's N(0, 1e-4) where the output has a term of order <= 2; the higher-order modes start
+    where they can train (sam.py's module doc); an explicit initializer wins."""
+    torch.manual_seed(0)
+    model = build("SAM", **over)
+    measured = float(dict(model.named_parameters())[TABLE].detach()[1:].std())
+    assert 0.5 * std < measured < 1.6 * std
+
+
+def test_sam2e_default_init_gives_distinct_predictions_and_trains():
+    """From fuxictr's N(0, 1e-4), SAM2E's logits are equal to float32 resolution (AUC 0.5 exactly) and
+    Adam barely moves it; from the default init its predictions differ and a planted signal is learnt."""
+    torch.manual_seed(1)
+    fm = fmap()
+    X = batch(fm, size=256, seed=3)
+    X["label"] = (X["f1"] % 2).float()  # the label is a function of one field
+    for init, learns in (("partial(nn.init.normal_, std=1e-4)", False), (None, True)):
+        torch.manual_seed(1)
+        model = build("SAM", fm, interaction_type="SAM2E", embedding_initializer=init)
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            optimizer.zero_grad()
+            model.add_loss(model.forward(X), model.get_labels(X)).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            pred = model.forward(X)["y_pred"].flatten()
+        auc = roc_auc_score(X["label"].numpy(), pred.numpy())
+        if learns:
+            assert pred.std() > 1e-3 and auc > 0.95
+        else:
+            assert pred.std() < 1e-6
+
+
+def test_eulernet_embedding_initializer_option():
+    """EulerNet (embeddings as phases) can start from a wider init."""
+    default = build("EulerNet", order_list=[4])
+    wide = build("EulerNet", embedding_initializer="partial(nn.init.normal_, std=1e-2)", order_list=[4])
+    std_default = dict(default.named_parameters())[TABLE][1:].std()
+    std_wide = dict(wide.named_parameters())[TABLE][1:].std()
+    assert std_default < 3e-4 and 3e-3 < std_wide < 3e-2
 
 
 def test_wukong_fm_block_is_low_rank_fm():
