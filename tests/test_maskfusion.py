@@ -147,7 +147,7 @@ def test_dcnv2_controller_is_the_crossnetv2_recurrence(mode):
         assert torch.allclose(outs[-1], ctrl.crossnet(x0), atol=1e-6)
 
 
-def test_parameter_count_oracles_from_the_spec():
+def test_parameter_count_oracles_from_the_appendix():
     """Component counts at n = 27, d = 16 (DLRM's Criteo: 26 sparse fields + the dense vector), host DNN
     [512, 256, 1] and generators [512, 256] (App. A): fused layers, generators, static masks, the DCNv2-type
     controller (App. I.2) and the bottom MLP."""

@@ -1,4 +1,4 @@
-"""``ctrbench analyze``: embedding spectrum / information abundance and operand redundancy (SFG §10)."""
+"""``ctrbench analyze``: embedding spectrum / information abundance and operand redundancy (SFG Sec. 4.3.1 and 4.3.2)."""
 
 from __future__ import annotations
 

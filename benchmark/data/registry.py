@@ -6,7 +6,7 @@ header each CSV must have), where the originals can be downloaded, and which raw
 data prepare`` turns into the split. ``benchmark/data/prepare.py`` holds the code that uses it.
 
 Sources of the numbers: the reczoo/Datasets and reczoo/BARS READMEs (md5sum lines, split sizes),
-the papers' specs (IBNet, TF4CTR, DLF, SFG, MaskFusion) and the GroupLens / Kaggle / Criteo AI Lab
+the five papers' dataset sections and tables (IBNet, TF4CTR, DLF, SFG, MaskFusion) and the GroupLens / Kaggle / Criteo AI Lab
 pages for the raw data.
 """
 
