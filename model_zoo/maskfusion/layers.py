@@ -31,6 +31,8 @@ current batch, which computes all positions' masks once per forward from the emb
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from fuxictr.pytorch.layers import CrossNetV2
@@ -165,14 +167,18 @@ class SmoothL0Gate(nn.Module):
         self,
         num_fields: int,
         embedding_dim: int,
-        x_init: float = 1.0,
+        x_init: float | None = None,
         eps_init: float = 0.1,
         eps_decay: float = 0.999,
         eps_min: float = 5e-4,
         prune_threshold: float = 1e-6,
     ):
         super().__init__()
-        self.x_init, self.eps_init = float(x_init), float(eps_init)
+        self.eps_init = float(eps_init)
+        # None: x = sqrt(eps_init), so g starts at 1/2, where dg/dx is near its largest and the data's
+        # gradient can hold a gate against the penalty; from x = 1 (g saturated) the penalty that moves
+        # the gates in one run swamps the data's and every gate falls at once (docs/decisions.md)
+        self.x_init = math.sqrt(self.eps_init) if x_init is None else float(x_init)
         self.eps_decay, self.eps_min = float(eps_decay), float(eps_min)
         self.prune_threshold = float(prune_threshold)
         self.x = nn.Parameter(torch.full((num_fields, embedding_dim), self.x_init))

@@ -29,7 +29,7 @@ Config (``maskfusion:`` block; ``enabled: false`` is the host's baseline, numeri
       instance_norm: true
       in_eps: 1.0e-5
       fuse_first_layer: true
-      smooth_l0: {enabled: false, lambda: 1.0, lr: 0.006, momentum: 0.9, x_init: 1.0, eps_init: 0.1,
+      smooth_l0: {enabled: false, lambda: 0.22, lr: 0.006, momentum: 0.9, x_init: null, eps_init: 0.1,
                   eps_decay: 0.999, eps_min: 0.0005, eps_decay_interval: 1, prune_threshold: 1.0e-6}
       dcn_controller: {mode: stacked, input: in}
     numeric_encoder: bottom_mlp    # or per_field (fuxictr's value x vector per numeric field)
@@ -69,10 +69,10 @@ NUMERIC_ENCODERS = ("per_field", "bottom_mlp")
 
 SMOOTH_L0_DEFAULTS = {
     "enabled": False,
-    "lambda": 1.0,
+    "lambda": 0.22,  # calibrated on synth_criteo_1m (results/targets/maskfusion_table11.yaml)
     "lr": 0.006,
     "momentum": 0.9,
-    "x_init": 1.0,
+    "x_init": None,  # sqrt(eps_init), g = 1/2 at the start (docs/decisions.md, MaskFusion)
     "eps_init": 0.1,
     "eps_decay": 0.999,
     "eps_min": 0.0005,
@@ -145,6 +145,8 @@ def parse_config(block, host: str = "model") -> dict:
         )
     sl0 = cfg["smooth_l0"]
     for key in ("lambda", "lr", "momentum", "x_init", "eps_init", "eps_decay", "eps_min", "prune_threshold"):
+        if key == "x_init" and sl0[key] is None:  # sqrt(eps_init): the gate starts at g = 1/2
+            continue
         if not isinstance(sl0[key], (int, float)) or isinstance(sl0[key], bool):
             raise ModelConfigError(f"maskfusion.smooth_l0.{key}={sl0[key]!r} must be a number")
     if not 0 < sl0["eps_decay"] <= 1 or sl0["eps_min"] <= 0 or sl0["eps_init"] <= 0:
