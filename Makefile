@@ -5,7 +5,7 @@ RESULTS ?= results
 # torch==2.13.0 resolves to the CPU build here; an existing torch (e.g. a CUDA build) is kept as is.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast test-tables lint bench-build reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
+.PHONY: install demo test test-fast test-tables lint bench-build calibrate-smoothl0 reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
 	reproduce-dlf reproduce-sfg reproduce-maskfusion
 
 # make reproduce-<paper> [SMOKE=1] [DATASETS=a,b] [MODELS=m,n] [SEEDS=1,2,3] [GPU=0]
@@ -47,6 +47,10 @@ lint: install
 # the builder on Kaggle Criteo's cardinality profile (4.8M rows) against the bare polars floor
 bench-build: install
 	$(PYTHON) scripts/bench_build.py --profile criteo --rows 4800000 --methods ctrbench,floor
+
+# SmoothL0's lambda on the synthetic Criteo-like set: pruned share per lambda over the first 6,000 steps
+calibrate-smoothl0: install
+	$(PYTHON) scripts/calibrate_smoothl0.py --expid MaskFusion_DCN_smoothl0_synth --lambdas 0.1,0.2,0.3
 
 reproduce-table4: install
 	$(REPRODUCE) results/targets/ibnet_table4.yaml
