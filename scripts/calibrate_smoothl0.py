@@ -94,27 +94,28 @@ def main(argv=None) -> int:
     lambdas = [float(v) for v in args.lambdas.split(",") if v.strip()]
     log_every = max(1, args.steps // 6)
     results = []
-    for lam in lambdas:
+
+    def measure(lam: float) -> None:
         results.append(
             run_lambda(args.expid, lam, args.steps, args.set, args.config, log_every, args.data_root)
         )
         show(results[-1])
+
+    for lam in lambdas:
+        measure(lam)
     if args.target is not None:
         for _ in range(args.iters):
             below = [r for r in results if r["sparsity"] < args.target]
             above = [r for r in results if r["sparsity"] >= args.target]
             if not below or not above:
                 print(
-                    f"error: no lambda of {args.lambdas} brackets the target {args.target:.0%}; widen --lambdas"
+                    f"error: no lambda of {args.lambdas} brackets the target {args.target:.0%}; widen --lambdas",
+                    file=sys.stderr,
                 )
                 return 2
             lo = max(below, key=lambda r: r["lambda"])["lambda"]
             hi = min(above, key=lambda r: r["lambda"])["lambda"]
-            mid = math.sqrt(lo * hi)
-            results.append(
-                run_lambda(args.expid, mid, args.steps, args.set, args.config, log_every, args.data_root)
-            )
-            show(results[-1])
+            measure(math.sqrt(lo * hi))
         best = min(results, key=lambda r: abs(r["sparsity"] - args.target))
         print(
             f"closest to {args.target:.0%}: lambda {best['lambda']:.4g} ({100 * best['sparsity']:.1f}% pruned)"

@@ -9,6 +9,7 @@ that points at a spec file, a section of one or their folder.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -92,14 +93,9 @@ def _tracked_text_files() -> list[str]:
     return sorted(p for p in keep if os.path.isfile(os.path.join(REPO, p)))
 
 
-_FILES: list[str] | None = None
-
-
+@functools.cache
 def _files() -> list[str]:
-    global _FILES
-    if _FILES is None:
-        _FILES = _tracked_text_files()
-    return _FILES
+    return _tracked_text_files()
 
 
 def _missing_md(match: re.Match, tracked: set[str]) -> bool:

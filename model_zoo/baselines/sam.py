@@ -71,7 +71,8 @@ def default_embedding_initializer(
     mode: str, use_residual: bool, num_layers: int, num_fields: int, embedding_dim: int
 ) -> str:
     """The embedding init of a SAM mode (the module doc gives the rule and its measurements)."""
-    if lowest_order(mode, use_residual, num_layers) <= 2:
+    order = lowest_order(mode, use_residual, num_layers)
+    if order <= 2:
         return EMBEDDING_INIT
     if mode == "SAM3A":
         std = float(num_fields * embedding_dim) ** -0.5
@@ -82,7 +83,7 @@ def default_embedding_initializer(
                 "SAM3E with %d layers and no residual is of order %d in the embeddings and trains from "
                 "no measured init; set use_residual: true",
                 int(num_layers),
-                lowest_order(mode, use_residual, num_layers),
+                order,
             )
     return f"partial(nn.init.normal_, std={std!r})"
 
