@@ -23,6 +23,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 from .errors import CTRBenchError
 
@@ -224,3 +225,203 @@ def _jsonable(value):
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ---- what was run: grouping records by config ------------------------------------------------------
+
+#: Record fields that say where or how a record is shown, not what was run (left out of labels).
+_LABEL_NOISE = ("seed", "report_name", "table_column", "table_name", "verbose", "expid")
+
+
+def config_key(record: dict) -> str:
+    """The record's config hash with the seed left out: two records with the same key are seeds of one
+    config. Computed from the record's resolved ``config`` by ``config.config_hash``; a record without a
+    ``config`` (written by hand, or by a very old version) gets the key of its expid and model, so such
+    records still group by what they name."""
+    from .config import config_hash
+
+    cfg = record.get("config")
+    if isinstance(cfg, dict) and cfg:
+        return config_hash({k: v for k, v in cfg.items() if k != "seed"})
+    return config_hash({"expid": record.get("expid"), "model": record.get("model"), "_noconfig": True})
+
+
+def record_hash(record: dict) -> str | None:
+    """The record's config hash (seed included): the one it carries, else computed from its config."""
+    if record.get("config_hash"):
+        return record["config_hash"]
+    cfg = record.get("config")
+    if isinstance(cfg, dict) and cfg:
+        from .config import config_hash
+
+        return config_hash(cfg)
+    return None
+
+
+def find_recorded(records: list[dict], params: dict | str) -> dict | None:
+    """The newest record of the run ``params`` (a resolved config, or its config hash) describes, or
+    None: "is this config already recorded?" for sweep, tune and reproduce alike."""
+    if isinstance(params, str):
+        wanted = params
+    else:
+        from .config import config_hash
+
+        wanted = config_hash(params)
+    for rec in reversed(records):
+        if record_hash(rec) == wanted:
+            return rec
+    return None
+
+
+@dataclass
+class RecordGroup:
+    """The records of one config (one dataset, one expid, one seedless config hash), one per seed."""
+
+    dataset_id: str
+    expid: str
+    model: str
+    config_key: str
+    label: str = ""
+    records: list = field(default_factory=list)
+    seeds: list = field(default_factory=list)
+    differing: dict = field(default_factory=dict)
+    dropped: list = field(default_factory=list)  # why records of this config are not seeds of it
+    order: int = 0  # position of the group's newest record in the records list
+
+    @property
+    def name(self) -> str:
+        """The model's report name (a targets row, else the model class)."""
+        first = self.records[0] if self.records else {}
+        return first.get("report_name") or self.model
+
+
+class GroupList(list):
+    """The groups, plus what was left out: ``incomplete`` (records without the split's metrics) and
+    ``left_out`` (older configs that ``latest=True`` did not keep)."""
+
+    def __init__(self, groups=(), incomplete=(), left_out=()):
+        super().__init__(groups)
+        self.incomplete = list(incomplete)
+        self.left_out = list(left_out)
+
+    def notes(self, split: str = "test") -> list[str]:
+        """One line per thing left out, for a table's footnotes."""
+        lines = [
+            f"{rec.get('expid') or rec.get('model')} on {rec.get('dataset_id')} seed {rec.get('seed')} "
+            f"({rec.get('run_id') or rec.get('time') or 'no run id'}): no {split} metrics, not a seed"
+            for rec in self.incomplete
+        ]
+        lines += [
+            f"{g.label} on {g.dataset_id} ({len(g.seeds)} seed(s)): an older config of {g.expid}, "
+            f"left out by --latest"
+            for g in self.left_out
+        ]
+        for g in self:
+            lines += [f"{g.label} on {g.dataset_id}: {d}" for d in g.dropped]
+        return lines
+
+
+def _has_split(record: dict, split: str) -> bool:
+    values = record.get(split)
+    return isinstance(values, dict) and any(isinstance(v, (int, float)) for v in values.values())
+
+
+def _short(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def _differing(configs: list[dict]) -> list[dict]:
+    """Per config, the keys whose values are not the same in all ``configs`` (``-`` where absent)."""
+    keys = sorted({k for cfg in configs for k in cfg} - set(_LABEL_NOISE))
+    varying = [
+        k
+        for k in keys
+        if len({json.dumps(cfg.get(k, "-"), sort_keys=True, default=str) for cfg in configs}) > 1
+    ]
+    return [{k: cfg.get(k, "-") for k in varying} for cfg in configs]
+
+
+def _label(base: str, differing: dict, limit: int = 3) -> str:
+    if not differing:
+        return base
+    items = [f"{k}={_short(v)}" for k, v in differing.items()]
+    more = f", +{len(items) - limit} more" if len(items) > limit else ""
+    return f"{base} [{', '.join(items[:limit])}{more}]"
+
+
+def group_records(records: list[dict], split: str = "test", latest: bool = False) -> GroupList:
+    """Records grouped by what was run: (dataset_id, expid, seedless config hash) -> one group whose
+    records are distinct seeds of that config (see :class:`RecordGroup`), in first-seen order.
+
+    - A record without metrics of ``split`` is no seed of any group and never replaces another record;
+      it is listed in the result's ``incomplete``.
+    - The same seed recorded twice in one config: the newest (later in the file) is kept and the group's
+      ``dropped`` says so.
+    - Labels: the report name (a targets row, else the model) when that name stands for one config on
+      every dataset; otherwise the expid, and where one expid has several configs on a dataset, the keys
+      that differ between them, e.g. ``DCN_tiny [batch_size=256]``.
+    - ``latest=True`` keeps only the newest config of each expid on each dataset; the others are listed in
+      the result's ``left_out``.
+    """
+    groups: dict = {}
+    incomplete = []
+    for index, rec in enumerate(records):
+        if not _has_split(rec, split):
+            incomplete.append(rec)
+            continue
+        model = rec.get("model") or rec.get("report_name") or "?"
+        expid = rec.get("expid") or rec.get("report_name") or model
+        key = (rec.get("dataset_id"), expid, config_key(rec))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = RecordGroup(rec.get("dataset_id"), expid, model, key[2])
+        seed = rec.get("seed")
+        if seed in group.seeds:
+            at = group.seeds.index(seed)
+            old = group.records[at]
+            group.dropped.append(
+                f"seed {seed} recorded again; the newer record ({rec.get('time') or f'record {index + 1}'}) "
+                f"replaces the one of {old.get('time') or 'an earlier line'}"
+            )
+            group.records[at] = rec
+        else:
+            group.seeds.append(seed)
+            group.records.append(rec)
+        group.order = index
+    found = list(groups.values())
+    left_out = []
+    if latest:
+        newest: dict = {}
+        for g in found:
+            key = (g.dataset_id, g.expid)
+            if key not in newest or g.order > newest[key].order:
+                newest[key] = g
+        left_out = [g for g in found if newest[(g.dataset_id, g.expid)] is not g]
+        found = [g for g in found if newest[(g.dataset_id, g.expid)] is g]
+    _set_labels(found)
+    _set_labels(left_out, found)
+    return GroupList(found, incomplete, left_out)
+
+
+def _set_labels(groups: list[RecordGroup], context: list[RecordGroup] = ()) -> None:
+    """Fill ``differing`` and ``label`` (see :func:`group_records`), judged among ``groups`` and
+    ``context`` together."""
+    everyone = list(context) + [g for g in groups if g not in context]
+    by_expid: dict = {}
+    for g in everyone:
+        by_expid.setdefault((g.dataset_id, g.expid), []).append(g)
+    for siblings in by_expid.values():
+        configs = [(g.records[0].get("config") or {}) for g in siblings]
+        for g, diff in zip(siblings, _differing(configs) if len(siblings) > 1 else [{}] * len(siblings)):
+            g.differing = diff
+    per_name: dict = {}
+    for g in everyone:
+        per_name.setdefault((g.dataset_id, g.name), []).append(g)
+    ambiguous = {name for (_, name), gs in per_name.items() if len(gs) > 1}
+    for g in groups:
+        if g.name in ambiguous:
+            g.label = _label(g.expid, g.differing)
+        else:
+            g.label = g.name

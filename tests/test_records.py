@@ -85,3 +85,68 @@ def test_unopenable_records_path_keeps_the_record_aside(tmp_path, monkeypatch):
     side = err.value.message.split("kept in ")[1].split(":")[0]
     assert side.startswith(str(tmp_path / "home")) and json.loads(open(side).read()) == {"a": 1}
     assert blocker.read_text().startswith("a file")
+
+
+# ---- grouping by what was run ----------------------------------------------------------------------
+
+
+def run_rec(expid, seed, auc, time="t", dataset="d", model="DCN", test=True, **config):
+    cfg = {"expid": expid, "model": model, "dataset_id": dataset, "seed": seed, "batch_size": 1024}
+    cfg.update(config)
+    rec = {"time": time, "expid": expid, "model": model, "dataset_id": dataset, "seed": seed, "config": cfg}
+    if test:
+        rec["test"] = {"AUC": auc, "logloss": 1 - auc}
+    from benchmark.config import config_hash
+
+    rec["config_hash"] = config_hash(cfg)
+    return rec
+
+
+def test_config_key_leaves_out_only_the_seed():
+    from benchmark.records import config_key
+
+    a, b = run_rec("DCN_tiny", 1, 0.7), run_rec("DCN_tiny", 2, 0.7)
+    assert a["config_hash"] != b["config_hash"] and config_key(a) == config_key(b)
+    assert config_key(run_rec("DCN_tiny", 1, 0.7, batch_size=256)) != config_key(a)
+
+
+def test_group_records_cases():
+    from benchmark.records import group_records
+
+    records = [
+        run_rec("DCN_tiny", 1, 0.70, "t1"),
+        run_rec("DCN_tiny", 2, 0.72, "t2"),
+        run_rec("DCN_tiny", 1, 0.80, "t3", batch_size=256),  # a --set run: another config
+        run_rec("DCN_tiny_tuned", 1, 0.75, "t4", learning_rate=0.01),
+        run_rec("DCN_tiny", 2, 0.73, "t5"),  # seed 2 again: replaces t2
+        run_rec("DCN_tiny", 1, None, "t6", test=False),  # no test metrics: hides nothing
+        run_rec("LR_tiny", 1, 0.60, "t7", model="LR"),
+    ]
+    groups = group_records(records)
+    labels = {g.label: g for g in groups}
+    assert sorted(labels) == [
+        "DCN_tiny [batch_size=1024]",
+        "DCN_tiny [batch_size=256]",
+        "DCN_tiny_tuned",
+        "LR",
+    ]
+    plain = labels["DCN_tiny [batch_size=1024]"]
+    assert plain.seeds == [1, 2] and [r["time"] for r in plain.records] == ["t1", "t5"]
+    assert plain.differing == {"batch_size": 1024} and len(plain.dropped) == 1 and "t5" in plain.dropped[0]
+    assert [r["time"] for r in groups.incomplete] == ["t6"]
+    latest = group_records(records, latest=True)
+    assert sorted(g.label for g in latest) == ["DCN_tiny", "DCN_tiny_tuned", "LR"]  # one config each
+    assert latest[0].records[0]["time"] == "t1" and [g.label for g in latest.left_out] == [
+        "DCN_tiny [batch_size=256]"
+    ]
+    assert any("left out by --latest" in n for n in latest.notes())
+
+
+def test_find_recorded_matches_the_full_config():
+    from benchmark.records import find_recorded
+
+    records = [run_rec("DCN_tiny", 1, 0.70, "t1"), run_rec("DCN_tiny", 1, 0.71, "t2")]
+    assert find_recorded(records, records[0]["config"])["time"] == "t2"  # the newest
+    assert find_recorded(records, dict(records[0]["config"], seed=2)) is None
+    assert find_recorded(records, records[0]["config_hash"])["time"] == "t2"
+    assert find_recorded([], records[0]["config"]) is None
