@@ -31,7 +31,7 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 from .errors import CTRBenchError
-from .records import looks_like_records
+from .records import group_records, looks_like_records
 from .util import atomic_write
 
 SIGNIFICANCE_METHODS = ("auto", "paired", "welch", "welch_levene")
@@ -53,33 +53,41 @@ def relaimp_loss(loss: float, base: float) -> float:
     return (loss - base) / base * 100.0
 
 
-def aggregate(records: list[dict], split: str = "test", datasets=None, models=None) -> "OrderedDict":
-    """(report_name, dataset_id) -> {AUC: [...], logloss: [...], seeds: [...], params: int, ...}.
+def aggregate(
+    records: list[dict], split: str = "test", datasets=None, models=None, latest: bool = False
+) -> "OrderedDict":
+    """(label, dataset_id) -> {AUC: [...], logloss: [...], seeds: [...], params: int, group, ...}.
 
-    One value per seed: a later record of the same seed (a re-run appended to the same file)
-    replaces the earlier one, so repeating a run never passes for a second seed.
+    Records are grouped by what was run (``records.group_records``: dataset, expid and config without
+    the seed): one value per distinct seed of one config, a re-run of a seed replaces the earlier record
+    (never a second seed), two configs of one model are two rows with labels that tell them apart, and
+    a record without ``split`` metrics is no seed. ``models`` matches a row's label, report name or
+    expid. The result's ``groups`` attribute holds the groups and what was left out.
     """
-    latest: "OrderedDict" = OrderedDict()
-    for rec in records:
-        name = rec.get("report_name") or rec.get("model")
-        ds = rec.get("dataset_id")
-        if datasets and ds not in datasets:
+    groups = group_records(records, split, latest)
+    cells: "OrderedDict" = _Cells()
+    cells.groups = groups
+    for group in groups:
+        if datasets and group.dataset_id not in datasets:
             continue
-        if models and name not in models:
+        if models and not {group.label, group.name, group.expid} & set(models):
             continue
-        latest.setdefault((name, ds), OrderedDict())[str(rec.get("seed"))] = rec
-    cells: "OrderedDict" = OrderedDict()
-    for key, by_seed in latest.items():
-        cell = cells.setdefault(key, defaultdict(list))
-        for rec in by_seed.values():
-            for k, v in (rec.get(split) or {}).items():
-                cell[k].append(float(v))
+        cell = cells.setdefault((group.label, group.dataset_id), defaultdict(list))
+        cell["group"] = group
+        for rec in group.records:
+            for k, v in rec[split].items():
+                if isinstance(v, (int, float)):
+                    cell[k].append(float(v))
             cell["seeds"].append(rec.get("seed"))
             cell["params"] = rec.get("params")
             for k, _ in EFFICIENCY:
                 if rec.get(k) is not None:
                     cell[k].append(float(rec[k]))
     return cells
+
+
+class _Cells(OrderedDict):
+    groups = None
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -199,18 +207,23 @@ def build_table(
     alpha: float = 0.05,
     efficiency: bool = False,
     mark_best: bool = False,
+    latest: bool = False,
 ) -> dict:
-    """A table structure: {datasets, models, cells{(m, d): {...}}} with RelaImp filled in (and
-    p-values, best marks and efficiency columns when asked)."""
-    cells = aggregate(records, split, datasets, models)
+    """A table structure: {datasets, models, cells{(m, d): {...}}, notes} with RelaImp filled in (and
+    p-values, best marks and efficiency columns when asked). Rows are configs (see :func:`aggregate`);
+    ``latest`` keeps the newest config of each expid and ``notes`` says what was left out."""
+    cells = aggregate(records, split, datasets, models, latest)
     if not cells:
         raise CTRBenchError("no run records match; run experiments first or check --results/--datasets")
     ds_order = list(datasets) if datasets else list(OrderedDict.fromkeys(d for _, d in cells))
-    model_order = list(models) if models else list(OrderedDict.fromkeys(m for m, _ in cells))
-    if baseline and baseline not in model_order:
-        raise CTRBenchError(
-            f"--baseline {baseline} has no records; models with records: {', '.join(model_order)}"
-        )
+    model_order = list(OrderedDict.fromkeys(m for m, _ in cells))
+    if models:
+        first = {}
+        for (m, _), cell in cells.items():
+            g = cell["group"]
+            first.setdefault(m, min(models.index(x) for x in (g.label, g.name, g.expid) if x in models))
+        model_order.sort(key=first.__getitem__)
+    baseline = _baseline_label(baseline, cells, model_order)
     if significance and significance not in SIGNIFICANCE_METHODS:
         raise CTRBenchError(f"--significance {significance}: choose one of {', '.join(SIGNIFICANCE_METHODS)}")
     out = {}
@@ -275,6 +288,7 @@ def build_table(
         "datasets": ds_order,
         "models": model_order,
         "cells": out,
+        "notes": cells.groups.notes(split),
         "baseline": baseline,
         "split": split,
         "significance": significance if baseline else None,
@@ -282,6 +296,25 @@ def build_table(
         "efficiency": efficiency,
         "mark_best": mark_best,
     }
+
+
+def _baseline_label(baseline: str | None, cells, labels: list[str]) -> str | None:
+    """The row that ``baseline`` names: a row label, else the one row whose report name or expid it is."""
+    if not baseline or baseline in labels:
+        return baseline
+    named = list(
+        OrderedDict.fromkeys(
+            m for (m, _), c in cells.items() if baseline in (c["group"].name, c["group"].expid)
+        )
+    )
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise CTRBenchError(
+            f"--baseline {baseline} names {len(named)} configs: {'; '.join(named)}; give one of these "
+            f"labels, or --latest to keep the newest config of each expid"
+        )
+    raise CTRBenchError(f"--baseline {baseline} has no records; models with records: {', '.join(labels)}")
 
 
 def _fmt(row, metric, digits, pct=False):
@@ -418,6 +451,7 @@ def render(table: dict, fmt: str = "md") -> str:
         lines += [" & ".join(_latex_cell(*c) for c in line) + r" \\" for line in grid]
         lines += [r"\bottomrule", r"\end{tabular}"]
         lines += [f"% {n}" for n in notes]
+        lines += [f"% left out: {n}" for n in table.get("notes") or []]
         return "\n".join(lines) + "\n"
     if fmt != "md":
         raise CTRBenchError(f"--format {fmt}: choose md, csv or latex")
@@ -425,6 +459,8 @@ def render(table: dict, fmt: str = "md") -> str:
     lines += ["| " + " | ".join(_md_cell(*c) for c in line) + " |" for line in grid]
     if notes:
         lines += ["", "; ".join(notes).replace("* p", "\\* p", 1)]
+    if table.get("notes"):
+        lines += ["", "Left out of the table:", ""] + [f"- {n}" for n in table["notes"]]
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,7 @@ import yaml
 
 from . import config as config_mod
 from .errors import USER_ERRORS, CTRBenchError
-from .records import read_records
+from .records import config_key, find_recorded, group_records, read_records
 from .report import relaimp_auc
 
 SMOKE_SETS = {"epochs": 1, "batch_size": 256, "eval_batch_size": 1024, "verbose": 0}
@@ -131,11 +131,14 @@ def run_cells(
     gpu: int | None = None,
     console=None,
     quiet: bool = True,
+    keys: dict | None = None,
 ) -> dict:
-    """Run every cell not yet recorded; returns {(row, column): status} for cells that did not run."""
-    from .runner import run_experiment
+    """Run every cell not yet recorded; returns {(row, column): status} for cells that did not run.
+    ``keys``, when given, receives each cell's config key (``records.config_key``: the config without
+    the seed), so the table shows the records of the config this targets file asks for."""
+    from .runner import RunOptions, run
 
-    done = {(r.get("config_hash"), r.get("seed")) for r in read_records(results_path)}
+    recorded = read_records(results_path)
     status: dict = {}
     missing_data: dict = {}
     for i, cell in enumerate(cells, 1):
@@ -148,7 +151,9 @@ def run_cells(
         except USER_ERRORS as exc:  # the config's or the model's own check
             status[key] = f"config error: {str(exc)}"
             continue
-        if (config_mod.config_hash(params), cell.seed) in done:
+        if keys is not None:
+            keys[key] = config_key({"config": params})
+        if find_recorded(recorded, params) is not None:
             continue
         if params["dataset_id"] in missing_data:
             status[key] = missing_data[params["dataset_id"]]
@@ -159,7 +164,7 @@ def run_cells(
                 highlight=False,
             )
         try:
-            run_experiment(params, results_path, console, quiet=quiet)
+            run(params, RunOptions(results=results_path, quiet=quiet, console=console))
         except USER_ERRORS as exc:  # the config's or the model's own check
             message = str(exc)
             if "is missing" in message:
@@ -191,7 +196,7 @@ def check_cells(
         try:
             params = config_mod.load_config(config_dir, cell.expid, _as_set_args(cell.sets), data_root)
             params["gpu"] = -1
-            fingerprint = config_mod.config_hash({k: v for k, v in params.items() if k != "seed"})
+            fingerprint = config_key({"config": params})
             if fingerprint in checked:
                 continue
             checked.add(fingerprint)
@@ -223,29 +228,52 @@ def _pct(auc):
     return auc * 100.0 if auc is not None and auc <= 1.0 else auc
 
 
-def collect(targets: dict, records: list[dict]) -> dict:
-    """(row, column) -> {metric: [values over seeds], params, seeds}, from this table's records."""
+def collect(targets: dict, records: list[dict], keys: dict | None = None, notes: list | None = None) -> dict:
+    """(row, column) -> {metric: [values over seeds], params, seeds}, from this table's records.
+
+    Records are grouped by what was run (``records.group_records``): a cell's values are distinct seeds
+    of one config, a re-run of a seed replaces the earlier record, a record without test metrics is no
+    seed. Where a cell was run with several configs (the targets file changed between runs), the cell
+    shows the config ``keys`` names for it (this run's plan), else the newest; ``notes`` receives a line
+    for each config and record left out."""
+    mine = [r for r in records if (r.get("config") or {}).get("table_name") == targets["name"]]
+    groups = group_records(mine)
+    per_cell: dict = {}
+    for g in groups:
+        per_cell.setdefault((g.name, g.records[0]["config"].get("table_column")), []).append(g)
     cells: dict = {}
-    for rec in records:
-        cfg = rec.get("config", {})
-        if cfg.get("table_name") != targets["name"]:
-            continue
-        key = (rec.get("report_name"), cfg.get("table_column"))
-        cell = cells.setdefault(key, {"seeds": [], "params": rec.get("params")})
-        if rec.get("seed") in cell["seeds"]:
-            # a re-run of the same seed replaces the earlier one
-            idx = cell["seeds"].index(rec["seed"])
-            for m, v in (rec.get("test") or {}).items():
-                cell.setdefault(m, [None] * len(cell["seeds"]))[idx] = float(v)
-            continue
-        cell["seeds"].append(rec.get("seed"))
-        values = dict(rec.get("test") or {})
-        for m in targets["metrics"]:  # efficiency metrics live at the top of a record
-            if m not in values and isinstance(rec.get(m), (int, float)):
-                values[m] = rec[m]
-        for m, v in values.items():
-            cell.setdefault(m, []).append(float(v))
+    for key, options in per_cell.items():
+        wanted = (keys or {}).get(key)
+        chosen = next((g for g in options if g.config_key == wanted), None)
+        if chosen is None:
+            chosen = max(options, key=lambda g: g.order)
+        for g in options:
+            if g is not chosen and notes is not None:
+                notes.append(
+                    f"{key[0]} / {key[1]}: {len(g.seeds)} record(s) of another config of {g.expid} "
+                    f"({_differing_text(g)}) not in the table"
+                )
+        if notes is not None:
+            notes.extend(f"{key[0]} / {key[1]}: {d}" for d in chosen.dropped)
+        cell = cells[key] = {"seeds": list(chosen.seeds), "params": chosen.records[-1].get("params")}
+        for rec in chosen.records:
+            values = {k: v for k, v in rec["test"].items() if isinstance(v, (int, float))}
+            for m in targets["metrics"]:  # efficiency metrics live at the top of a record
+                if m not in values and isinstance(rec.get(m), (int, float)):
+                    values[m] = rec[m]
+            for m, v in values.items():
+                cell.setdefault(m, []).append(float(v))
+    if notes is not None:
+        notes.extend(
+            f"{r.get('report_name')} / {(r.get('config') or {}).get('table_column')} seed {r.get('seed')}: "
+            f"no test metrics, not a seed"
+            for r in groups.incomplete
+        )
     return cells
+
+
+def _differing_text(group) -> str:
+    return ", ".join(f"{k}={v}" for k, v in group.differing.items()) or "same settings, another version"
 
 
 def _pvalue(targets, cell, base):
@@ -322,7 +350,7 @@ def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None
     return header, body
 
 
-def render(targets: dict, header, body, status: dict, smoke: bool) -> tuple[str, str]:
+def render(targets: dict, header, body, status: dict, smoke: bool, notes=()) -> tuple[str, str]:
     title = targets.get("title", targets["name"]) + (" — SMOKE (tiny fixtures, 1 epoch)" if smoke else "")
     md = [f"# {title}", ""]
     if targets.get("source"):
@@ -333,6 +361,8 @@ def render(targets: dict, header, body, status: dict, smoke: bool) -> tuple[str,
     if problems:
         md += ["", "Cells without results:", ""]
         md += [f"- {row} / {col}: {msg}" for (row, col), msg in problems]
+    if notes:
+        md += ["", "Records left out:", ""] + [f"- {n}" for n in notes]
     buf = io.StringIO()
     csv.writer(buf).writerows([header] + body)
     return "\n".join(md) + "\n", buf.getvalue()
@@ -369,12 +399,14 @@ def reproduce(
     suffix = "_smoke" if smoke else ""
     os.makedirs(out_dir, exist_ok=True)
     results_path = os.path.join(out_dir, f"{targets['name']}{suffix}_runs.jsonl")
-    status = run_cells(cells, results_path, config_dir, data_root, gpu, console)
-    collected = collect(targets, read_records(results_path))
+    keys: dict = {}
+    status = run_cells(cells, results_path, config_dir, data_root, gpu, console, keys=keys)
+    notes: list = []
+    collected = collect(targets, read_records(results_path), keys, notes)
     columns = list(dict.fromkeys(c.column for c in cells))
     rows = list(dict.fromkeys(c.row for c in cells))
     header, body = table_rows(targets, collected, status, columns, rows)
-    md, csv_text = render(targets, header, body, status, smoke)
+    md, csv_text = render(targets, header, body, status, smoke, notes)
     md_path = os.path.join(out_dir, f"{targets['name']}{suffix}.md")
     with open(md_path, "w") as fd:
         fd.write(md)

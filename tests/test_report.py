@@ -188,3 +188,86 @@ def test_write_table_never_replaces_records(tmp_path):
     write_table(str(out), "| table |\n", str(results))
     write_table(str(out), "| table 2 |\n", str(results))  # an earlier table may be replaced
     assert out.read_text() == "| table 2 |\n" and os.listdir(out.parent) == ["t.md"]
+
+
+# ---- rows are configs: what was run, never pooled ----------------------------------------------------
+
+
+def run_rec(expid, seed, auc, model="DCN", test=True, time="t", **config):
+    """A record as the runner writes it (its resolved config inside)."""
+    from benchmark.config import config_hash
+
+    cfg = {"expid": expid, "model": model, "dataset_id": "d", "seed": seed, "batch_size": 1024, **config}
+    out = {"time": time, "expid": expid, "model": model, "report_name": model, "dataset_id": "d"}
+    out.update(seed=seed, params=100, config=cfg, config_hash=config_hash(cfg))
+    if test:
+        out["test"] = {"AUC": auc, "logloss": 1 - auc}
+    return out
+
+
+GROUPING_CASES = {
+    "two configs of one model": (
+        [run_rec("DCN_a", 1, 0.70), run_rec("DCN_b", 1, 0.80, net_dropout=0.2)],
+        {},
+        {"DCN_a": [0.70], "DCN_b": [0.80]},
+    ),
+    "an expid_tuned beside its expid": (
+        [run_rec("DCN_tiny", 1, 0.70), run_rec("DCN_tiny", 2, 0.72), run_rec("DCN_tiny_tuned", 1, 0.90)],
+        {},
+        {"DCN_tiny": [0.70, 0.72], "DCN_tiny_tuned": [0.90]},
+    ),
+    "a --set run beside a plain one": (
+        [run_rec("DCN_tiny", 1, 0.70), run_rec("DCN_tiny", 2, 0.80, batch_size=256)],
+        {},
+        {"DCN_tiny [batch_size=1024]": [0.70], "DCN_tiny [batch_size=256]": [0.80]},
+    ),
+    "a record without test metrics": (
+        [run_rec("DCN_tiny", 1, 0.70), run_rec("DCN_tiny", 2, 0.0, test=False)],
+        {},
+        {"DCN": [0.70]},
+    ),
+    "a record without test metrics hides no seed": (
+        [run_rec("DCN_tiny", 1, 0.70), run_rec("DCN_tiny", 1, 0.0, test=False)],
+        {},
+        {"DCN": [0.70]},
+    ),
+    "--latest keeps the newest config of an expid": (
+        [run_rec("DCN_tiny", 1, 0.70), run_rec("DCN_tiny", 2, 0.80, batch_size=256)],
+        {"latest": True},
+        {"DCN": [0.80]},
+    ),
+}
+
+
+@pytest.mark.parametrize("records, options, rows", GROUPING_CASES.values(), ids=GROUPING_CASES.keys())
+def test_report_rows_are_configs(records, options, rows):
+    table = build_table(records, **options)
+    got = {m: table["cells"][(m, "d")]["AUC_values"] for m in table["models"]}
+    assert got == pytest.approx(rows)
+    assert all(table["cells"][(m, "d")]["n"] == len(v) for m, v in rows.items())
+
+
+def test_report_says_what_it_left_out():
+    records = [
+        run_rec("DCN_tiny", 1, 0.70, time="t1"),
+        run_rec("DCN_tiny", 2, 0.80, time="t2", batch_size=256),
+        run_rec("DCN_tiny", 2, 0.81, time="t3", batch_size=256),
+        run_rec("DCN_tiny", 3, 0.0, test=False),
+    ]
+    md = render(build_table(records, latest=True))
+    assert "Left out of the table:" in md
+    assert (
+        "DCN_tiny [batch_size=1024] on d (1 seed(s)): an older config of DCN_tiny, left out by --latest" in md
+    )
+    assert "seed 3" in md and "no test metrics" in md
+    assert "seed 2 recorded again; the newer record (t3)" in md
+
+
+def test_baseline_by_name_when_it_names_several_configs():
+    records = [run_rec("LR_tiny", 1, 0.60, model="LR"), run_rec("DCN_tiny", 1, 0.70)]
+    assert build_table(records, baseline="LR")["baseline"] == "LR"
+    assert build_table(records, baseline="LR_tiny")["baseline"] == "LR"  # the expid names the row too
+    records.append(run_rec("LR_tiny", 1, 0.62, model="LR", batch_size=256))
+    with pytest.raises(CTRBenchError, match=r"--baseline LR names 2 configs: LR_tiny \[batch_size=1024\]"):
+        build_table(records, baseline="LR")
+    assert build_table(records, baseline="LR", latest=True)["baseline"] == "LR"

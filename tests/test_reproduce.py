@@ -112,3 +112,57 @@ def test_check_reports_a_broken_cell(targets_file, tmp_path, data_root):
     n, errors = check(str(path), CONFIG, datasets=["a"], smoke=True, data_root=data_root)
     assert n == 3 and set(errors) == {("DCN", "a"), ("Nope", "a")}
     assert "NoSuchExpid_tiny" in errors[("Nope", "a")]
+
+
+# ---- collect: a cell's values are seeds of one config -------------------------------------------------
+
+
+def table_rec(row, column, seed, auc, test=True, time="t", **config):
+    from benchmark.config import config_hash
+
+    cfg = {"expid": f"{row}_x", "model": row, "dataset_id": column, "seed": seed, "table_name": "mini"}
+    cfg.update(report_name=row, table_column=column, **config)
+    out = {"time": time, "expid": cfg["expid"], "model": row, "report_name": row, "dataset_id": column}
+    out.update(seed=seed, params=10, config=cfg, config_hash=config_hash(cfg))
+    if test:
+        out["test"] = {"AUC": auc, "logloss": 1 - auc}
+    return out
+
+
+COLLECT_CASES = {
+    "two configs of one cell: the planned one": (
+        [table_rec("DCN", "a", 1, 0.70, lr=1), table_rec("DCN", "a", 2, 0.80, lr=2)],
+        {"lr": 1},
+        [0.70],
+    ),
+    "two configs of one cell, no plan: the newest": (
+        [table_rec("DCN", "a", 1, 0.70, lr=1), table_rec("DCN", "a", 2, 0.80, lr=2)],
+        None,
+        [0.80],
+    ),
+    "a re-run of a seed replaces it": (
+        [table_rec("DCN", "a", 1, 0.70), table_rec("DCN", "a", 2, 0.72), table_rec("DCN", "a", 1, 0.71)],
+        None,
+        [0.71, 0.72],
+    ),
+    "a record without test metrics is no seed": (
+        [table_rec("DCN", "a", 1, 0.70), table_rec("DCN", "a", 1, 0.0, test=False)],
+        None,
+        [0.70],
+    ),
+}
+
+
+@pytest.mark.parametrize("records, planned, values", COLLECT_CASES.values(), ids=COLLECT_CASES.keys())
+def test_collect_takes_the_seeds_of_one_config(records, planned, values):
+    from benchmark.records import config_key
+    from benchmark.reproduce import collect
+
+    keys = None
+    if planned is not None:
+        keys = {("DCN", "a"): config_key(table_rec("DCN", "a", 9, 0.0, **planned))}
+    notes = []
+    cells = collect({"name": "mini", "metrics": ["logloss", "AUC"]}, records, keys, notes)
+    assert sorted(cells[("DCN", "a")]["AUC"]) == pytest.approx(sorted(values))
+    assert len(cells[("DCN", "a")]["seeds"]) == len(values)
+    assert len(notes) == 1 if len(records) > len(values) else not notes

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..records import append_record, now, read_records
-from .expand import RunSpec, finished_hashes
+from ..records import append_record, find_recorded, now, read_records
+from .expand import RunSpec
 
 if TYPE_CHECKING:
     from .executors import Outcome
@@ -181,9 +181,9 @@ class Sweep:
     def run(self) -> SweepResult:
         os.makedirs(self.progress_dir, exist_ok=True)
         result = SweepResult()
-        finished = finished_hashes(self.results)
+        recorded = read_records(self.results)
         for e in self.entries:
-            if e.spec.config_hash in finished:
+            if find_recorded(recorded, e.spec.config_hash) is not None:
                 e.status = "skipped"
                 result.skipped.append(e.spec.label)
         pending = [e for e in self.entries if e.status == "queued"]
@@ -234,7 +234,7 @@ class Sweep:
         ok, error = outcome.ok, outcome.error
         if ok and outcome.record is not None and not self.executor.appends_records:
             append_record(self.results, outcome.record)
-        if ok and outcome.spec.config_hash not in finished_hashes(self.results):
+        if ok and find_recorded(read_records(self.results), outcome.spec.config_hash) is None:
             ok, error = False, "the run ended without a record in " + self.results
         if ok:
             entry.status = "done"
@@ -256,10 +256,8 @@ class Sweep:
             self._say(f"failed {entry.spec.label}: {error}")
 
     def _record_metrics(self, spec: RunSpec) -> dict | None:
-        for rec in reversed(read_records(self.results)):
-            if rec.get("config_hash") == spec.config_hash:
-                return rec.get("test")
-        return None
+        rec = find_recorded(read_records(self.results), spec.config_hash)
+        return None if rec is None else rec.get("test")
 
 
 def _duration(seconds) -> str:
