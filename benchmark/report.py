@@ -43,13 +43,28 @@ EFFICIENCY = (
 )
 
 
-def relaimp_auc(auc: float, base: float) -> float:
-    """Relative AUC improvement in percent; AUCs may be fractions or percentages (both the same)."""
+#: Footnotes for a RelaImp that is not defined (the table prints "n/a" there).
+RELAIMP_NA = {
+    "auc": "RelaImp AUC n/a: the baseline's AUC is at or below 0.5 (no better than chance), "
+    "so the improvement over it is not defined",
+    "loss": "RelaImp Loss n/a: the baseline's Logloss is 0, so a relative change is not defined",
+}
+
+
+def relaimp_auc(auc: float, base: float) -> float | None:
+    """Relative AUC improvement in percent; AUCs may be fractions or percentages (both the same).
+    None where it is not defined: a baseline AUC at or below chance (0.5) divides by zero or flips
+    the sign (a baseline of 0.45 would turn 0.6 into "-300%")."""
     half = 50.0 if max(auc, base) > 1.0 else 0.5
+    if base <= half:
+        return None
     return ((auc - half) / (base - half) - 1.0) * 100.0
 
 
-def relaimp_loss(loss: float, base: float) -> float:
+def relaimp_loss(loss: float, base: float) -> float | None:
+    """Relative Logloss change in percent; None at a zero baseline (not defined)."""
+    if base <= 0.0:
+        return None
     return (loss - base) / base * 100.0
 
 
@@ -237,13 +252,18 @@ def build_table(
             if cell.get(k):
                 row[k] = float(np.mean(cell[k]))
         out[(m, d)] = row
+    na: set = set()
     if baseline:
         for (m, d), row in out.items():
             base = out.get((baseline, d))
             if base and "AUC" in row and "AUC" in base:
                 row["relaimp_auc"] = relaimp_auc(row["AUC"], base["AUC"])
+                if row["relaimp_auc"] is None:
+                    na.add("auc")
             if base and "logloss" in row and "logloss" in base:
                 row["relaimp_loss"] = relaimp_loss(row["logloss"], base["logloss"])
+                if row["relaimp_loss"] is None:
+                    na.add("loss")
             if not significance or not base or m == baseline:
                 continue
             for metric, better in (("AUC", "greater"), ("logloss", "less")):
@@ -289,6 +309,7 @@ def build_table(
         "models": model_order,
         "cells": out,
         "notes": cells.groups.notes(split),
+        "relaimp_na": sorted(na),
         "baseline": baseline,
         "split": split,
         "significance": significance if baseline else None,
@@ -325,6 +346,12 @@ def _fmt(row, metric, digits, pct=False):
     if row.get("n", 1) > 1:
         text += f" ± {row[metric + '_std'] * scale:.{digits}f}"
     return text
+
+
+def _relaimp(row, key):
+    if not row or key not in row:
+        return "–"
+    return "n/a" if row[key] is None else f"{row[key]:+.2f}%"
 
 
 def _params(n):
@@ -380,8 +407,8 @@ def _grid(table: dict) -> tuple[list[str], list[list[tuple[str, str | None, bool
             ]
             if table["baseline"]:
                 line += [
-                    (f"{row['relaimp_loss']:+.2f}%" if row and "relaimp_loss" in row else "–", None, False),
-                    (f"{row['relaimp_auc']:+.2f}%" if row and "relaimp_auc" in row else "–", None, False),
+                    (_relaimp(row, "relaimp_loss"), None, False),
+                    (_relaimp(row, "relaimp_auc"), None, False),
                 ]
             if sig:
                 line += [(_pvalue(row), None, False)]
@@ -440,6 +467,7 @@ def render(table: dict, fmt: str = "md") -> str:
         )
     if table.get("mark_best"):
         notes.append("best in bold, second best underlined")
+    notes += [RELAIMP_NA[k] for k in table.get("relaimp_na") or ()]
     if fmt == "latex":
         cols = "l" + "r" * (len(header) - 1)
         lines = [

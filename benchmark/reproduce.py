@@ -37,7 +37,7 @@ import yaml
 from . import config as config_mod
 from .errors import USER_ERRORS, CTRBenchError
 from .records import config_key, find_recorded, group_records, read_records
-from .report import relaimp_auc
+from .report import RELAIMP_NA, relaimp_auc
 
 SMOKE_SETS = {"epochs": 1, "batch_size": 256, "eval_batch_size": 1024, "verbose": 0}
 
@@ -291,8 +291,9 @@ def _pvalue(targets, cell, base):
     return None if res is None else res["p"]
 
 
-def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None):
-    """Header and body of the comparison table."""
+def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None, notes=None):
+    """Header and body of the comparison table; ``notes`` receives its footnotes."""
+    relaimp_na: set = set()
     columns = columns or list(targets["datasets"])
     rows = rows or list(targets["rows"])
     tol = float(targets.get("auc_tolerance", 0.1))
@@ -341,12 +342,17 @@ def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None
                 base = cells.get((base_row, col))
                 rel, pv = "–", "–"
                 if cell and base and cell.get("AUC") and base.get("AUC"):
-                    rel = f"{relaimp_auc(np.mean(cell['AUC']), np.mean(base['AUC'])):+.2f}%"
+                    value = relaimp_auc(np.mean(cell["AUC"]), np.mean(base["AUC"]))
+                    rel = "n/a" if value is None else f"{value:+.2f}%"
+                    if value is None:
+                        relaimp_na.add((base_row, col))
                     if row != base_row:
                         p = _pvalue(targets, cell, base)
                         pv = f"{p:.3g}" if p is not None else "n<2"
                 line += [rel, pv]
         body.append(line)
+    if relaimp_na and notes is not None:
+        notes.append(RELAIMP_NA["auc"] + f" ({', '.join(f'{b} on {c}' for b, c in sorted(relaimp_na))})")
     return header, body
 
 
@@ -405,7 +411,7 @@ def reproduce(
     collected = collect(targets, read_records(results_path), keys, notes)
     columns = list(dict.fromkeys(c.column for c in cells))
     rows = list(dict.fromkeys(c.row for c in cells))
-    header, body = table_rows(targets, collected, status, columns, rows)
+    header, body = table_rows(targets, collected, status, columns, rows, notes)
     md, csv_text = render(targets, header, body, status, smoke, notes)
     md_path = os.path.join(out_dir, f"{targets['name']}{suffix}.md")
     with open(md_path, "w") as fd:

@@ -4,6 +4,7 @@ import pytest
 
 from benchmark.errors import CTRBenchError
 from benchmark.report import build_table, relaimp_auc, relaimp_loss, render, significance, significance_test
+from benchmark.report import rows as _rows
 
 
 def test_relaimp_on_ibnet_table4():
@@ -271,3 +272,26 @@ def test_baseline_by_name_when_it_names_several_configs():
     with pytest.raises(CTRBenchError, match=r"--baseline LR names 2 configs: LR_tiny \[batch_size=1024\]"):
         build_table(records, baseline="LR")
     assert build_table(records, baseline="LR", latest=True)["baseline"] == "LR"
+
+
+# ---- RelaImp only where it is defined ----------------------------------------------------------------
+
+RELAIMP_CASES = {
+    # baseline (AUC, logloss), model (AUC, logloss) -> expected RelaImp AUC / Loss cells
+    "baseline AUC 0.45": ((0.45, 0.60), (0.60, 0.50), "n/a", "-16.67%"),
+    "baseline AUC 0.5": ((0.50, 0.60), (0.60, 0.50), "n/a", "-16.67%"),
+    "baseline AUC 0.55": ((0.55, 0.60), (0.60, 0.50), "+100.00%", "-16.67%"),
+    "baseline logloss 0": ((0.70, 0.0), (0.60, 0.50), "-50.00%", "n/a"),
+}
+
+
+@pytest.mark.parametrize("base, model, auc_cell, loss_cell", RELAIMP_CASES.values(), ids=RELAIMP_CASES.keys())
+def test_relaimp_is_na_where_undefined(base, model, auc_cell, loss_cell):
+    table = build_table([rec("LR", "a", 1, *base), rec("DCN", "a", 1, *model)], baseline="LR")
+    header, body = _rows(table)
+    dcn = dict(zip(header, body[1]))
+    assert (dcn["a RelaImp AUC"], dcn["a RelaImp Loss"]) == (auc_cell, loss_cell)
+    md = render(table)
+    assert ("AUC is at or below 0.5" in md) == (auc_cell == "n/a")
+    assert ("Logloss is 0" in md) == (loss_cell == "n/a")
+    assert relaimp_auc(model[0], base[0]) is None if auc_cell == "n/a" else True
