@@ -180,7 +180,7 @@ def test_reuse_and_rebuild_on_change(tmp_path, raw, caplog):
 def test_interrupted_build_is_not_reused(tmp_path, raw, monkeypatch):
     params = params_for(tmp_path)
     calls = {"n": 0}
-    original = build_mod._write_split
+    original = build_mod.write_split
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -188,13 +188,13 @@ def test_interrupted_build_is_not_reused(tmp_path, raw, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(build_mod, "_write_split", failing)
+    monkeypatch.setattr(build_mod, "write_split", failing)
     with pytest.raises(KeyboardInterrupt):
         build_mod.build(params, quiet=True)
     target = build_mod.data_dir(params)
     assert not os.path.exists(target)
     assert not [d for d in os.listdir(params["build_root"]) if d.startswith(".")]  # no temp left
-    monkeypatch.setattr(build_mod, "_write_split", original)
+    monkeypatch.setattr(build_mod, "write_split", original)
     build_mod.build(params, quiet=True)
     assert build_mod.read_info(target)["key"] == build_mod.build_key(params)
 

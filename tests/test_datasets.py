@@ -22,9 +22,9 @@ import pytest
 
 from benchmark.config import load_dataset_config, load_sections
 from benchmark.data import build as build_mod
+from benchmark.data import downloads as downloads_mod
 from benchmark.data import h5io, registry
 from benchmark.data import prepare as prep
-from benchmark.data import verify as verify_mod
 from benchmark.errors import CTRBenchError
 from tests.conftest import CONFIG, REPO, SHARED_DATA, frappe_available
 
@@ -141,7 +141,7 @@ def test_registry_and_dataset_configs_agree():
         assert os.path.basename(path) == info.config_file
         assert body.get("download"), f"{dataset_id} has no download line"
         params = load_dataset_config(CONFIG, dataset_id)
-        split_set, located = verify_mod.locate(
+        split_set, located = downloads_mod.locate(
             dataset_id, {s: params.get(f"{s}_data") for s in h5io.SPLITS}, params["data_root"]
         )
         assert split_set.name == info.split_set and set(located) == set(info.splits)
@@ -297,7 +297,7 @@ def test_prepare_refuses_to_overwrite_and_cleans_up(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prep, "_finish_folds", boom)
+    monkeypatch.setattr(prep, "finish_folds", boom)
     before = {f: md5(tmp_path / "data" / "Criteo_x4" / f) for f in ("train.csv", "valid.csv", "test.csv")}
     with pytest.raises(KeyboardInterrupt):
         prep.prepare("Criteo_x4", str(tmp_path / "raw"), str(tmp_path / "data"), force=True)
@@ -699,10 +699,10 @@ def test_real_avazu_x1_sample_builds_and_is_not_the_full_split(tmp_path):
     params, directory = built("Avazu_x1", tmp_path / "root", tmp_path / "built")
     assert build_mod.read_info(directory)["rows"] == {"train": 70, "valid": 10, "test": 20}
     assert json.load(open(os.path.join(directory, "feature_map.json")))["num_fields"] == 22
-    split_set, located = verify_mod.locate(
+    split_set, located = downloads_mod.locate(
         "Avazu_x1", {s: params[f"{s}_data"] for s in h5io.SPLITS}, params["data_root"]
     )
-    checks = verify_mod.verify(split_set, located)
+    checks = downloads_mod.verify(split_set, located)
     assert [c.status for c in checks] == ["mismatch"] * 3
     assert "70 rows instead of 28,300,276" in checks[0].message
 
@@ -742,8 +742,8 @@ def test_verify_real_frappe_and_corrupted_copies(tmp_path):
     res = ctrbench("data", "verify", "Frappe_x1", "--data-root", str(tmp_path / "bad"), env_cache=cache)
     assert res.returncode == 2
     assert "error: Frappe_x1: valid (mismatch), test (mismatch) do not match" in " ".join(res.stderr.split())
-    split_set, located = verify_mod.locate("Frappe_x1", {}, str(tmp_path / "bad"))
-    checks = verify_mod.verify(split_set, located)
+    split_set, located = downloads_mod.locate("Frappe_x1", {}, str(tmp_path / "bad"))
+    checks = downloads_mod.verify(split_set, located)
     assert [c.status for c in checks] == ["missing", "mismatch", "mismatch"]
     assert "rows instead of 57,722 (truncated download?)" in checks[1].message and checks[1].rows < 20_000
     assert "line ends must stay CRLF" in checks[2].message
@@ -762,10 +762,10 @@ def test_verify_missing_files_and_bad_header(tmp_path):
     folder = tmp_path / "root" / "ML_1M"
     folder.mkdir(parents=True)
     (folder / "train.csv").write_text("label,UserID,MovieID\n1,2,3\n")
-    split_set, located = verify_mod.locate("ML_1M", {}, str(tmp_path / "root"))
-    checks = verify_mod.verify(split_set, located)
+    split_set, located = downloads_mod.locate("ML_1M", {}, str(tmp_path / "root"))
+    checks = downloads_mod.verify(split_set, located)
     assert checks[0].status == "bad-header" and "missing Rating" in checks[0].message
-    assert verify_mod.locate("tiny", {"train": "/x/raw/tiny/train.csv"}, "") == (None, {})
+    assert downloads_mod.locate("tiny", {"train": "/x/raw/tiny/train.csv"}, "") == (None, {})
     res = cli("data", "verify", "tiny", cache=str(tmp_path / "c"))
     assert "no published files are known for 'tiny'" in str(res.exception)
 

@@ -10,9 +10,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..data import downloads as verify_mod
 from ..data import prepare as prep
 from ..data import registry
-from ..data import verify as verify_mod
 from ..errors import CTRBenchError
 from .common import ConfigOpt, DataRootOpt, console, default_config_dir, out, setup_logging
 

@@ -1,16 +1,12 @@
-"""``ctrbench tune``: Optuna search over an expid's settings, each trial an ordinary run
-(``benchmark/tune.py``)."""
+"""``ctrbench tune``: the options; the search itself is ``benchmark/tune/`` (``tune.session.run_tune``)."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from typing import List, Optional
 
 import typer
 
-from ..errors import CTRBenchError
 from .common import (
     ConfigOpt,
     DataRootOpt,
@@ -94,105 +90,36 @@ def tune(
 ):
     """Search EXPID's settings with Optuna (TPE/random/grid, median/ASHA pruning), resumable; writes
     <expid>_tuned, the top trials and Optuna's plots."""
-    from .. import sweep as sweep_mod
-    from .. import tune as tune_mod
     from ..tracking import require
 
     require("optuna", "ctrbench tune")
     setup_logging(verbose=False)
-    config_dir = os.path.abspath(config or default_config_dir())
-    results_path = os.path.abspath(results or default_results())
-    sets = list(set_ or [])
-    space = tune_mod.load_space(space_file, expid, config_dir, sets, data_root)
-    sampler = sampler or ("grid" if space.is_tuner_file else "tpe")
-    if sampler not in tune_mod.SAMPLERS:
-        raise CTRBenchError(f"--sampler {sampler}: use one of {', '.join(tune_mod.SAMPLERS)}")
-    if pruner not in tune_mod.PRUNERS:
-        raise CTRBenchError(f"--pruner {pruner}: use one of {', '.join(tune_mod.PRUNERS)}")
-    grid = space.grid_size()
-    if sampler == "grid":
-        space.grid()  # ranges are an error here
-        if trials is not None and trials > grid:
-            console.print(f"the grid has {grid} points; running {grid} trials, not {trials}", highlight=False)
-        trials = min(trials or grid, grid)
-    trials = trials if trials is not None else 20
-    if trials < 1:
-        raise CTRBenchError(f"--trials {trials}: give at least 1")
-    name = study_name or f"{space.expid}-{space.fingerprint()[:6]}"
-    base_out = os.path.abspath(out_dir or tune_mod.default_out_dir(results_path))
-    cfg = tune_mod.TuneConfig(
-        os.path.abspath(space_file),
-        expid,
-        config_dir,
-        sets,
-        data_root,
-        results_path,
-        tune_mod.storage_url(storage, base_out, name),
-        name,
-        trials,
-        sampler,
-        pruner,
-        sampler_seed,
-        gpu,
-        startup,
-        warmup,
+    from ..tune import TuneOptions, run_tune
+
+    opts = TuneOptions(
+        space_file=space_file,
+        expid=expid,
+        config_dir=os.path.abspath(config or default_config_dir()),
+        results=os.path.abspath(results or default_results()),
+        sets=list(set_ or []),
+        data_root=data_root,
+        trials=trials,
+        sampler=sampler,
+        pruner=pruner,
+        storage=storage,
+        study_name=study_name,
+        jobs=jobs,
+        gpus=gpus,
+        gpu=gpu,
+        seeds=seeds,
+        out_dir=out_dir,
+        ray_address=ray_address,
+        ray_gpus=ray_gpus,
+        sampler_seed=sampler_seed,
+        startup=startup,
+        warmup=warmup,
+        worker=worker,
     )
-    if worker:
-        tune_mod.Worker(cfg, console, space).run()
-        return
-    gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
-    logging.getLogger().addHandler(logging.NullHandler())  # fuxictr's logging.info() must not basicConfig
-    base_spec = sweep_mod.RunSpec(space.expid, space.config_dir, None, sets, data_root)
-    sweep_mod.prebuild(list(space.tuner_specs.values()) or [base_spec])
-    study = tune_mod.open_study(cfg, space)
-    c = tune_mod.counts(study)
-    console.print(
-        f"study {name} ({cfg.storage}): {c['COMPLETE']} complete, {c['PRUNED']} pruned of {trials}; "
-        f"sampler {sampler}, pruner {pruner}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    n_jobs = jobs or (len(gpu_list) if gpu_list else 1)
-    try:
-        if ray_address:
-            executor = tune_mod.TuneRayExecutor(ray_address, jobs, ray_gpus)
-            executor.start_workers(cfg)
-            executor.wait()
-        elif n_jobs > 1 or len(gpu_list or []) > 1:
-            tune_mod.run_subprocess_workers(
-                cfg, n_jobs, gpu_list, os.path.join(base_out, name, "logs"), console, study
-            )
-        else:
-            if gpu_list:
-                cfg.gpu = gpu_list[0]
-            tune_mod.Worker(cfg, console, space).run()
-    except KeyboardInterrupt:
-        console.print(
-            "interrupted; rerun the same command to continue (finished trials are kept, the "
-            "interrupted one resumes)",
-            highlight=False,
-        )
-        raise typer.Exit(130)
-    study_out = os.path.join(base_out, name)
-    summary = tune_mod.finish(study, space, cfg, study_out, console, out)
-    if seeds:
-        seeded = tune_mod.run_seeds(
-            summary["tuned"]["config_dir"],
-            summary["tuned"]["expid"],
-            sweep_mod.parse_seeds(seeds),
-            results_path,
-            jobs,
-            gpu_list,
-            console,
-            ray_address,
-            ray_gpus,
-        )
-        summary["seeds"] = seeded
-        with open(os.path.join(study_out, "summary.json"), "w") as fd:
-            json.dump(summary, fd, indent=2, default=str)
-        out.print(
-            f"{seeded['expid']} over seeds {seeded['seeds']}: test "
-            + ", ".join(f"{k} {v['mean']:.6f} ± {v['std']:.6f}" for k, v in seeded["test"].items()),
-            highlight=False,
-            soft_wrap=True,
-        )
+    code = run_tune(opts, console, out)
+    if code:
+        raise typer.Exit(code)

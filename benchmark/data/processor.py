@@ -12,6 +12,7 @@ fuxictr's own dict tokenizer, fed from the same counts.
 
 from __future__ import annotations
 
+import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,14 +29,50 @@ class Processor(
     """fuxictr's FeatureProcessor with every ``preprocess`` function fuxictr ships (Criteo, Avazu,
     KKBox), polars statistics and frame vocabularies; an empty vocabulary is a clear error."""
 
-    min_count = 1
-    where = "the dataset config"
-    train_source = "the train split"
-    streaming = False  # the builder sets it when the raw files are read in batches, not in memory
-    chunk_rows = 200_000
-    count_units = None  # per-file frames of a multi-file train split (counted in parallel)
-    jobs = 1
+    count_units = None  # per-file frames of a multi-file train split (given to ``fit``, counted in parallel)
     _train = None
+
+    def __init__(
+        self,
+        feature_cols: list[dict],
+        label_col: list[dict],
+        dataset_id: str,
+        out_dir: str,
+        *,
+        group_id=None,
+        min_count: int = 1,
+        where: str = "the dataset config",
+        train_source: str = "the train split",
+        streaming: bool = False,
+        chunk_rows: int = 200_000,
+        jobs: int = 1,
+    ):
+        """``out_dir`` receives feature_map.json, feature_vocab.json and feature_processor.pkl; ``where``
+        and ``train_source`` are what errors name; ``streaming`` counts in batches of ``chunk_rows``
+        rows (the raw files do not fit in memory); ``jobs`` files of a multi-file split at once."""
+        super().__init__(
+            feature_cols=feature_cols,
+            label_col=label_col,
+            dataset_id=dataset_id,
+            data_root=os.path.dirname(out_dir),
+            group_id=group_id,
+        )
+        self.data_dir = out_dir
+        self.feature_map.data_dir = out_dir
+        self.json_file = os.path.join(out_dir, "feature_map.json")
+        self.pickle_file = os.path.join(out_dir, "feature_processor.pkl")
+        self.vocab_file = os.path.join(out_dir, "feature_vocab.json")
+        self.min_count = min_count
+        self.where = where
+        self.train_source = train_source
+        self.streaming = streaming
+        self.chunk_rows = chunk_rows
+        self.jobs = jobs
+
+    def fit(self, train_ddf, meta_ddf=None, count_units=None, **kwargs):
+        """fuxictr's ``fit``; ``count_units`` are the per-file frames of a multi-file train split."""
+        self.count_units = count_units
+        return super().fit(train_ddf, meta_ddf=meta_ddf, **kwargs)
 
     def dlrm_log1p(self, col_name):
         """DLRM's dense transform: negative values -> 0, then log(x + 1)."""
