@@ -75,10 +75,10 @@ def analysis_params(params: dict) -> dict:
 def train_and_analyse(params: dict, samples: int, console=None) -> dict:
     """Train the run (the ordinary run path: its own files, lock and best weights; no record) and
     analyse the embeddings of its best weights."""
-    from .runner import train_run
+    from .runner import RunOptions, run
 
     params = analysis_params(params)
-    trained = train_run(params, None, console, quiet=True)
+    trained = run(params, RunOptions(quiet=True, console=console))
     model, loaders, feature_map = trained.setup.model, trained.setup.loaders, trained.setup.feature_map
     test = trained.result.test or {}
     model.eval()

@@ -1,7 +1,7 @@
 """One run, end to end: config -> built data -> feature map -> model -> fit -> metrics -> record.
 
     params = config.load_config(config_dir, expid, overrides)
-    run_experiment(params, results)
+    run(params, RunOptions(results=..., resume=..., ...))
       paths = run_paths(params)                        # <expid>_s<seed>_<config hash>: the run's own files
       preflight(params, results, paths)                # results file and model_root writable, before any step
       with RunLock(paths):                             # a second identical run at once is refused
@@ -15,7 +15,7 @@
 its run id ``<expid>_s<seed>_<config hash>``, so two runs of one expid (other seeds, other ``--set``s,
 parallel sweeps and tables) never share a file: ``<run_id>.model`` (best weights), ``<run_id>.resume.pt``
 (full training state while the run is unfinished; removed once its record is written), ``<run_id>.log``
-(appended to when the run resumes) and ``<run_id>.lock`` (held while the run trains). ``resume=True``
+(appended to when the run resumes) and ``<run_id>.lock`` (held while the run trains). ``RunOptions(resume=True)``
 continues from the run's own resume state (its config hash is checked). Under torchrun (``WORLD_SIZE`` > 1)
 the run trains data-parallel (``benchmark/distributed.py``). The record carries the run id, the config
 hash (computed before anything else touches the params), timings (s/epoch, samples/s, loader wait,
@@ -31,21 +31,23 @@ import logging
 import os
 import resource
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from model_zoo.base import count_parameters
+
 from . import config as config_mod
 from . import distributed, tracking
+from .checkpoint import read_state
 from .data import build as build_mod
 from .data import loader as loader_mod
 from .distributed import DistContext
 from .errors import CTRBenchError
-from .featuremaps import count_parameters
 from .records import append_record, environment, now
-from .train import Trainer, TrainResult, amp_name, read_state
+from .train import Trainer, TrainResult, amp_name
 
 log = logging.getLogger("ctrbench")
 
@@ -308,46 +310,58 @@ def make_record(params: dict, setup: RunSetup, result: TrainResult, chash: str) 
     }
 
 
-def train_run(
-    params: dict,
-    results_path: str | None,
-    console: Console | None = None,
-    quiet: bool = False,
-    resume: bool = False,
-    callbacks=None,
-) -> RunOutput:
-    """Train and evaluate one resolved config; appends its record to ``results_path`` (when given) and
-    returns it with the trained setup (model, loaders) and the trainer's result.
+@dataclass
+class RunOptions:
+    """How one run is carried out, apart from its config (none of it changes the config hash or record).
 
-    ``resume``: continue from the run's resume state when one exists (saved by an interrupted run of the
-    same config), else start afresh. Under torchrun the run is data-parallel over the ranks.
-    ``callbacks``: trainer callbacks (``on_step``/``on_eval``/``on_end(record)``/``close``, see ``Trainer``);
-    the config's ``tensorboard``/``mlflow`` tracking callbacks (``benchmark/tracking.py``) are added on
-    rank 0. An exception a callback raises (``optuna.TrialPruned``) propagates and no record is written.
+    ``results``: the records file its record is appended to (None: no record is written); ``resume``:
+    continue from the run's own resume state when one exists (saved by an interrupted run of the same
+    config); ``tensorboard``/``mlflow``: tracking on top of the config's own keys (``benchmark/tracking.py``);
+    ``progress_file``: the JSON progress file a sweep reads; ``quiet``: no header, bar or metrics table;
+    ``callbacks``: trainer callbacks (``on_step``/``on_eval``/``on_end(record)``/``close``, see ``Trainer``).
     """
-    console = console or Console(stderr=True)
+
+    results: str | None = None
+    resume: bool = False
+    quiet: bool = False
+    console: Console | None = None
+    tensorboard: str | None = None
+    mlflow: str | None = None
+    progress_file: str | None = None
+    callbacks: list = field(default_factory=list)
+
+
+def run(params: dict, options: RunOptions | None = None) -> RunOutput:
+    """Train and evaluate one resolved config: the one way into a run (``ctrbench run``, sweeps, tuning,
+    tables, analyses). Appends the record to ``options.results`` (when given) and returns it with the
+    trained setup (model, loaders) and the trainer's result. Under torchrun the run is data-parallel over
+    the ranks; the tracking callbacks run on rank 0. An exception a callback raises
+    (``optuna.TrialPruned``) propagates and no record is written."""
+    opts = options or RunOptions()
+    console = opts.console or Console(stderr=True)
     chash = config_mod.config_hash(params)
     paths = run_paths(params, chash)
     ctx = distributed.init(params.get("gpu", -1))
-    callbacks = list(callbacks or [])
+    callbacks = list(opts.callbacks)
     try:
-        quiet = quiet or not ctx.is_main
+        quiet = opts.quiet or not ctx.is_main
         if ctx.is_main:
-            preflight(params, results_path, paths)
+            preflight(params, opts.results, paths)
         with RunLock(paths, enabled=ctx.is_main):
             # the run's own resume state, checked (format, config hash, processes) before any work
             saved = (
                 read_state(paths.state, chash, ctx.world_size)
-                if resume and os.path.isfile(paths.state)
+                if opts.resume and os.path.isfile(paths.state)
                 else None
             )
             handler = _file_logger(paths, ctx.rank, append=saved is not None)
             try:
                 if ctx.is_main:
-                    callbacks += tracking.callbacks_for(params, paths.run_id, handler.baseFilename)
-                output = _train(
-                    params, results_path, console, quiet, resume, saved, callbacks, ctx, paths, chash
-                )
+                    callbacks += tracking.callbacks_for(
+                        params, paths.run_id, handler.baseFilename, opts.tensorboard, opts.mlflow
+                    )
+                setup = prepare_run(params, ctx, quiet=quiet, paths=paths)
+                output = _train(setup, opts, console, quiet, saved, callbacks, chash)
             finally:
                 for callback in callbacks:
                     if hasattr(callback, "close"):
@@ -359,8 +373,8 @@ def train_run(
         distributed.shutdown(ctx)
 
 
-def _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, paths, chash) -> RunOutput:
-    setup = prepare_run(params, ctx, quiet=quiet, paths=paths)
+def _train(setup: RunSetup, opts: RunOptions, console, quiet, saved, callbacks, chash) -> RunOutput:
+    params, ctx, paths = setup.params, setup.dist, setup.paths
     if not quiet:
         where = f"{setup.device}, {ctx.world_size} processes" if ctx.enabled else setup.device
         console.print(
@@ -377,7 +391,7 @@ def _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, 
         console,
         dist=ctx,
         state_file=paths.state,
-        progress_file=params.get("_progress_file"),
+        progress_file=opts.progress_file,
         config_hash=chash,
         callbacks=callbacks,
     )
@@ -388,12 +402,12 @@ def _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, 
                 f"resuming {paths.run_id} at epoch {state.epoch + 1}, batch {state.batch} ({paths.state})",
                 highlight=False,
             )
-    elif resume:
+    elif opts.resume:
         log.info("No resume state at %s; starting from scratch", paths.state)
     result = trainer.train(setup.loaders, params.get("epochs", 1))
     record = make_record(params, setup, result, chash)
-    if results_path and ctx.is_main:
-        append_record(results_path, record)
+    if opts.results and ctx.is_main:
+        append_record(opts.results, record)
     trainer.remove_state()
     trainer.write_progress("done", force=True)
     for callback in callbacks:
@@ -402,18 +416,6 @@ def _train(params, results_path, console, quiet, resume, saved, callbacks, ctx, 
     if not quiet:
         console.print(metrics_table(record))
     return RunOutput(record, setup, result)
-
-
-def run_experiment(
-    params: dict,
-    results_path: str | None,
-    console: Console | None = None,
-    quiet: bool = False,
-    resume: bool = False,
-    callbacks=None,
-) -> dict:
-    """:func:`train_run`, returning only the run record."""
-    return train_run(params, results_path, console, quiet, resume, callbacks).record
 
 
 def _peak_memory_mb(device: str) -> float:

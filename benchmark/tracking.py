@@ -80,21 +80,6 @@ def hparams(params: dict) -> dict:
     }
 
 
-class _StepRate:
-    """samples/s between two logged steps (wall clock, evaluations included)."""
-
-    def __init__(self):
-        self.t0, self.samples0 = None, 0
-
-    def __call__(self, samples: int) -> float | None:
-        now = time.perf_counter()
-        rate = None
-        if self.t0 is not None and now > self.t0:
-            rate = (samples - self.samples0) / (now - self.t0)
-        self.t0, self.samples0 = now, samples
-        return rate
-
-
 class TensorBoardCallback:
     """Scalars and hparams of one run in ``log_dir`` (torch's SummaryWriter)."""
 
@@ -198,19 +183,26 @@ class MLflowCallback:
         self._end("FAILED")  # only still open when the run did not reach its record
 
 
-def tensorboard_dir(params: dict) -> str | None:
-    """``_tensorboard`` (the --tensorboard flag) or ``tensorboard`` (config: a folder, or true for the
+def tensorboard_dir(params: dict, flag: str | None = None) -> str | None:
+    """``flag`` (the --tensorboard folder) or the config's ``tensorboard`` (a folder, or true for the
     default folder)."""
-    value = params.get("_tensorboard") or params.get("tensorboard")
+    value = flag or params.get("tensorboard")
     if value in (None, False, "", "false", "False", "none", "None"):
         return None
     return DEFAULT_TENSORBOARD_DIR if value is True or str(value).lower() == "true" else str(value)
 
 
-def callbacks_for(params: dict, run_id: str, log_file: str | None = None) -> list:
-    """The tracking callbacks the run's config asks for (none by default)."""
+def callbacks_for(
+    params: dict,
+    run_id: str,
+    log_file: str | None = None,
+    tensorboard: str | None = None,
+    mlflow: str | None = None,
+) -> list:
+    """The tracking callbacks the run's config or the flags (``tensorboard`` folder, ``mlflow`` URI) ask
+    for (none by default)."""
     callbacks = []
-    directory = tensorboard_dir(params)
+    directory = tensorboard_dir(params, tensorboard)
     if directory:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         callbacks.append(
@@ -219,7 +211,7 @@ def callbacks_for(params: dict, run_id: str, log_file: str | None = None) -> lis
                 params,
             )
         )
-    uri = params.get("_mlflow") or params.get("mlflow")
+    uri = mlflow or params.get("mlflow")
     if uri:
         callbacks.append(
             MLflowCallback(str(uri), params, f"{run_id}_seed{params.get('seed', 2023)}", log_file)

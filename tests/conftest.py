@@ -39,10 +39,10 @@ def load(data_root):
 @pytest.fixture(scope="session")
 def train(load):
     """train(expid, *sets) -> run record (no records file)."""
-    from benchmark.runner import run_experiment
+    from benchmark.runner import RunOptions, run
 
     def _train(expid, *sets, config=CONFIG):
-        return run_experiment(load(expid, *sets, config=config), None, quiet=True)
+        return run(load(expid, *sets, config=config), RunOptions(quiet=True)).record
 
     return _train
 

@@ -74,11 +74,11 @@ def assert_untouched(before: dict, after: dict) -> None:
 def earlier(tmp_path_factory):
     """A finished DCN_tiny run: its records file, model_root (best checkpoint, log) and built data."""
     from benchmark.config import load_config
-    from benchmark.runner import run_experiment
+    from benchmark.runner import RunOptions, run
 
     ws = str(tmp_path_factory.mktemp("earlier"))
     params = load_config(CONFIG, "DCN_tiny", ["verbose=0", f"model_root={ws}/ck"], f"{ws}/data")
-    record = run_experiment(params, f"{ws}/results/runs.jsonl", quiet=True)
+    record = run(params, RunOptions(results=f"{ws}/results/runs.jsonl", quiet=True)).record
     assert os.path.isfile(os.path.join(ws, "ck", "tiny", record["run_id"] + ".model"))
     return ws
 

@@ -2,6 +2,7 @@
 uninterrupted run with the same seed; the state holds weights, optimisers, LR, counters and RNG."""
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -78,7 +79,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, "0.08", *args, "--set", f"_progress_file={progress}"],
+        [sys.executable, "-c", DRIVER, "0.08", *args, "--progress-file", str(progress)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -112,13 +113,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(train, load, data_root, 
     assert os.path.dirname(state_file) == str(model_root / "tiny") and "_s21_" in state_file
     saved = torch.load(state_file, map_location="cpu", weights_only=True)  # tensors and plain values only
     assert saved["trainer"]["epoch"] >= 1 and saved["trainer"]["batch"] > 0  # mid-epoch
-    assert saved["optimizer"]["state"] and saved["rng"]
+    assert saved["optimizers"][0]["state"] and saved["rng"]
 
     # resumed here (one thread, as the killed process had): what `ctrbench run --resume` runs
-    from benchmark.runner import run_experiment
+    from benchmark.runner import RunOptions, run
 
     with one_thread():
-        run_experiment(params, str(results), quiet=True, resume=True)
+        run(params, RunOptions(results=str(results), resume=True, quiet=True))
     record = json.loads(results.read_text().splitlines()[-1])
     assert record["resumed"] == 1
     assert record["test"] == reference["test"] and record["valid"] == reference["valid"]
@@ -167,3 +168,30 @@ def test_resume_state_round_trip_and_config_check(load, tmp_path):
     junk, _ = _trainer(load, state_file=str(tmp_path / "junk.pt"))
     with pytest.raises(CTRBenchError, match="cannot read the resume state"):
         junk.load_state()
+
+
+def _split_optimisers(model):
+    """The model steps two optimisers through its own ``optimizers()`` (not fuxictr's ``optimizer`` and
+    ``aux_optimizers``): Adam on the embeddings beside the main one on the rest."""
+    named = list(model.named_parameters())
+    model.optimizer = torch.optim.Adam([p for n, p in named if "embedding" not in n], lr=1e-3)
+    extra = torch.optim.Adam([p for n, p in named if "embedding" in n], lr=1e-3)
+    model.optimizers = lambda: [model.optimizer, extra]
+    return extra
+
+
+def test_resume_restores_every_optimiser_of_model_optimizers(load, tmp_path):
+    state = str(tmp_path / "s.pt")
+    with one_thread():
+        first, loaders = _trainer(load, state_file=state)
+        extra = _split_optimisers(first.model)
+        first.fit(loaders["train"], loaders["valid"], 1)  # state saved at the epoch end
+        saved = copy.deepcopy(extra.state_dict()["state"])
+        second, _ = _trainer(load, state_file=state)
+        extra2 = _split_optimisers(second.model)
+        second.load_state()
+    restored = extra2.state_dict()["state"]
+    assert saved and restored.keys() == saved.keys()
+    for key, values in saved.items():
+        for name, tensor in values.items():
+            assert torch.equal(restored[key][name], tensor), (key, name)

@@ -19,17 +19,17 @@ def test_tensorboard_event_files_hold_the_curves_and_the_hparams(load, tmp_path)
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from benchmark.runner import run_experiment
+    from benchmark.runner import RunOptions, run
 
-    plain = run_experiment(
-        load("DNN_tiny", "epochs=2", f"model_root={tmp_path}/a"), str(tmp_path / "a.jsonl"), quiet=True
-    )
+    plain = run(
+        load("DNN_tiny", "epochs=2", f"model_root={tmp_path}/a"),
+        RunOptions(results=str(tmp_path / "a.jsonl"), quiet=True),
+    ).record
     params = load("DNN_tiny", "epochs=2", "log_steps=2", f"model_root={tmp_path}/b")
-    params["_tensorboard"] = str(tmp_path / "tb")
-    tracked = run_experiment(params, str(tmp_path / "b.jsonl"), quiet=True)
+    options = RunOptions(results=str(tmp_path / "b.jsonl"), quiet=True, tensorboard=str(tmp_path / "tb"))
+    tracked = run(params, options).record
     # tracking changes neither the metrics nor the record's identity
     assert tracked["config_hash"] != plain["config_hash"]  # log_steps is a setting of the run
-    assert "_tensorboard" not in tracked["config"]
     (run_dir,) = _tb_dirs(tmp_path / "tb")
     assert os.path.basename(run_dir).startswith(f"{tracked['run_id']}_seed2023_")
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
@@ -61,12 +61,11 @@ def test_tensorboard_event_files_hold_the_curves_and_the_hparams(load, tmp_path)
 
 def test_tensorboard_leaves_the_record_as_it_was(load, tmp_path):
     pytest.importorskip("tensorboard")
-    from benchmark.runner import run_experiment
+    from benchmark.runner import RunOptions, run
 
-    a = run_experiment(load("LR_tiny", f"model_root={tmp_path}/a"), None, quiet=True)
+    a = run(load("LR_tiny", f"model_root={tmp_path}/a"), RunOptions(quiet=True)).record
     params = load("LR_tiny", f"model_root={tmp_path}/b")
-    params["_tensorboard"] = str(tmp_path / "tb")
-    b = run_experiment(params, None, quiet=True)
+    b = run(params, RunOptions(quiet=True, tensorboard=str(tmp_path / "tb"))).record
     assert a["config_hash"] == b["config_hash"] and a["run_id"] == b["run_id"]
     assert a["valid"] == b["valid"] and a["test"] == b["test"] and a["history"] == b["history"]
     assert a["config"] == b["config"]
@@ -78,12 +77,11 @@ def test_tensorboard_leaves_the_record_as_it_was(load, tmp_path):
 def test_mlflow_run_has_params_metrics_and_artifacts(load, tmp_path):
     import mlflow
 
-    from benchmark.runner import run_experiment
+    from benchmark.runner import RunOptions, run
 
     params = load("LR_tiny", f"model_root={tmp_path}/ck", "log_steps=2")
     uri = (tmp_path / "mlruns").as_uri()
-    params["_mlflow"] = uri
-    record = run_experiment(params, None, quiet=True)
+    record = run(params, RunOptions(quiet=True, mlflow=uri)).record
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     (exp,) = [e for e in client.search_experiments() if e.name == "tiny"]
     (run,) = client.search_runs([exp.experiment_id])

@@ -44,14 +44,14 @@ class InProcessExecutor:
         self._done: list[Outcome] = []
 
     def start(self, spec: RunSpec, slot: int) -> None:
-        from ..runner import run_experiment
+        from ..runner import RunOptions, run
 
         try:
             params = spec.load()
             params["verbose"], params["gpu"] = 0, self.gpu
-            if self.progress_dir:
-                params["_progress_file"] = os.path.join(self.progress_dir, f"{spec.run_id}.json")
-            record = run_experiment(params, self.results, quiet=True, resume=True)
+            progress = os.path.join(self.progress_dir, f"{spec.run_id}.json") if self.progress_dir else None
+            options = RunOptions(results=self.results, resume=True, quiet=True, progress_file=progress)
+            record = run(params, options).record
             self._done.append(Outcome(spec, True, record=record))
         except USER_ERRORS as exc:  # the config's or the model's own check
             self._done.append(Outcome(spec, False, str(exc)))
@@ -114,11 +114,9 @@ class SubprocessExecutor:
         ]
         if spec.data_root:
             cmd += ["--data-root", spec.data_root]
-        for s in spec.overrides() + [
-            f"_progress_file={os.path.join(self.progress_dir, spec.run_id + '.json')}"
-        ]:
+        for s in spec.overrides():
             cmd += ["--set", s]
-        return cmd
+        return cmd + ["--progress-file", os.path.join(self.progress_dir, spec.run_id + ".json")]
 
     def start(self, spec: RunSpec, slot: int) -> None:
         env = dict(
@@ -168,14 +166,12 @@ class SubprocessExecutor:
 
 def execute_spec(spec_dict: dict, gpu: int = -1, progress_file: str | None = None) -> dict:
     """Run one spec where it lands (a Ray worker) and return its record; the driver appends it."""
-    from ..runner import run_experiment
+    from ..runner import RunOptions, run
 
     spec = RunSpec.from_dict(spec_dict)
     params = spec.load()
     params["gpu"], params["verbose"] = gpu, 0
-    if progress_file:
-        params["_progress_file"] = progress_file
-    return run_experiment(params, None, quiet=True, resume=True)
+    return run(params, RunOptions(resume=True, quiet=True, progress_file=progress_file)).record
 
 
 class RayExecutor:
