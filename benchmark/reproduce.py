@@ -1,20 +1,36 @@
 """Reproduce a paper's table from a targets file (``results/targets/<name>.yaml``).
 
 A targets file is data: the table's rows (expid templates), columns (datasets), shared settings and the
-paper's published numbers. ``reproduce`` runs every cell (row x column x seed) through the normal run path,
-appends the records to ``<out>/<name>_runs.jsonl`` (cells already recorded with the same config hash are
-skipped, so an interrupted reproduction resumes), and writes ``<out>/<name>.md`` and ``.csv`` with our numbers
-beside the paper's, the difference per cell, whether each AUC is within the tolerance, RelaImp and the
-significance against the baseline row when the file names one. A column whose data is missing is reported
-as missing in the table, never skipped silently. ``--smoke`` runs every cell for one epoch on the tiny
-fixture named by each column and fails unless the table is complete.
+paper's published numbers. ``reproduce`` first resolves every cell (row x column x seed): an unknown expid
+or model, or a setting the config or the model refuses, is one error line before any cell runs. It then
+runs every cell through the normal run path, appends the records to ``<out>/<name>_runs.jsonl`` (a cell
+whose config is already recorded is skipped, so an interrupted reproduction resumes), and writes:
+
+- ``<out>/<name>.md``: one table per column (dataset), our numbers (mean ± std over seeds) beside the
+  paper's, the difference, a verdict per cell, #params, RelaImp and the significance against the
+  baseline row when the file names one; a column whose data is missing is reported as missing, never
+  skipped silently;
+- ``<out>/<name>.csv``: one line per cell, numbers only (AUC as a fraction, counts as integers);
+- ``<out>/<name>.verdicts.json``: the verdicts and the numbers they rest on.
+
+A cell's values are the seeds of the config this file asks for (``records.group_records``). Its verdict
+against the paper's number (``stats.verdict``, per metric with a paper number and a tolerance):
+*reproduced* when a TOST equivalence test within the tolerance, with the seeds' measured std, passes at
+``alpha``; *not reproduced* when the paper's number lies outside the ``1 - alpha`` confidence interval by
+more than the tolerance; *underpowered* otherwise, with the seeds that would decide it at the measured std
+(one seed is always underpowered). A cell is not reproduced when any metric is, reproduced when all are.
+``--smoke`` runs every cell for one epoch on the tiny fixture named by each column and fails unless the
+table is complete.
 
 Format::
 
     name: ibnet_table4
     title: "..."
     metrics: [logloss, AUC]
-    auc_tolerance: 0.1
+    auc_tolerance: 0.1                  # AUC points (%), for AUC and gAUC; 0.1 when absent
+    tolerance: {AUC: 0.001, logloss: 0.001}   # optional, per metric in its own units (AUC as a fraction);
+                                        # wins over auc_tolerance; default DEFAULT_TOLERANCE
+    alpha: 0.05                         # optional: the verdicts' level
     baseline: {avazu: MaskNet}          # optional, per column (a row may name its own: rows.X.baseline)
     significance: paired                # paired | welch | welch_levene
     seeds: [2023]
@@ -35,9 +51,11 @@ import numpy as np
 import yaml
 
 from . import config as config_mod
+from . import stats
 from .errors import USER_ERRORS, CTRBenchError
 from .records import config_key, find_recorded, group_records, read_records
 from .report import RELAIMP_NA, relaimp_auc
+from .util import atomic_write, atomic_write_json
 
 SMOKE_SETS = {"epochs": 1, "batch_size": 256, "eval_batch_size": 1024, "verbose": 0}
 
@@ -71,6 +89,25 @@ def load_targets(path: str) -> dict:
     for row, spec in targets["rows"].items():
         if not isinstance(spec, dict) or "expid" not in spec:
             raise CTRBenchError(f"{path}: rows.{row} needs an expid template")
+    tol = targets.get("tolerance")
+    if tol is not None:
+        bad = (
+            [f"tolerance: {tol!r}"]
+            if not isinstance(tol, dict)
+            else [
+                f"tolerance.{m}: {v!r}"
+                for m, v in tol.items()
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
+            ]
+        )
+        if bad:
+            raise CTRBenchError(
+                f"{path}: {bad[0]} is not a positive number per metric; write e.g. "
+                f"tolerance: {{AUC: 0.001, logloss: 0.001}} (AUC as a fraction)"
+            )
+    alpha = targets.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise CTRBenchError(f"{path}: alpha: {alpha!r} must lie between 0 and 1, e.g. alpha: 0.05")
     targets.setdefault("metrics", ["logloss", "AUC"])
     targets.setdefault("seeds", [2023])
     targets.setdefault("paper", {})
@@ -123,34 +160,52 @@ def _as_set_args(sets: dict) -> list[str]:
     ]
 
 
+def resolve_cells(
+    cells: list[Cell], config_dir: str, data_root: str | None = None, gpu: int | None = None
+) -> tuple[list[tuple[Cell, dict]], dict]:
+    """Each cell's resolved config: ([(cell, params)], {(row, column): error}) for the cells whose expid,
+    model or settings are unknown or wrong (the config's and the model's own checks)."""
+    resolved, errors = [], {}
+    for cell in cells:
+        sets = dict(cell.sets)
+        if gpu is not None:
+            sets["gpu"] = gpu
+        try:
+            resolved.append(
+                (cell, config_mod.load_config(config_dir, cell.expid, _as_set_args(sets), data_root))
+            )
+        except USER_ERRORS as exc:
+            errors.setdefault((cell.row, cell.column), str(exc))
+    return resolved, errors
+
+
+def unresolved_error(path: str, errors: dict) -> CTRBenchError:
+    """One line for the cells that do not resolve: the first one's error, how many more, and that
+    nothing ran."""
+    (row, column), message = next(iter(errors.items()))
+    first = message.strip().splitlines()[0] if message.strip() else message
+    more = len(errors) - 1
+    also = f"; {more} more cell(s) fail too ('ctrbench reproduce {path} --check' lists them)" if more else ""
+    return CTRBenchError(f"{path}: cell {row} / {column}: {first}{also}; no cell ran")
+
+
 def run_cells(
-    cells: list[Cell],
+    resolved: list[tuple[Cell, dict]],
     results_path: str,
-    config_dir: str,
-    data_root: str | None = None,
-    gpu: int | None = None,
     console=None,
     quiet: bool = True,
     keys: dict | None = None,
 ) -> dict:
-    """Run every cell not yet recorded; returns {(row, column): status} for cells that did not run.
-    ``keys``, when given, receives each cell's config key (``records.config_key``: the config without
-    the seed), so the table shows the records of the config this targets file asks for."""
+    """Run every resolved cell not yet recorded; returns {(row, column): status} for cells that did not
+    run. ``keys``, when given, receives each cell's config key (``records.config_key``: the config
+    without the seed), so the table shows the records of the config this targets file asks for."""
     from .runner import RunOptions, run
 
     recorded = read_records(results_path)
     status: dict = {}
     missing_data: dict = {}
-    for i, cell in enumerate(cells, 1):
-        sets = dict(cell.sets)
-        if gpu is not None:
-            sets["gpu"] = gpu
+    for i, (cell, params) in enumerate(resolved, 1):
         key = (cell.row, cell.column)
-        try:
-            params = config_mod.load_config(config_dir, cell.expid, _as_set_args(sets), data_root)
-        except USER_ERRORS as exc:  # the config's or the model's own check
-            status[key] = f"config error: {str(exc)}"
-            continue
         if keys is not None:
             keys[key] = config_key({"config": params})
         if find_recorded(recorded, params) is not None:
@@ -160,7 +215,7 @@ def run_cells(
             continue
         if console is not None:
             console.print(
-                f"[{i}/{len(cells)}] {cell.row} on {cell.column} (seed {cell.seed}): {cell.expid}",
+                f"[{i}/{len(resolved)}] {cell.row} on {cell.column} (seed {cell.seed}): {cell.expid}",
                 highlight=False,
             )
         try:
@@ -187,15 +242,13 @@ def check_cells(
     from .runner import prepare_run
     from .train import Trainer
 
-    errors: dict = {}
+    resolved, errors = resolve_cells(cells, config_dir, data_root, gpu=-1)
     checked: set = set()
-    for cell in cells:
+    for cell, params in resolved:
         key = (cell.row, cell.column)
         if key in errors:
             continue
         try:
-            params = config_mod.load_config(config_dir, cell.expid, _as_set_args(cell.sets), data_root)
-            params["gpu"] = -1
             fingerprint = config_key({"config": params})
             if fingerprint in checked:
                 continue
@@ -291,87 +344,315 @@ def _pvalue(targets, cell, base):
     return None if res is None else res["p"]
 
 
-def table_rows(targets: dict, cells: dict, status: dict, columns=None, rows=None, notes=None):
-    """Header and body of the comparison table; ``notes`` receives its footnotes."""
-    relaimp_na: set = set()
+# ---- verdicts against the paper's numbers ---------------------------------------------------------------
+
+#: Tolerances of the verdicts when a targets file names none (see the module doc): metric -> the largest
+#: difference from the paper's number that still counts as the same, in the metric's own units (AUC as a
+#: fraction: 0.001 = 0.1 AUC points).
+DEFAULT_TOLERANCE = {"AUC": 0.001, "gAUC": 0.001, "logloss": 0.001}
+
+
+def _is_auc(metric: str) -> bool:
+    return metric.lower().endswith("auc")
+
+
+def _fraction(metric: str, value):
+    """AUC-like numbers as fractions (papers print 79.3064 or 0.793064); other metrics unchanged."""
+    if value is None:
+        return None
+    value = float(value)
+    return value / 100.0 if _is_auc(metric) and value > 1.0 else value
+
+
+def tolerances(targets: dict) -> dict:
+    """metric -> tolerance for this targets file: DEFAULT_TOLERANCE, then ``auc_tolerance`` (AUC points,
+    for AUC and gAUC), then the file's ``tolerance`` mapping (each metric in its own units; AUC as a
+    fraction whatever the paper prints)."""
+    tol = dict(DEFAULT_TOLERANCE)
+    if targets.get("auc_tolerance") is not None:
+        tol["AUC"] = tol["gAUC"] = float(targets["auc_tolerance"]) / 100.0
+    tol.update({m: float(v) for m, v in (targets.get("tolerance") or {}).items()})
+    return tol
+
+
+def cell_verdict(values: dict, paper: dict, tol: dict, alpha: float = 0.05) -> dict | None:
+    """The verdict of one cell: ``values`` metric -> our per-seed values, ``paper`` metric -> the
+    paper's number. Each metric with a paper number and a tolerance gets ``stats.verdict``; the cell is
+    *not reproduced* when any metric is, *reproduced* when all are, else *underpowered* with the seeds
+    that would decide it (the most any metric needs; None where the std is unknown or no number of
+    seeds decides). None when no metric can be compared."""
+    per_metric = {}
+    for metric, target in paper.items():
+        if metric not in tol or not isinstance(target, (int, float)):
+            continue
+        ours = [v for v in values.get(metric) or [] if v is not None]
+        if not ours:
+            continue
+        per_metric[metric] = stats.verdict(
+            [_fraction(metric, v) for v in ours], _fraction(metric, target), tol[metric], alpha
+        )
+    if not per_metric:
+        return None
+    kinds = {v["verdict"] for v in per_metric.values()}
+    if stats.NOT_REPRODUCED in kinds:
+        verdict = stats.NOT_REPRODUCED
+    elif kinds == {stats.REPRODUCED}:
+        verdict = stats.REPRODUCED
+    else:
+        verdict = stats.UNDERPOWERED
+    needed = None
+    if verdict == stats.UNDERPOWERED:
+        wanted = [v["seeds_needed"] for v in per_metric.values() if v["verdict"] == stats.UNDERPOWERED]
+        needed = None if None in wanted else max(wanted)
+    return {"verdict": verdict, "seeds_needed": needed, "metrics": per_metric}
+
+
+def verdict_text(v: dict | None) -> str:
+    if v is None:
+        return "–"
+    if v["verdict"] != stats.UNDERPOWERED:
+        return v["verdict"]
+    n = max(m["n"] for m in v["metrics"].values())
+    if n < 2:
+        return "underpowered (1 seed)"
+    if v["seeds_needed"] is None:
+        return f"underpowered ({n} seeds; more seeds do not decide it)"
+    return f"underpowered ({n} seeds; ~{v['seeds_needed']} would decide)"
+
+
+def parse_count(value) -> int | None:
+    """A printed parameter count as an integer: '78.7M' -> 78700000, '6K' -> 6000, '6,083,278'."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value).replace(",", "").strip()
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}.get(text[-1:].upper())
+    try:
+        return round(float(text[:-1]) * scale) if scale else int(float(text))
+    except ValueError:
+        return None
+
+
+# ---- the table --------------------------------------------------------------------------------------
+
+
+def table_cells(targets: dict, cells: dict, status: dict, columns=None, rows=None, notes=None) -> list[dict]:
+    """One dict of numbers per (row, column), in table order: our mean and std per metric (AUC as a
+    fraction), the paper's number (AUC as a fraction), the difference, the verdict, #params (ours and
+    the paper's as integers), RelaImp AUC against the baseline row and the p-value of the significance
+    test. ``notes`` receives the table's footnotes."""
     columns = columns or list(targets["datasets"])
     rows = rows or list(targets["rows"])
-    tol = float(targets.get("auc_tolerance", 0.1))
+    tol, alpha = tolerances(targets), float(targets.get("alpha", 0.05))
     baseline = targets.get("baseline") or {}
     row_base = {row: spec.get("baseline") for row, spec in targets["rows"].items() if spec.get("baseline")}
-    if row_base:
-        baseline = {col: baseline.get(col) or "per-row" for col in columns}
-    header = ["Model"]
+    relaimp_na: set = set()
+    out = []
     for col in columns:
-        for m in targets["metrics"]:
-            header += [f"{col} {m}", f"{col} {m} (paper)", f"{col} Δ{m}"]
-        header += [f"{col} within ±{tol:g}", f"{col} #Params", f"{col} #Params (paper)"]
-        if baseline.get(col):
-            header += [f"{col} RelaImp AUC", f"{col} p vs {baseline[col]}"]
-    body = []
-    for row in rows:
-        line = [row]
-        for col in columns:
-            cell = cells.get((row, col))
+        for row in rows:
+            cell = cells.get((row, col)) or {}
             paper = (targets["paper"].get(row) or {}).get(col) or {}
-            note = status.get((row, col))
-            within = "–"
+            entry = {
+                "row": row,
+                "column": col,
+                "dataset_id": targets["datasets"][col]["dataset_id"],
+                "n": len(cell.get("seeds") or []),
+                "seeds": list(cell.get("seeds") or []),
+                "status": status.get((row, col)),
+                "params": cell.get("params"),
+                "params_paper": parse_count(paper.get("params")),
+                "metrics": {},
+                "baseline": row_base.get(row) or baseline.get(col),
+                "relaimp_auc": None,
+                "relaimp_na": False,
+                "p_vs_baseline": None,
+            }
             for m in targets["metrics"]:
-                values = [v for v in (cell or {}).get(m, []) if v is not None]
+                values = [v for v in cell.get(m) or [] if v is not None]
                 ours = float(np.mean(values)) if values else None
-                ref = paper.get(m)
-                if m.lower().endswith("auc") and ours is not None:
-                    ours = _pct(ours)
-                    ref = _pct(ref) if ref is not None else None
-                if ours is None:
-                    text = note.split(":")[0] if note else "not run"
-                else:
-                    digits = 4 if m.lower().endswith("auc") else (6 if "loss" in m.lower() else 2)
-                    text = f"{ours:.{digits}f}"
-                    if len(values) > 1:
-                        std = float(np.std(values, ddof=1)) * (100 if m.lower().endswith("auc") else 1)
-                        text += f" ± {std:.{digits}f}"
-                diff = f"{ours - float(ref):+.4f}" if ours is not None and ref is not None else "–"
-                if m == "AUC" and ours is not None and ref is not None:
-                    within = "yes" if abs(ours - float(ref)) <= tol else "no"
-                line += [text, f"{ref}" if ref is not None else "–", diff]
-            params = (cell or {}).get("params")
-            line += [within, f"{params:,}" if params else "–", str(paper.get("params", "–"))]
-            if baseline.get(col):
-                base_row = row_base.get(row, baseline[col])
-                base = cells.get((base_row, col))
-                rel, pv = "–", "–"
-                if cell and base and cell.get("AUC") and base.get("AUC"):
-                    value = relaimp_auc(np.mean(cell["AUC"]), np.mean(base["AUC"]))
-                    rel = "n/a" if value is None else f"{value:+.2f}%"
-                    if value is None:
-                        relaimp_na.add((base_row, col))
-                    if row != base_row:
-                        p = _pvalue(targets, cell, base)
-                        pv = f"{p:.3g}" if p is not None else "n<2"
-                line += [rel, pv]
+                ref = paper.get(m) if isinstance(paper.get(m), (int, float)) else None
+                std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+                if _is_auc(m) and values and max(values) > 1.0:  # a record in percent
+                    ours, std = ours / 100.0, None if std is None else std / 100.0
+                ref = _fraction(m, ref)
+                entry["metrics"][m] = {
+                    "ours": ours,
+                    "std": std,
+                    "paper": ref,
+                    "diff": ours - ref if ours is not None and ref is not None else None,
+                }
+            entry["verdict"] = cell_verdict(cell, paper, tol, alpha) if cell else None
+            base_row = entry["baseline"]
+            base = cells.get((base_row, col)) if base_row else None
+            if cell.get("AUC") and base and base.get("AUC"):
+                entry["relaimp_auc"] = relaimp_auc(np.mean(cell["AUC"]), np.mean(base["AUC"]))
+                if entry["relaimp_auc"] is None:
+                    entry["relaimp_na"] = True
+                    relaimp_na.add((base_row, col))
+                if row != base_row:
+                    entry["p_vs_baseline"] = _pvalue(targets, cell, base)
+            out.append(entry)
+    if notes is not None:
+        if relaimp_na:
+            where = ", ".join(f"{b} on {c}" for b, c in sorted(relaimp_na))
+            notes.append(RELAIMP_NA["auc"] + f" ({where})")
+        notes.append(
+            "verdict: reproduced = TOST equivalence to the paper's number within the tolerance passes at "
+            f"alpha = {alpha:g} (seeds' measured std); not reproduced = the paper's number lies outside the "
+            f"{1 - alpha:.0%} confidence interval by more than the tolerance; underpowered = neither "
+            "(one seed always). Tolerances: " + ", ".join(f"{m} {v:g}" for m, v in tol.items())
+        )
+    return out
+
+
+def _num(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _digits(metric: str) -> int:
+    return 4 if _is_auc(metric) else (6 if "loss" in metric.lower() else 2)
+
+
+def _metric_text(entry: dict, m: str) -> tuple[str, str, str]:
+    """Ours (mean ± std), the paper's and the difference, as the paper prints them (AUC in %)."""
+    v, scale = entry["metrics"][m], (100.0 if _is_auc(m) else 1.0)
+    digits = _digits(m)
+    if v["ours"] is None:
+        ours = entry["status"].split(":")[0] if entry["status"] else "not run"
+    else:
+        ours = f"{v['ours'] * scale:.{digits}f}"
+        if v["std"] is not None:
+            ours += f" ± {v['std'] * scale:.{digits}f}"
+    paper = _num(None if v["paper"] is None else v["paper"] * scale, digits)
+    diff = "–" if v["diff"] is None else f"{v['diff'] * scale:+.4f}"
+    return ours, paper, diff
+
+
+def _count_text(n) -> str:
+    return f"{n:,}" if n else "–"
+
+
+def dataset_table(targets: dict, entries: list[dict], column: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body of one column's (dataset's) table: a row per model."""
+    mine = [e for e in entries if e["column"] == column]
+    bases = list(dict.fromkeys(e["baseline"] for e in mine if e["baseline"]))
+    header = ["Model"]
+    for m in targets["metrics"]:
+        header += [m + " (%)" if _is_auc(m) else m, f"{m} (paper)", f"Δ{m}"]
+    header += ["verdict", "#Params", "#Params (paper)"]
+    if len(bases) == 1:
+        header += [f"RelaImp AUC vs {bases[0]}", f"p vs {bases[0]}"]
+    elif bases:
+        header += ["baseline", "RelaImp AUC", "p vs baseline"]
+    body = []
+    for e in mine:
+        line = [e["row"]]
+        for m in targets["metrics"]:
+            line += list(_metric_text(e, m))
+        line += [verdict_text(e["verdict"]), _count_text(e["params"]), _count_text(e["params_paper"])]
+        if bases:
+            rel = e["relaimp_auc"]
+            rel_text = "n/a" if e["relaimp_na"] else ("–" if rel is None else f"{rel:+.2f}%")
+            p = e["p_vs_baseline"]
+            same = e["row"] == e["baseline"] or not e["n"] or rel is None and not e["relaimp_na"]
+            p_text = "–" if same else ("n<2" if p is None else f"{p:.3g}")
+            line += ([e["baseline"] or "–"] if len(bases) > 1 else []) + [rel_text, p_text]
         body.append(line)
-    if relaimp_na and notes is not None:
-        notes.append(RELAIMP_NA["auc"] + f" ({', '.join(f'{b} on {c}' for b, c in sorted(relaimp_na))})")
     return header, body
 
 
-def render(targets: dict, header, body, status: dict, smoke: bool, notes=()) -> tuple[str, str]:
+CSV_FIELDS = (
+    "row",
+    "column",
+    "dataset_id",
+    "n",
+    "seeds",
+    "verdict",
+    "seeds_needed",
+    "params",
+    "params_paper",
+    "baseline",
+    "relaimp_auc",
+    "p_vs_baseline",
+    "status",
+)
+
+
+def render_csv(targets: dict, entries: list[dict]) -> str:
+    """One line per cell, numbers only (AUC as a fraction, counts as integers, RelaImp in percent)."""
+    metric_fields = []
+    for m in targets["metrics"]:
+        metric_fields += [m, f"{m}_std", f"{m}_paper", f"{m}_diff"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(CSV_FIELDS[:5]) + metric_fields + list(CSV_FIELDS[5:]))
+    for e in entries:
+        values = []
+        for m in targets["metrics"]:
+            v = e["metrics"][m]
+            values += [v["ours"], v["std"], v["paper"], v["diff"]]
+        verdict = e["verdict"] or {}
+        row = [e["row"], e["column"], e["dataset_id"], e["n"], " ".join(map(str, e["seeds"]))] + values
+        row += [verdict.get("verdict"), verdict.get("seeds_needed"), e["params"], e["params_paper"]]
+        row += [e["baseline"], e["relaimp_auc"], e["p_vs_baseline"], e["status"]]
+        writer.writerow(["" if x is None else (f"{x:.10g}" if isinstance(x, float) else x) for x in row])
+    return buf.getvalue()
+
+
+def verdicts_json(targets: dict, entries: list[dict]) -> dict:
+    """The machine-readable verdicts: per cell the verdict, per metric the numbers it rests on."""
+    return {
+        "table": targets["name"],
+        "targets": targets.get("_path"),
+        "tolerance": tolerances(targets),
+        "alpha": float(targets.get("alpha", 0.05)),
+        "cells": [
+            {
+                "row": e["row"],
+                "column": e["column"],
+                "dataset_id": e["dataset_id"],
+                "seeds": e["seeds"],
+                "verdict": (e["verdict"] or {}).get("verdict"),
+                "seeds_needed": (e["verdict"] or {}).get("seeds_needed"),
+                "metrics": (e["verdict"] or {}).get("metrics", {}),
+                "status": e["status"],
+            }
+            for e in entries
+        ],
+    }
+
+
+def verdict_summary(entries: list[dict]) -> str:
+    """'Verdicts: reproduced 3, underpowered 2, no result 1' over the table's cells."""
+    counts: dict = {}
+    for e in entries:
+        kind = (e["verdict"] or {}).get("verdict") or ("no paper number" if e["n"] else "no result")
+        counts[kind] = counts.get(kind, 0) + 1
+    return "Verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def render(targets: dict, entries: list[dict], status: dict, smoke: bool, notes=()) -> str:
+    """The markdown: one table per dataset (column), so a wide paper table stays readable."""
     title = targets.get("title", targets["name"]) + (" — SMOKE (tiny fixtures, 1 epoch)" if smoke else "")
     md = [f"# {title}", ""]
     if targets.get("source"):
         md += [f"Paper numbers: {targets['source']}", ""]
-    md += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    md += ["| " + " | ".join(line) + " |" for line in body]
+    for column in dict.fromkeys(e["column"] for e in entries):
+        header, body = dataset_table(targets, entries, column)
+        dataset_id = targets["datasets"][column]["dataset_id"]
+        md += [f"## {column} ({dataset_id})", ""]
+        md += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        md += ["| " + " | ".join(line) + " |" for line in body]
+        md += [""]
+    md += [verdict_summary(entries)]
     problems = sorted(status.items())
     if problems:
         md += ["", "Cells without results:", ""]
         md += [f"- {row} / {col}: {msg}" for (row, col), msg in problems]
     if notes:
-        md += ["", "Records left out:", ""] + [f"- {n}" for n in notes]
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header] + body)
-    return "\n".join(md) + "\n", buf.getvalue()
+        md += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(md) + "\n"
 
 
 def check(
@@ -405,23 +686,30 @@ def reproduce(
     suffix = "_smoke" if smoke else ""
     os.makedirs(out_dir, exist_ok=True)
     results_path = os.path.join(out_dir, f"{targets['name']}{suffix}_runs.jsonl")
+    resolved, errors = resolve_cells(cells, config_dir, data_root, gpu)
+    if errors:  # a configuration error: before any cell runs
+        raise unresolved_error(path, errors)
     keys: dict = {}
-    status = run_cells(cells, results_path, config_dir, data_root, gpu, console, keys=keys)
+    status = run_cells(resolved, results_path, console, keys=keys)
     notes: list = []
     collected = collect(targets, read_records(results_path), keys, notes)
     columns = list(dict.fromkeys(c.column for c in cells))
     rows = list(dict.fromkeys(c.row for c in cells))
-    header, body = table_rows(targets, collected, status, columns, rows, notes)
-    md, csv_text = render(targets, header, body, status, smoke, notes)
-    md_path = os.path.join(out_dir, f"{targets['name']}{suffix}.md")
-    with open(md_path, "w") as fd:
-        fd.write(md)
-    with open(os.path.join(out_dir, f"{targets['name']}{suffix}.csv"), "w") as fd:
-        fd.write(csv_text)
+    entries = table_cells(targets, collected, status, columns, rows, notes)
+    md = render(targets, entries, status, smoke, notes)
+    stem = os.path.join(out_dir, f"{targets['name']}{suffix}")
+    atomic_write(stem + ".md", md)
+    atomic_write(stem + ".csv", render_csv(targets, entries))
+    verdicts = verdicts_json(targets, entries)
+    atomic_write_json(stem + ".verdicts.json", verdicts, indent=1)
     incomplete = [(c.row, c.column) for c in cells if (c.row, c.column) not in collected]
     return {
         "markdown": md,
-        "path": md_path,
+        "path": stem + ".md",
+        "csv": stem + ".csv",
+        "verdicts_path": stem + ".verdicts.json",
+        "verdicts": verdicts,
+        "entries": entries,
         "status": status,
         "incomplete": sorted(set(incomplete)),
         "cells": collected,

@@ -1,6 +1,7 @@
 """The reproduce engine on a small targets file, and every paper table in smoke mode."""
 
 import glob
+import json
 import os
 
 import pytest
@@ -52,13 +53,17 @@ def test_reproduce_table_missing_column_and_resume(targets_file, tmp_path, data_
     assert "| DCN |" in md and " ± " in md
     assert "missing data" in md and "Frappe_x1/train.csv" in md
     assert ("DCN", "absent") in result["incomplete"]
-    assert "a RelaImp AUC" in md and "a p vs LR" in md
+    assert "## a (tiny)" in md and "RelaImp AUC vs LR" in md and "p vs LR" in md
     lines = open(os.path.join(out, "mini_runs.jsonl")).read().splitlines()
     assert len(lines) == 4
     # a second call finds every cell recorded and runs nothing
     reproduce(targets_file, out, CONFIG, data_root=str(tmp_path / "nodata"))
     assert len(open(os.path.join(out, "mini_runs.jsonl")).read().splitlines()) == 4
     assert os.path.isfile(os.path.join(out, "mini.csv"))
+    verdicts = json.loads(open(os.path.join(out, "mini.verdicts.json")).read())
+    dcn = next(c for c in verdicts["cells"] if (c["row"], c["column"]) == ("DCN", "a"))
+    assert dcn["seeds"] == [1, 2] and dcn["verdict"] in ("underpowered", "not reproduced")
+    assert f"| {dcn['verdict']}" in md  # the table shows the verdict the file holds
 
 
 PAPER_TABLES = sorted(glob.glob(os.path.join(REPO, "results", "targets", "*.yaml")))
@@ -166,3 +171,107 @@ def test_collect_takes_the_seeds_of_one_config(records, planned, values):
     assert sorted(cells[("DCN", "a")]["AUC"]) == pytest.approx(sorted(values))
     assert len(cells[("DCN", "a")]["seeds"]) == len(values)
     assert len(notes) == 1 if len(records) > len(values) else not notes
+
+
+# ---- verdicts of cells from fixed records ------------------------------------------------------------
+
+VERDICT_TARGETS = {
+    "name": "mini",
+    "metrics": ["logloss", "AUC"],
+    "seeds": [1, 2, 3, 4, 5],
+    "datasets": {"a": {"dataset_id": "d"}},
+    "rows": {"DCN": {"expid": "DCN_x"}},
+    "paper": {},
+}
+
+AUCS = [0.8012, 0.8031, 0.8024, 0.8019, 0.8027]  # mean 0.80226, std 0.00072
+VERDICT_CASES = {
+    # paper numbers (AUC as printed, %), our AUCs, logloss offset from the paper's -> verdict
+    "five seeds on the paper's number": ({"AUC": 80.22, "logloss": 0.44}, AUCS, 0.0, "reproduced"),
+    "five seeds far from the paper's AUC": ({"AUC": 81.00, "logloss": 0.44}, AUCS, 0.0, "not reproduced"),
+    "logloss far off, AUC on the number": ({"AUC": 80.22, "logloss": 0.44}, AUCS, 0.01, "not reproduced"),
+    "one seed, on the number": ({"AUC": 80.12, "logloss": 0.44}, AUCS[:1], 0.0, "underpowered"),
+    "two seeds, wide apart": ({"AUC": 80.22, "logloss": 0.44}, [0.7990, 0.8050], 0.0, "underpowered"),
+    "AUC printed as a fraction": ({"AUC": 0.8022, "logloss": 0.44}, AUCS, 0.0, "reproduced"),
+}
+
+
+@pytest.mark.parametrize("paper, aucs, loss_off, expected", VERDICT_CASES.values(), ids=VERDICT_CASES.keys())
+def test_cell_verdicts_from_fixed_records(paper, aucs, loss_off, expected, tmp_path):
+    from benchmark.reproduce import collect, render, render_csv, table_cells, verdicts_json
+
+    targets = dict(VERDICT_TARGETS, paper={"DCN": {"a": paper}}, _path="mini.yaml")
+    records = [
+        dict(table_rec("DCN", "a", seed, auc), test={"AUC": auc, "logloss": 0.44 + loss_off + 1e-4 * seed})
+        for seed, auc in enumerate(aucs, 1)
+    ]
+    entries = table_cells(targets, collect(targets, records), {}, notes=[])
+    (entry,) = entries
+    assert entry["verdict"]["verdict"] == expected
+    md = render(targets, entries, {}, False, [])
+    assert f"| {expected}" in md and f"Verdicts: {expected} 1" in md
+    if expected == "underpowered":
+        needed = entry["verdict"]["seeds_needed"]
+        assert (needed is None) == (len(aucs) == 1)
+        assert ("1 seed" in md) == (len(aucs) == 1)
+        if needed:
+            assert f"~{needed} would decide" in md and needed > len(aucs)
+    saved = verdicts_json(targets, entries)["cells"][0]
+    assert saved["verdict"] == expected and set(saved["metrics"]) == {"AUC", "logloss"}
+    line = dict(zip(*[r.split(",") for r in render_csv(targets, entries).splitlines()]))
+    assert line["verdict"] == expected and float(line["AUC_paper"]) == pytest.approx(_frac(paper["AUC"]))
+
+
+def _frac(auc):
+    return auc / 100 if auc > 1 else auc
+
+
+def test_tolerance_defaults_and_keys(tmp_path):
+    from benchmark.errors import CTRBenchError
+    from benchmark.reproduce import DEFAULT_TOLERANCE, tolerances
+
+    assert tolerances({}) == DEFAULT_TOLERANCE
+    assert tolerances({"auc_tolerance": 0.2})["AUC"] == pytest.approx(0.002)
+    assert tolerances({"auc_tolerance": 0.2, "tolerance": {"AUC": 0.0005}})["AUC"] == 0.0005
+    for bad, match in (({"AUC": "small"}, "tolerance.AUC: 'small'"), ([0.1], r"tolerance: \[0.1\]")):
+        path = tmp_path / "t.yaml"
+        path.write_text(yaml.safe_dump(dict(TARGETS, tolerance=bad)))
+        with pytest.raises(CTRBenchError, match=match):
+            load_targets(str(path))
+
+
+# ---- a cell that cannot be resolved stops the table before any cell runs ----------------------------
+
+UNRESOLVED_CASES = {
+    "an unknown expid": ({"Abad": {"expid": "NoSuchExpid_tiny"}}, "NoSuchExpid_tiny"),
+    "an unknown model": (
+        {"Abad": {"expid": "DCN_tiny", "set": {"all": {"model": "NoSuchModel"}}}},
+        "NoSuchModel",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad_rows, named", UNRESOLVED_CASES.values(), ids=UNRESOLVED_CASES.keys())
+def test_reproduce_with_an_unknown_cell_exits_2_before_running(bad_rows, named, tmp_path, data_root, capsys):
+    import sys
+
+    from benchmark import cli
+
+    targets = dict(TARGETS, rows={**bad_rows, **TARGETS["rows"]})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(targets))
+    argv, here = sys.argv, os.getcwd()
+    sys.argv = ["ctrbench", "reproduce", str(path), "--config", CONFIG, "--data-root", data_root]
+    sys.argv += ["--out-dir", str(tmp_path / "out"), "--datasets", "a"]
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main()
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert named in err and "Abad / a" in err and "no cell ran" in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "out" / "mini_runs.jsonl")  # nothing ran

@@ -61,7 +61,7 @@ def reproduce(
         console,
     )
     out.print(result["markdown"], markup=False, highlight=False, soft_wrap=True)
-    console.print(f"wrote {result['path']}")
+    console.print(f"wrote {result['path']}, {result['csv']} and {result['verdicts_path']}", highlight=False)
     if smoke and result["incomplete"]:
         cells = ", ".join(f"{r}/{c}" for r, c in result["incomplete"])
         raise CTRBenchError(f"smoke table {targets} is incomplete: no result for {cells}")
