@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import CTRBenchError
 from .records import group_records, looks_like_records
-from .util import atomic_write
+from .util import atomic_write, atomic_write_json
 
 SIGNIFICANCE_METHODS = ("auto", "paired", "welch", "welch_levene")
 EFFICIENCY = (
@@ -223,10 +223,13 @@ def build_table(
     efficiency: bool = False,
     mark_best: bool = False,
     latest: bool = False,
+    targets: dict | None = None,
 ) -> dict:
     """A table structure: {datasets, models, cells{(m, d): {...}}, notes} with RelaImp filled in (and
     p-values, best marks and efficiency columns when asked). Rows are configs (see :func:`aggregate`);
-    ``latest`` keeps the newest config of each expid and ``notes`` says what was left out."""
+    ``latest`` keeps the newest config of each expid and ``notes`` says what was left out. ``targets``
+    (a loaded targets file, ``reproduce.load_targets``) adds a verdict per cell against the paper's
+    number (see :func:`add_verdicts`)."""
     cells = aggregate(records, split, datasets, models, latest)
     if not cells:
         raise CTRBenchError("no run records match; run experiments first or check --results/--datasets")
@@ -243,7 +246,9 @@ def build_table(
         raise CTRBenchError(f"--significance {significance}: choose one of {', '.join(SIGNIFICANCE_METHODS)}")
     out = {}
     for (m, d), cell in cells.items():
+        group = cell["group"]
         row = {"n": len(cell["seeds"]), "params": cell.get("params"), "seeds": cell["seeds"]}
+        row.update(name=group.name, expid=group.expid, config_key=group.config_key)
         for metric in ("AUC", "logloss"):
             if cell.get(metric):
                 row[metric], row[metric + "_std"] = _mean_std(cell[metric])
@@ -310,6 +315,8 @@ def build_table(
         "cells": out,
         "notes": cells.groups.notes(split),
         "relaimp_na": sorted(na),
+        "targets": targets,
+        "verdicts": add_verdicts(out, targets) if targets else None,
         "baseline": baseline,
         "split": split,
         "significance": significance if baseline else None,
@@ -317,6 +324,66 @@ def build_table(
         "efficiency": efficiency,
         "mark_best": mark_best,
     }
+
+
+def add_verdicts(cells: dict, targets: dict) -> list[dict]:
+    """Each cell of the table that the targets file has a paper number for gets ``verdict`` (see
+    ``reproduce.cell_verdict``): the targets column whose dataset_id is the cell's dataset, the targets
+    row named by the cell's label, report name or expid. Returns the verdicts as a list for the JSON
+    file beside the table."""
+    from .reproduce import cell_verdict, tolerances
+
+    tol, alpha = tolerances(targets), float(targets.get("alpha", 0.05))
+    columns = {}
+    for col, spec in targets["datasets"].items():
+        columns.setdefault(spec["dataset_id"], []).append(col)
+    found = []
+    for (label, dataset), row in cells.items():
+        names = [n for n in (label, row.get("name"), row.get("expid")) if n in targets["paper"]]
+        for col in columns.get(dataset, []):
+            paper = next(
+                ((targets["paper"][n] or {}).get(col) for n in names if (targets["paper"][n] or {}).get(col)),
+                None,
+            )
+            if not paper:
+                continue
+            values = {m: row.get(m + "_values") or [] for m in ("AUC", "logloss")}
+            v = cell_verdict(values, paper, tol, alpha)
+            if v is None:
+                continue
+            row["verdict"] = v
+            found.append(
+                {
+                    "model": label,
+                    "dataset_id": dataset,
+                    "column": col,
+                    "seeds": row["seeds"],
+                    "verdict": v["verdict"],
+                    "seeds_needed": v["seeds_needed"],
+                    "metrics": v["metrics"],
+                }
+            )
+            break
+    return found
+
+
+def verdicts_payload(table: dict) -> dict:
+    """The verdicts of a table built with ``targets``, for ``<table>.verdicts.json``."""
+    from .reproduce import tolerances
+
+    targets = table["targets"]
+    return {
+        "table": targets["name"],
+        "targets": targets.get("_path"),
+        "tolerance": tolerances(targets),
+        "alpha": float(targets.get("alpha", 0.05)),
+        "cells": table["verdicts"],
+    }
+
+
+def verdicts_path(table_path: str) -> str:
+    """``tables/t4.md`` -> ``tables/t4.verdicts.json``."""
+    return os.path.splitext(table_path)[0] + ".verdicts.json"
 
 
 def _baseline_label(baseline: str | None, cells, labels: list[str]) -> str | None:
@@ -390,6 +457,8 @@ def _grid(table: dict) -> tuple[list[str], list[list[tuple[str, str | None, bool
             header += [f"{d} p(AUC)"]
         if eff:
             header += [f"{d} {label}" for _, label in EFFICIENCY]
+        if table.get("targets"):
+            header += [f"{d} verdict"]
     body = []
     for m in table["models"]:
         line = [(m, None, False)]
@@ -414,6 +483,10 @@ def _grid(table: dict) -> tuple[list[str], list[list[tuple[str, str | None, bool
                 line += [(_pvalue(row), None, False)]
             if eff:
                 line += [(_efficiency(row, key), None, False) for key, _ in EFFICIENCY]
+            if table.get("targets"):
+                from .reproduce import verdict_text
+
+                line += [(verdict_text(get("verdict")), None, False)]
         body.append(line)
     return header, body
 
@@ -432,8 +505,27 @@ def _md_cell(text, mark, sig):
     return text + ("\\*" if sig else "")
 
 
+#: Characters that LaTeX reads as commands, and how to print them as text.
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "±": r"$\pm$",
+}
+
+
 def _latex_escape(s: str) -> str:
-    return s.replace("%", r"\%").replace("±", r"$\pm$").replace("_", r"\_")
+    """``s`` as LaTeX text: every special character escaped (a model or dataset name may hold any)."""
+    return "".join(LATEX_ESCAPES.get(c, c) for c in s)
 
 
 def _latex_cell(text, mark, sig):
@@ -445,14 +537,70 @@ def _latex_cell(text, mark, sig):
     return text + (r"$^{*}$" if sig else "")
 
 
+def csv_fields(table: dict) -> list[str]:
+    """The CSV's columns: one line per (model, dataset), numbers only."""
+    fields = [
+        "model",
+        "expid",
+        "dataset_id",
+        "n",
+        "seeds",
+        "logloss",
+        "logloss_std",
+        "AUC",
+        "AUC_std",
+        "params",
+    ]
+    if table["baseline"]:
+        fields += ["baseline", "relaimp_loss", "relaimp_auc"]
+    if table.get("significance"):
+        fields += ["AUC_p", "logloss_p"]
+    if table.get("efficiency"):
+        fields += [key for key, _ in EFFICIENCY]
+    if table.get("targets"):
+        fields += ["verdict", "seeds_needed"]
+    return fields
+
+
+def render_csv(table: dict) -> str:
+    """The table as CSV a program can read: one line per (model, dataset), numbers as numbers (AUC and
+    Logloss as recorded, #params as an integer, RelaImp in percent, empty where there is no value)."""
+    fields = csv_fields(table)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(fields)
+    for m in table["models"]:
+        for d in table["datasets"]:
+            row = table["cells"].get((m, d))
+            if row is None:
+                continue
+            verdict = row.get("verdict") or {}
+            values = {
+                **row,
+                "model": m,
+                "dataset_id": d,
+                "seeds": " ".join(map(str, row["seeds"])),
+                "baseline": table["baseline"],
+                "verdict": verdict.get("verdict"),
+                "seeds_needed": verdict.get("seeds_needed"),
+            }
+            if row["n"] < 2:
+                values["AUC_std"] = values["logloss_std"] = None
+            writer.writerow([_csv_value(values.get(f)) for f in fields])
+    return buf.getvalue()
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return value
+
+
 def render(table: dict, fmt: str = "md") -> str:
     if fmt == "csv":
-        header, body = rows(table)
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        writer.writerows(body)
-        return buf.getvalue()
+        return render_csv(table)
     header, grid = _grid(table)
     notes = []
     if table.get("significance"):
@@ -517,3 +665,20 @@ def write_table(path: str, text: str, results: str | None = None) -> None:
         atomic_write(path, text)
     except OSError as exc:
         raise CTRBenchError(f"cannot write the table to {path}: {exc.strerror}")
+
+
+def write_verdicts(table_path: str, table: dict) -> str | None:
+    """Write the verdicts of a table built with ``targets`` beside it (:func:`verdicts_path`); returns
+    the path, or None when the table has no verdicts."""
+    if not table.get("targets"):
+        return None
+    path = verdicts_path(table_path)
+    if looks_like_records(path):
+        raise CTRBenchError(
+            f"{path} holds JSON records; the verdicts would replace them: choose another --out"
+        )
+    try:
+        atomic_write_json(path, verdicts_payload(table), indent=1)
+    except OSError as exc:
+        raise CTRBenchError(f"cannot write the verdicts to {path}: {exc.strerror}")
+    return path

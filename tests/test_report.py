@@ -46,7 +46,7 @@ def test_table_mean_std_and_relaimp():
     assert "relaimp_auc" not in table["cells"][("DCN", "b")]  # no LR record on b
     md = render(table, "md")
     assert "| DCN | 0.410000 ± 0.014142 | 81.0000 ± 1.4142 |" in md
-    assert render(table, "csv").splitlines()[0].startswith("Model,a Logloss,a AUC(%)")
+    assert render(table, "csv").splitlines()[0].startswith("model,expid,dataset_id,n,seeds,logloss")
     assert r"\pm" in render(table, "latex")
 
 
@@ -136,7 +136,7 @@ def test_table_marks_significance_best_and_second_and_efficiency():
     latex = render(table, "latex")
     assert r"\textbf{80.1333 $\pm$ 0.1528}$^{*}$" in latex and r"\underline{" in latex
     header = render(table, "csv").splitlines()[0]
-    assert "a p(AUC)" in header and "a peak MB" in header
+    assert "AUC_p" in header and "peak_memory_mb" in header
     plain = build_table(records, baseline="LR")  # defaults: no extras
     assert "**" not in render(plain, "md") and "p(AUC)" not in render(plain, "md")
 
@@ -295,3 +295,115 @@ def test_relaimp_is_na_where_undefined(base, model, auc_cell, loss_cell):
     assert ("AUC is at or below 0.5" in md) == (auc_cell == "n/a")
     assert ("Logloss is 0" in md) == (loss_cell == "n/a")
     assert relaimp_auc(model[0], base[0]) is None if auc_cell == "n/a" else True
+
+
+# ---- exports a user can paste --------------------------------------------------------------------------
+
+
+def test_csv_holds_numbers():
+    import csv
+    import io
+
+    records = [rec("LR", "a", 1, 0.70, 0.50, params=1234), rec("LR", "a", 2, 0.72, 0.48, params=1234)]
+    records += [
+        rec("DCN", "a", 1, 0.80, 0.40, params=2_500_000),
+        rec("DCN", "a", 2, 0.82, 0.42, params=2_500_000),
+    ]
+    table = build_table(records, baseline="LR", significance="paired")
+    lines = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    dcn = next(line for line in lines if line["model"] == "DCN")
+    assert dcn["params"] == "2500000" and dcn["seeds"] == "1 2" and dcn["n"] == "2"
+    assert float(dcn["AUC"]) == pytest.approx(0.81) and float(dcn["AUC_std"]) == pytest.approx(
+        0.0141421, rel=1e-4
+    )
+    assert float(dcn["relaimp_auc"]) == pytest.approx(((0.81 - 0.5) / (0.71 - 0.5) - 1) * 100)
+    assert float(dcn["AUC_p"]) == pytest.approx(table["cells"][("DCN", "a")]["AUC_p"])
+    for line in lines:  # every value is a number, empty, or a name
+        for key, value in line.items():
+            if key not in ("model", "expid", "dataset_id", "seeds", "baseline") and value:
+                float(value)
+
+
+LATEX_CASES = {
+    "underscore": ("DCN_tiny", r"DCN\_tiny"),
+    "hash": ("model #2", r"model \#2"),
+    "percent": ("top 5%", r"top 5\%"),
+    "ampersand": ("Wide&Deep", r"Wide\&Deep"),
+    "dollar and braces": ("a$b{c}", r"a\$b\{c\}"),
+    "tilde and caret": ("x~y^z", r"x\textasciitilde{}y\textasciicircum{}z"),
+    "backslash": ("a\\b", r"a\textbackslash{}b"),
+}
+
+
+@pytest.mark.parametrize("name, escaped", LATEX_CASES.values(), ids=LATEX_CASES.keys())
+def test_latex_escapes_every_special_character(name, escaped):
+    latex = render(build_table([rec(name, "data_set#1", 1, 0.7, 0.5)]), "latex")
+    assert f"\n{escaped} & " in latex
+    assert r"data\_set\#1 AUC(\%)" in latex and r"data\_set\#1 \#Params" in latex
+
+
+def test_latex_table_compiles(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed")
+    records = [rec(name, "data_set#1", 1, 0.7, 0.5) for name, _ in LATEX_CASES.values()]
+    records += [rec("DCN_x", "data_set#1", s, 0.8 + s / 100, 0.4) for s in (1, 2)]
+    table = build_table(records, baseline="DCN_x", mark_best=True)
+    doc = tmp_path / "t.tex"
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+        "\\begin{document}\n\\resizebox{\\textwidth}{!}{%\n" + render(table, "latex") + "}\n\\end{document}\n"
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 0
+
+
+# ---- a verdict per cell against a targets file -------------------------------------------------------
+
+
+def test_report_targets_gives_verdicts_and_writes_them_beside_the_table(tmp_path):
+    import json
+
+    from benchmark.report import write_table, write_verdicts
+
+    targets = {
+        "name": "mini",
+        "_path": "mini.yaml",
+        "metrics": ["logloss", "AUC"],
+        "datasets": {"col": {"dataset_id": "a"}},
+        "rows": {"DCN": {"expid": "DCN_x"}, "LR": {"expid": "LR_x"}},
+        "paper": {
+            "DCN": {"col": {"AUC": 80.226, "logloss": 0.44}},
+            "LR": {"col": {"AUC": 75.0, "logloss": 0.5}},
+        },
+    }
+    aucs = [0.8012, 0.8031, 0.8024, 0.8019, 0.8027]
+    records = [rec("DCN", "a", s, auc, 0.44 + s * 1e-4) for s, auc in enumerate(aucs, 1)]
+    records += [rec("LR", "a", s, 0.70 + s * 1e-4, 0.5) for s in (1, 2, 3)]
+    records += [rec("FM", "a", 1, 0.7, 0.5)]  # no paper number: no verdict
+    table = build_table(records, targets=targets)
+    cells = table["cells"]
+    assert cells[("DCN", "a")]["verdict"]["verdict"] == "reproduced"
+    assert cells[("LR", "a")]["verdict"]["verdict"] == "not reproduced"
+    assert "verdict" not in cells[("FM", "a")]
+    md = render(table)
+    assert "a verdict" in md and "| reproduced |" in md and "| not reproduced |" in md
+    out = tmp_path / "t4.md"
+    write_table(str(out), md)
+    path = write_verdicts(str(out), table)
+    saved = json.loads(open(path).read())
+    assert path == str(tmp_path / "t4.verdicts.json") and saved["tolerance"]["AUC"] == 0.001
+    assert {(c["model"], c["verdict"]) for c in saved["cells"]} == {
+        ("DCN", "reproduced"),
+        ("LR", "not reproduced"),
+    }
+    assert "verdict" in render(table, "csv").splitlines()[0]
