@@ -407,3 +407,57 @@ def test_report_targets_gives_verdicts_and_writes_them_beside_the_table(tmp_path
         ("LR", "not reproduced"),
     }
     assert "verdict" in render(table, "csv").splitlines()[0]
+
+
+def _ctrbench(args, cwd, capsys):
+    import os
+    import sys
+
+    from benchmark import cli
+
+    argv, here = sys.argv, os.getcwd()
+    sys.argv = ["ctrbench", *args]
+    os.chdir(cwd)
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_report_cli_latest_and_targets(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from benchmark.records import append_record
+
+    results = tmp_path / "runs.jsonl"
+    older = [run_rec("DCN_tiny", 1, 0.70, batch_size=256)]  # an older config of the expid
+    for r in older + [run_rec("DCN_tiny", s, 0.80 + s * 1e-4) for s in (1, 2, 3)]:
+        append_record(str(results), r)
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "datasets": {"col": {"dataset_id": "d"}},
+                "rows": {"DCN": {"expid": "DCN_tiny"}},
+                "paper": {"DCN": {"col": {"AUC": 80.02, "logloss": 0.1998}}},
+            }
+        )
+    )
+    code, out, err = _ctrbench(["report", "--results", str(results)], tmp_path, capsys)
+    assert code in (0, None) and "DCN_tiny [batch_size=1024]" in out and "DCN_tiny [batch_size=256]" in out
+    args = ["report", "--results", str(results), "--latest", "--targets", str(targets), "--out", "t4.md"]
+    code, out, err = _ctrbench(args, tmp_path, capsys)
+    assert code in (0, None), err
+    assert "| DCN |" in out and "left out by --latest" in out and "d verdict" in out
+    saved = json.loads((tmp_path / "t4.verdicts.json").read_text())
+    assert saved["cells"][0]["model"] == "DCN" and saved["cells"][0]["seeds"] == [1, 2, 3]
+    assert "t4.verdicts.json" in err

@@ -31,10 +31,20 @@ def report(
     efficiency: bool = typer.Option(
         False, "--efficiency", help="Add s/epoch, samples/s, inference ms/100 and peak memory."
     ),
+    latest: bool = typer.Option(
+        False, "--latest", help="Keep only the newest config of each expid (says what it left out)."
+    ),
+    targets: Optional[str] = typer.Option(
+        None,
+        "--targets",
+        help="A results/targets/*.yaml file: a verdict per cell against the paper's number "
+        "(with --out, also written to <out>.verdicts.json).",
+    ),
 ):
     """Model x dataset table of Logloss/AUC (mean ± std over seeds), #params, RelaImp and t-tests."""
     from ..records import read_records
-    from ..report import build_table, render, write_table
+    from ..report import build_table, render, write_table, write_verdicts
+    from ..reproduce import load_targets
 
     path = results or default_results()
     if not os.path.isfile(path):
@@ -51,9 +61,14 @@ def report(
         alpha=alpha,
         efficiency=efficiency,
         mark_best=mark,
+        latest=latest,
+        targets=load_targets(targets) if targets else None,
     )
     text = render(table, fmt)
     if out_file:
         write_table(out_file, text, path)  # refuses the records file (or any file of records)
         console.print(f"wrote {out_file}")
+        written = write_verdicts(out_file, table)
+        if written:
+            console.print(f"wrote {written}")
     out.print(text, markup=False, highlight=False, soft_wrap=True)
