@@ -104,21 +104,20 @@ def plot_learning_curves(
 def plot_metric_bars(
     records: list[dict], out_dir: str, metric: str = "AUC", split: str = "test", datasets=None, models=None
 ) -> str:
-    """One PNG: per dataset (a panel each), mean ``metric`` per model with ±1 std error bars across
-    seeds and each seed's value as a dot."""
+    """One PNG: per dataset (a panel each), mean ``metric`` per config (labelled as report labels its
+    rows) with ±1 std error bars across seeds and each seed's value as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .report import aggregate
+
     cells: "OrderedDict" = OrderedDict()
-    for rec in _filter(records, datasets, models):
-        value = (rec.get(split) or {}).get(metric)
-        if value is None:
-            continue
-        cells.setdefault(rec["dataset_id"], OrderedDict()).setdefault(
-            rec.get("report_name") or rec["model"], []
-        ).append(float(value))
+    # one bar per config, one value per distinct seed of it (records.group_records, as report does)
+    for (label, ds), cell in aggregate(records, split, datasets, models).items():
+        if cell.get(metric):
+            cells.setdefault(ds, OrderedDict())[label] = list(cell[metric])
     if not cells:
         raise CTRBenchError(
             f"no run records with a {split} '{metric}' match; run experiments first or check "

@@ -461,3 +461,27 @@ def test_report_cli_latest_and_targets(tmp_path, capsys):
     saved = json.loads((tmp_path / "t4.verdicts.json").read_text())
     assert saved["cells"][0]["model"] == "DCN" and saved["cells"][0]["seeds"] == [1, 2, 3]
     assert "t4.verdicts.json" in err
+
+
+def test_plot_bars_are_configs_like_report_rows(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmark.plotting import plot_metric_bars
+
+    plt.close("all")
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)  # keep the figure to read its bars
+    records = [
+        run_rec("DCN_tiny", 1, 0.70),
+        run_rec("DCN_tiny", 2, 0.72),
+        run_rec("DCN_tiny", 1, 0.90, batch_size=256),
+    ]
+    records.append(run_rec("DCN_tiny", 3, 0.0, test=False))
+    plot_metric_bars(records, str(tmp_path), "AUC")
+    (ax,) = [a for a in plt.gcf().axes if a.get_title() == "d"]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["DCN_tiny [batch_size=1024]\n(n=2)", "DCN_tiny [batch_size=256]\n(n=1)"]
+    monkeypatch.undo()
+    plt.close("all")
