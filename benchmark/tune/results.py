@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import config as config_mod
 from .. import sweep as sweep_mod
 from ..errors import CTRBenchError
-from ..records import read_records
+from ..records import find_recorded, read_records
 from ..tracking import require
 from .space import Space
 from .study import TuneConfig, counts
@@ -233,14 +233,16 @@ def run_seeds(
     import numpy as np
 
     specs = sweep_mod.resolve(sweep_mod.expand_expids(config_dir, expid, seeds, ["verbose=0"], data_root))
-    pending = [s for s in specs if s.config_hash not in sweep_mod.finished_hashes(results)]
+    recorded = read_records(results)
+    pending = [s for s in specs if find_recorded(recorded, s.config_hash) is None]
     sweep_mod.prebuild(pending)
     executor = sweep_mod.make_executor(results, jobs, gpus, ray_address, ray_gpus)
     result = sweep_mod.Sweep(specs, results, executor, 1, console, live=False).run()
     if result.failed:
         raise CTRBenchError(f"seed run {result.failed[0][0]} of {expid} failed: {result.failed[0][1]}")
-    hashes = {s.config_hash for s in specs}
-    records = {r["config_hash"]: r for r in read_records(results) if r.get("config_hash") in hashes}
+    recorded = read_records(results)
+    found = [find_recorded(recorded, s.config_hash) for s in specs]
+    records = {s.config_hash: rec for s, rec in zip(specs, found) if rec is not None}
     per_metric: dict = {}
     for rec in records.values():
         for k, v in (rec.get("test") or {}).items():
