@@ -13,7 +13,7 @@ import yaml
 
 from .. import config as config_mod
 from ..errors import CTRBenchError
-from ..records import read_records
+from ..records import read_records, record_hash
 from ..runner import run_id
 from ..util import json_hash, split_list
 
@@ -249,7 +249,9 @@ def resolve(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 def finished_hashes(results_path: str) -> set[str]:
-    return {r["config_hash"] for r in read_records(results_path) if r.get("config_hash")}
+    """Config hashes of the runs recorded in ``results_path``: records.find_recorded's test (via
+    records.record_hash), for many runs at once."""
+    return {h for h in map(record_hash, read_records(results_path)) if h}
 
 
 def prebuild(specs: list[RunSpec], quiet: bool = True) -> None:
