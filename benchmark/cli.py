@@ -16,6 +16,7 @@ from rich.markup import escape
 from .commands import (
     analyze,
     bench_infer,
+    board,
     build,
     datasets,
     listing,
@@ -48,6 +49,7 @@ app.command("reproduce")(reproduce.reproduce)
 app.command("analyze")(analyze.analyze)
 app.command("bench-infer")(bench_infer.bench_infer_cmd)
 app.command("tune")(tune.tune)
+app.command("board")(board.board)
 data_app.command("build")(build.data_build)
 data_app.command("verify-build")(build.data_verify_build)
 data_app.command("synth")(build.data_synth)
