@@ -334,7 +334,12 @@ def _short(value) -> str:
 
 def _differing(configs: list[dict]) -> list[dict]:
     """Per config, the keys whose values are not the same in all ``configs`` (``-`` where absent)."""
-    keys = sorted({k for cfg in configs for k in cfg} - set(_LABEL_NOISE))
+    import inspect
+
+    from .config import config_hash
+
+    unhashed = inspect.signature(config_hash).parameters["exclude"].default  # where it ran, not what
+    keys = sorted({k for cfg in configs for k in cfg} - set(_LABEL_NOISE) - set(unhashed))
     varying = [
         k
         for k in keys

@@ -150,3 +150,19 @@ def test_find_recorded_matches_the_full_config():
     assert find_recorded(records, dict(records[0]["config"], seed=2)) is None
     assert find_recorded(records, records[0]["config_hash"])["time"] == "t2"
     assert find_recorded([], records[0]["config"]) is None
+
+
+def test_labels_name_only_keys_that_change_what_ran():
+    from benchmark.records import group_records
+
+    records = [
+        run_rec("DCN_tiny", 1, 0.70, data_root="/a", gpu=0),
+        run_rec("DCN_tiny", 1, 0.80, batch_size=256, data_root="/b", gpu=1),
+    ]
+    assert [g.label for g in group_records(records)] == [
+        "DCN_tiny [batch_size=1024]",
+        "DCN_tiny [batch_size=256]",
+    ]
+    same = [run_rec("DCN_tiny", 1, 0.70, data_root="/a"), run_rec("DCN_tiny", 2, 0.72, data_root="/b")]
+    (group,) = group_records(same)  # where it ran is no other config
+    assert group.seeds == [1, 2] and group.label == "DCN"
