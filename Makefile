@@ -5,7 +5,7 @@ RESULTS ?= results
 # torch==2.13.0 resolves to the CPU build here; an existing torch (e.g. a CUDA build) is kept as is.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast test-tables lint bench-build calibrate-smoothl0 reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
+.PHONY: install demo test test-install test-fast test-tables lint bench-build calibrate-smoothl0 reproduce-table4 reproduce-ibnet reproduce-tf4ctr \
 	reproduce-dlf reproduce-sfg reproduce-maskfusion
 
 # make reproduce-<paper> [SMOKE=1] [DATASETS=a,b] [MODELS=m,n] [SEEDS=1,2,3] [GPU=0]
@@ -30,6 +30,19 @@ demo: install
 # slow ones out as the workers free up.
 test: install
 	$(PYTHON) -m pytest -n 2 --dist worksteal tests
+
+# the ordinary installs in a fresh venv (pip install -e ., -e '.[tune]', pip install .), then ctrbench
+# from another folder: a few minutes, most of it pip
+test-install: install
+	CTRBENCH_INSTALL_TEST=1 $(PYTHON) -m pytest -p no:xdist tests/test_install.py
+
+# the results board in headless Chromium: Debian's chromium and chromium-driver, installed when missing
+.PHONY: test-browser
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-browser: install
+	@command -v chromedriver >/dev/null && { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+	$(PYTHON) -m pytest -p no:xdist -m browser tests/test_board_browser.py
 
 # without the end-to-end tests marked slow (the table smokes and checks among them)
 test-fast:

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from benchmark.config import PACKAGED_CONFIG_DIR
+
 
 class _OutConsole(Console):
     """Standard-output console: tables never wrap when the output is piped or captured.
@@ -38,7 +40,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def default_config_dir() -> str:
-    return "config" if os.path.isdir("config") else os.path.join(REPO, "config")
+    """``./config`` when the working directory has one, else the checkout's ``config/``, else the configs
+    a non-editable install carries."""
+    if os.path.isdir("config"):
+        return "config"
+    checkout = os.path.join(REPO, "config")
+    return checkout if os.path.isdir(checkout) else PACKAGED_CONFIG_DIR
 
 
 def default_results() -> str:
