@@ -118,5 +118,11 @@ def test_plain_install_carries_its_configs(project, venv, tmp_path):
     assert "site-packages" in zoo and str(project) not in zoo
     record, out = _ctrbench_run(venv, tmp_path / "plain")
     assert record["config"]["data_root"].startswith(str(tmp_path / "plain"))
-    for word in ("record", "checkpoint", "log"):
-        assert word in out, f"the run does not say where its {word} went:\n{out}"
+    where = dict(
+        line.split(": ", 1)
+        for line in out.splitlines()
+        if line.startswith(("record: ", "checkpoint: ", "log: "))
+    )
+    assert where["record"] == str(tmp_path / "plain" / "results" / "runs.jsonl")
+    assert os.path.isfile(where["checkpoint"]) and os.path.isfile(where["log"])
+    assert where["checkpoint"].startswith(str(tmp_path / "plain" / "checkpoints"))

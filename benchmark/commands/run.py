@@ -70,10 +70,17 @@ def run(
         mlflow=mlflow,
         progress_file=progress_file,
     )
-    record = run_one(params, options).record
+    output = run_one(params, options)
+    record = output.record
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 prints
         return
     out.print(
         f"{record['expid']} test: " + " ".join(f"{k}={v:.6f}" for k, v in (record["test"] or {}).items()),
         highlight=False,
+    )
+    paths = output.setup.paths
+    out.print(
+        f"record: {os.path.abspath(options.results)}\ncheckpoint: {paths.checkpoint}\nlog: {paths.log}",
+        highlight=False,
+        soft_wrap=True,
     )
