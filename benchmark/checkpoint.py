@@ -140,6 +140,7 @@ class ResumeState:
         self.dist = dist or DistContext()
         self.checkpoint_steps, self.checkpoint_seconds = checkpoint_steps, checkpoint_seconds
         self.last_save = time.perf_counter()
+        self.saved_step: int | None = None  # the training step of the last state this run saved
 
     @classmethod
     def from_params(cls, path, params: dict, config_hash=None, dist=None) -> "ResumeState":
@@ -187,6 +188,7 @@ class ResumeState:
         }
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         save_torch(payload, self.path)
+        self.saved_step = int(trainer.get("total_steps", 0))
         return True
 
     def read(self) -> dict:
@@ -207,6 +209,7 @@ class ResumeState:
             opt.load_state_dict(sd)
         if scaler is not None and payload.get("scaler"):
             scaler.load_state_dict(payload["scaler"])
+        self.saved_step = int(payload["trainer"].get("total_steps", 0))
         rngs = payload["rng"]
         set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         return dict(payload["trainer"])

@@ -151,5 +151,8 @@ class StepLog:
 
 
 def epoch_line(epoch: int, loss: float, logs: dict, lr: float, best: bool) -> str:
+    """``logs``: the epoch-end validation's metrics (empty when the epoch did not end on one)."""
+    if not logs:
+        return f"epoch {epoch}: train loss {loss:.6f}  lr {lr:.2e}"
     metrics = " ".join(f"{k}={v:.6f}" for k, v in logs.items())
     return f"epoch {epoch}: train loss {loss:.6f}  valid {metrics}  lr {lr:.2e}{'  (best)' if best else ''}"

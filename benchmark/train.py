@@ -5,7 +5,12 @@ evaluate on the validation split every ``eval_steps`` batches (once per epoch by
 improvement of the ``monitor`` by more than 1e-6 save the best checkpoint, otherwise count a
 non-improvement and, with ``reduce_lr_on_plateau``, multiply the learning rate by 0.1 (floor 1e-6);
 stop after ``early_stop_patience`` consecutive non-improvements; reload the best checkpoint at the end.
-Gradient norms are clipped to ``max_gradient_norm``.
+Gradient norms are clipped to ``max_gradient_norm``. With ``eval_steps`` set, validations happen every
+``eval_steps`` steps only (as fuxictr's ``train_epoch``: no extra one at an epoch's end).
+
+A training loss that becomes NaN or inf ends the run at that step with one error line (epoch, step,
+learning rate, what to try); no record is written and the resume state saved before that step is kept
+(:class:`LossGuard`: checked per step on a CPU, at the next pause on a GPU or under torchrun).
 
 On top of that:
 
@@ -188,6 +193,37 @@ def device_batches(trainer, loader, skip: int):
         yield pending
 
 
+class LossGuard:
+    """Finds the first training step whose loss is NaN or inf (a prediction that is not finite makes the
+    step's loss NaN, see ``Trainer.train_step``). On a lone CPU process each loss is checked as it comes
+    (reading a CPU tensor waits for nothing); on a GPU or under torchrun the first bad step is kept on the
+    device (no host sync per step) and read where the loop waits for the device anyway (``check``)."""
+
+    def __init__(self, device: torch.device, dist: DistContext):
+        self.eager = device.type == "cpu" and not dist.enabled
+        self.dist, self.device = dist, device
+        self.first_bad = None  # device tensor: the first bad step, -1 while there is none
+
+    def step(self, loss: torch.Tensor, step: int) -> bool:
+        """Whether ``loss`` (of step ``step``) shows the run diverged (eager mode only)."""
+        if self.eager:
+            return not bool(torch.isfinite(loss))
+        bad = ~torch.isfinite(loss)
+        if self.first_bad is None:
+            self.first_bad = torch.full((), -1, dtype=torch.int64, device=loss.device)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+        return False
+
+    def check(self) -> int | None:
+        """The first bad step since the last check on any rank (None: none); every rank calls it."""
+        if self.eager:
+            return None
+        local = int(self.first_bad) if self.first_bad is not None else -1
+        self.first_bad = None
+        bad = [s for s in self.dist.all_gather(local) if s >= 0]
+        return min(bad) if bad else None
+
+
 class EarlyStopping:
     """fuxictr's rule after each validation: on an improvement of ``monitor`` by more than 1e-6 save the
     best checkpoint, else count a non-improvement and (``reduce_lr_on_plateau``) decay the learning
@@ -257,6 +293,7 @@ class Trainer:
         self.amp = amp_dtype(params.get("amp"))
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.resume = ResumeState.from_params(state_file, params, config_hash, self.dist)
+        self.loss_guard = LossGuard(self.device, self.dist)
         self.progress_file = ProgressFile(progress_file, enabled=self.dist.is_main)
         self.last_predict_seconds = 0.0
         self.last_predict_rows = 0
@@ -294,8 +331,16 @@ class Trainer:
         with self._autocast():
             return_dict = self.train_module(batch)
         return_dict = fp32_outputs(self.model, return_dict, self.amp)
+        finite = None
+        if (
+            "y_pred" in return_dict
+        ):  # a NaN prediction would fail binary cross-entropy (a device assert on CUDA)
+            finite = torch.isfinite(return_dict["y_pred"]).all()
+            return_dict = {**return_dict, "y_pred": return_dict["y_pred"].nan_to_num(0.5)}
         y_true = model.get_labels(batch)
         loss = model.compute_loss(return_dict, y_true)
+        if finite is not None:
+            loss = torch.where(finite, loss, torch.nan)
         objective = loss * weight if weight != 1.0 else loss
         if self.scaler is not None:
             self.scaler.scale(objective).backward()
@@ -431,6 +476,12 @@ class Trainer:
         os.makedirs(os.path.dirname(self.model.checkpoint), exist_ok=True)
         n_batches = len(train_loader)
         eval_steps = self.params.get("eval_steps") or n_batches
+        if eval_steps > epochs * n_batches:
+            raise CTRBenchError(
+                f"eval_steps={eval_steps}: the run has only {epochs * n_batches} steps ({epochs} epoch(s) "
+                f"of {n_batches} batches), so it would never validate; set eval_steps <= "
+                f"{epochs * n_batches} or leave it unset (once per epoch)"
+            )
         state = self.state
         self.resume.restart_clock()
         self.step_log = StepLog(self.log_steps, state.train_samples)
@@ -438,7 +489,7 @@ class Trainer:
         self.write_progress("train", force=True)
         while state.epoch < epochs and not state.stop:
             self.train_epoch(train_loader, valid_loader, n_batches, eval_steps, on_checkpoint)
-            self._end_epoch(valid_loader, on_checkpoint)
+            self._end_epoch(valid_loader, eval_steps, on_checkpoint)
         self.dist.barrier()
         if state.best_metric is not None:  # saved by this run (or the run it resumed, same config hash)
             load_weights(self.model, self.model.checkpoint)
@@ -455,7 +506,14 @@ class Trainer:
         self._loss_sum, self._loss_n = None, 0
         with EpochBar(self.console, self.show_progress, state.epoch + 1, n_batches, state.batch) as bar:
             for batch, weight, rows in device_batches(self, loader, state.batch):
-                loss = self.train_step(batch, weight)
+                try:
+                    loss = self.train_step(batch, weight)
+                except RuntimeError as exc:  # e.g. Adam's step size overflows float32 at a huge learning rate
+                    if "overflow" not in str(exc):
+                        raise
+                    raise self._diverged(state.total_steps + 1, f"the optimiser step overflowed ({exc})")
+                if self.loss_guard.step(loss, state.total_steps + 1):
+                    raise self._diverged(state.total_steps + 1, f"the training loss is {float(loss)}")
                 self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
                 self._loss_n += 1
                 state.batch += 1
@@ -484,14 +542,36 @@ class Trainer:
 
     def _book(self) -> None:
         """Add the step losses and the training time since the clock started to the state (waits for
-        the device)."""
+        the device). A step whose loss was not finite ends the run here, before anything is saved."""
         state = self.state
+        bad = self.loss_guard.check()
+        if bad is not None:
+            raise self._diverged(bad, "the training loss is not finite")
         if self._loss_sum is not None:
             state.epoch_loss += float(self._loss_sum)
             state.epoch_batches += self._loss_n
             self._loss_sum, self._loss_n = None, 0
         sync(self.device)
         state.train_seconds += time.perf_counter() - self._started
+
+    def _diverged(self, step: int, what: str) -> CTRBenchError:
+        """The one line for a run whose loss went NaN/inf at ``step``: where, at which learning rate, what
+        to try, and the resume state that is kept (saved before that step)."""
+        state = self.state
+        batch = step - (state.total_steps - state.batch)
+        lr = self.lr()
+        kept = (
+            f"the resume state saved at step {self.resume.saved_step} is kept ({self.resume.path})"
+            if self.resume.path and self.resume.saved_step is not None
+            else "no resume state was saved before it"
+        )
+        return CTRBenchError(
+            f"training diverged at epoch {state.epoch + 1}, step {step} (batch {batch} of the epoch): "
+            f"{what.splitlines()[0]} with learning rate {lr:g}; lower learning_rate (e.g. --set "
+            f"learning_rate={min(lr / 10, 1e-3):g}) or clip gradients harder (e.g. --set max_gradient_norm="
+            f"{min(self.max_norm / 10, 1) if self.max_norm > 0 else 1:g}, now {self.max_norm:g}); no record "
+            f"was written and {kept}"
+        )
 
     def _pause(self, valid_loader, evaluate: bool, on_checkpoint) -> None:
         """A pause inside an epoch: the clock stops, a validation (when due) and the resume state."""
@@ -503,12 +583,14 @@ class Trainer:
         self.save_state()
         self._started = time.perf_counter()
 
-    def _end_epoch(self, valid_loader, on_checkpoint) -> None:
-        """The epoch's validation and line (unless a validation stopped the run), then the resume state
-        at the start of the next epoch."""
+    def _end_epoch(self, valid_loader, eval_steps: int, on_checkpoint) -> None:
+        """The epoch's line, with a validation when the epoch's last step is one of every ``eval_steps``
+        (as in fuxictr: with ``eval_steps`` set, no extra validation at the epoch's end), then the resume
+        state at the start of the next epoch. Nothing of it after a validation stopped the run."""
         state = self.state
         if not state.stop:
-            logs = self.validate(valid_loader)
+            due = state.total_steps % eval_steps == 0
+            logs = self.validate(valid_loader) if due else {}
             self._epoch_line(state.epoch_loss / max(state.epoch_batches, 1), logs)
         state.epoch += 1
         state.batch = 0

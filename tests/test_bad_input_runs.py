@@ -357,3 +357,83 @@ def test_the_trainer_never_loads_weights_it_did_not_write(earlier, tmp_path):
     assert trainer.state.best_metric is None
     assert open(setup.model.checkpoint, "rb").read() == stamp
     assert any(float(p.detach().abs().sum()) > 0 for p in setup.model.parameters())  # zeros never loaded
+
+
+# ---- a training loss that goes NaN or inf: stop at that step, one line, no record, the state kept --------
+
+
+def _check_after_each_epoch(monkeypatch):
+    """The deferred check of GPUs and torchrun (the bad step read at the next pause), here on the CPU."""
+    from benchmark import train
+
+    init = train.LossGuard.__init__
+
+    def deferred(self, device, dist):
+        init(self, device, dist)
+        self.eager = False
+
+    monkeypatch.setattr(train.LossGuard, "__init__", deferred)
+
+
+@dataclass
+class Divergence:
+    id: str
+    sets: list[str]
+    expect: list[str]  # substrings of the one error line
+    saved_step: int | None  # the step of the resume state left on disk (None: none)
+    patch: Callable | None = None
+
+
+DIVERGENCES = [
+    Divergence("lr-1e6", ["learning_rate=1e6"], ["step 2 (batch 2", "loss is nan", "1e+06"], 1),
+    Divergence("lr-1e30", ["learning_rate=1e30"], ["step 2 (batch 2", "loss is nan", "1e+30"], 1),
+    Divergence(
+        "lr-1e6-clipped-at-1",
+        ["learning_rate=1e6", "max_gradient_norm=1"],
+        ["max_gradient_norm=0.1, now 1"],
+        1,
+    ),
+    Divergence("lr-1e38", ["learning_rate=1e38"], ["step 1 (batch 1", "optimiser step overflowed"], None),
+    Divergence(
+        "lr-1e6-deferred-check",
+        ["learning_rate=1e6"],
+        ["step 2 (batch 2", "loss is not finite"],
+        1,
+        _check_after_each_epoch,
+    ),
+    Divergence(
+        "lr-1e6-deferred-to-the-epoch-end",
+        ["learning_rate=1e6", "checkpoint_steps=0", "epochs=2"],
+        ["step 2 (batch 2", "loss is not finite", "no resume state was saved"],
+        None,
+        _check_after_each_epoch,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", DIVERGENCES, ids=[c.id for c in DIVERGENCES])
+def test_a_diverging_run_stops_at_the_bad_step(case: Divergence, earlier, tmp_path, capsys, monkeypatch):
+    if case.patch:
+        case.patch(monkeypatch)
+    results = tmp_path / "runs.jsonl"
+    args = [a.replace("{ws}", earlier) for a in RUN]
+    args += ["--set", f"model_root={tmp_path}/ck", "--results", str(results), "--set", "checkpoint_steps=1"]
+    for s in case.sets:
+        args += ["--set", s]
+    code, out, err = ctrbench(args, capsys)
+    assert code == 2, (code, out[-1000:], err[-2000:])
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err and len(errors) == 1, err
+    line = errors[0]
+    for text in ["training diverged at epoch 1", "learning_rate", "max_gradient_norm", *case.expect]:
+        assert text in line, line
+    assert not results.exists()  # no record as if it were a result
+    states = [p for p in (tmp_path / "ck" / "tiny").iterdir() if p.name.endswith(".resume.pt")]
+    if case.saved_step is None:
+        assert not states
+    else:
+        (state,) = states  # the last good step's state, kept for the user
+        assert str(state) in line
+        saved = torch.load(state, map_location="cpu", weights_only=True)
+        assert saved["trainer"]["total_steps"] == case.saved_step
+        assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
