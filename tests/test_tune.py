@@ -225,10 +225,10 @@ def test_study_prunes_resumes_to_the_total_and_the_tuned_expid_reproduces(tmp_pa
     # the tuned expid, rerun with the same seed, reproduces the best trial's validation monitor
     params = load_config(str(out / "config"), "DNN_tiny_tuned", ["verbose=0"])
     assert params["learning_rate"] == best.params["learning_rate"] and params["epochs"] == 3
-    from benchmark.runner import run_experiment
+    from benchmark.runner import run
 
     params["model_root"] = str(tmp_path / "ck_repro")
-    record = run_experiment(params, None, quiet=True)
+    record = run(params).record
     assert record["valid"]["AUC"] == pytest.approx(best.value, abs=1e-9)
     # another space under the same study name is refused
     with pytest.raises(CTRBenchError, match="created for another space"):
@@ -417,3 +417,68 @@ def test_ray_tasks_are_workers_of_the_study(tmp_path, data_root):
     assert _states(study)["COMPLETE"] == 2
     assert sorted(t.params["learning_rate"] for t in study.trials) == [1e-2, 3e-2]  # the grid, once each
     assert len(read_records(str(tmp_path / "runs.jsonl"))) == 2
+
+
+# ---- a grid survives kill -9 (table-driven: which trial is killed) ----------------------------------------
+
+_BLOCKING_TUNE = """
+import os, sys, time
+from benchmark.tune import worker as w
+
+original, calls = w.Worker._run, []
+
+def _run(self, trial, params, spec):
+    calls.append(trial.number)
+    if len(calls) == int(os.environ["BLOCK_AT"]) + 1:  # mid-trial: its values drawn, its lock held
+        with open(os.environ["MARKER"], "w") as fd:
+            fd.write(str(trial.number))
+        time.sleep(600)
+    return original(self, trial, params, spec)
+
+w.Worker._run = _run
+sys.argv = ["ctrbench", *sys.argv[1:]]
+from benchmark.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block_at", [0, 2], ids=["first-trial", "third-trial"])
+def test_grid_killed_mid_trial_runs_every_point_once(tmp_path, data_root, block_at):
+    """``tune --sampler grid`` killed (SIGKILL) while a trial trains, then run again: every grid point has
+    exactly one finished trial and one record, and the study does not call itself done before that."""
+    space = _space(tmp_path, {"embedding_dim": [4, 8], "net_dropout": [0, 0.1]})
+    args = _args(tmp_path, data_root, space, 4, "--sampler", "grid", "--pruner", "none", study="g")
+    args[args.index("epochs=3")] = "epochs=1"
+    marker = tmp_path / "blocked"
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", BLOCK_AT=str(block_at), MARKER=str(marker))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_TUNE, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "killed.log", "w"),
+    )
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline and proc.poll() is None and not marker.exists():
+            time.sleep(0.1)
+        assert marker.exists(), (tmp_path / "killed.log").read_text()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    killed = int(marker.read_text())
+    assert _study(tmp_path, "g").trials[killed].state == optuna.trial.TrialState.RUNNING
+
+    res = _invoke(args)
+    assert "4/4 finished" in res.output
+    study = _study(tmp_path, "g")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    points = sorted((t.params["embedding_dim"], t.params["net_dropout"]) for t in done)
+    assert points == [(4, 0), (4, 0.1), (8, 0), (8, 0.1)], points
+    records = read_records(str(tmp_path / "runs.jsonl"))
+    hashes = [r["config_hash"] for r in records]
+    assert len(hashes) == len(set(hashes)) == 4
+    assert sorted(t.user_attrs["config_hash"] for t in done) == sorted(hashes)

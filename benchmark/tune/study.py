@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -203,7 +204,35 @@ def counts(study) -> dict[str, int]:
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
 
-    return True
+
+def finished_points(study, grid: bool) -> int:
+    """Finished (complete + pruned) trials; with the grid sampler, finished grid points (distinct values),
+    so a point that ran twice is counted once and the study is not done while a point never ran."""
+    optuna = require("optuna", "ctrbench tune")
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = study.get_trials(deepcopy=False, states=states)
+    if not grid:
+        return len(done)
+    return len({json.dumps(sorted(t.params.items()), default=str) for t in done})
+
+
+def crashed_points(study) -> int:
+    """Grid points whose trial crashed (a run error, not an interruption) and never finished: they count
+    as settled, or the sampler would repeat finished points until the total is met."""
+    optuna = require("optuna", "ctrbench tune")
+    key = lambda t: json.dumps(sorted(t.params.items()), default=str)  # noqa: E731
+    finished = {
+        key(t)
+        for t in study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        )
+    }
+    failed = {
+        key(t)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        if "error" in t.user_attrs and t.params
+    }
+    return len(failed - finished)
 
 
 def recover_dead_trials(study) -> list[int]:
@@ -224,10 +253,16 @@ def recover_dead_trials(study) -> list[int]:
 
 
 def retry_trial(study, trial) -> None:
+    """Queue a failed trial again with its values and its system attributes: the grid sampler's
+    ``grid_id`` stays with the values, so the retry is that grid point (without it the sampler gives the
+    retry a new id, and that point is never run while another runs twice)."""
     optuna = require("optuna", "ctrbench tune")
-    if trial.params.keys() != trial.distributions.keys() or not trial.params:
+    if (trial.params.keys() != trial.distributions.keys() or not trial.params) and (
+        "grid_id" not in trial.system_attrs
+    ):
         return  # it died before drawing its values: nothing to repeat
     system = {
+        **trial.system_attrs,
         "failed_trial": trial.number,
         "retry_history": list(trial.system_attrs.get("retry_history", [])) + [trial.number],
     }

@@ -16,7 +16,17 @@ from ..errors import CTRBenchError
 from ..records import read_records
 from ..tracking import require
 from .space import Space, load_space
-from .study import HOST, TuneConfig, counts, monitor_value, open_study, recover_dead_trials, retry_trial
+from .study import (
+    HOST,
+    TuneConfig,
+    counts,
+    crashed_points,
+    finished_points,
+    monitor_value,
+    open_study,
+    recover_dead_trials,
+    retry_trial,
+)
 
 log = logging.getLogger("ctrbench")
 
@@ -191,10 +201,9 @@ class Worker:
             what = f"at evaluation {steps}"
         elif state == "fail":
             what = frozen.user_attrs.get("error", "")
-        c = counts(study)
+        done = finished_points(study, self.cfg.sampler == "grid")
         self.console.print(
-            f"trial {frozen.number} {state} {what}  [{values}]  "
-            f"({c['COMPLETE'] + c['PRUNED']}/{self.cfg.trials} finished)",
+            f"trial {frozen.number} {state} {what}  [{values}]  ({done}/{self.cfg.trials} finished)",
             highlight=False,
             soft_wrap=True,
         )
@@ -209,9 +218,11 @@ class Worker:
                 recover_dead_trials(study)
                 optuna.storages.fail_stale_trials(study)
                 c = counts(study)
-                if c["COMPLETE"] + c["PRUNED"] >= self.cfg.trials:
+                grid = self.cfg.sampler == "grid"
+                done = finished_points(study, grid) + (crashed_points(study) if grid else 0)
+                if done >= self.cfg.trials:
                     break
-                if c["COMPLETE"] + c["PRUNED"] + c["RUNNING"] >= self.cfg.trials and not c["WAITING"]:
+                if done + c["RUNNING"] >= self.cfg.trials and not c["WAITING"]:
                     time.sleep(self.poll_seconds)  # the rest are running elsewhere; one may still fail
                     continue
                 before = {t.number for t in study.get_trials(deepcopy=False)}
