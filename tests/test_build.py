@@ -193,7 +193,9 @@ def test_interrupted_build_is_not_reused(tmp_path, raw, monkeypatch):
         build_mod.build(params, quiet=True)
     target = build_mod.data_dir(params)
     assert not os.path.exists(target)
-    assert not [d for d in os.listdir(params["build_root"]) if d.startswith(".")]  # no temp left
+    assert not [
+        d for d in os.listdir(params["build_root"]) if d.startswith(".") and ".readers" not in d
+    ]  # no temp
     monkeypatch.setattr(build_mod, "write_split", original)
     build_mod.build(params, quiet=True)
     assert build_mod.read_info(target)["key"] == build_mod.build_key(params)
@@ -508,3 +510,93 @@ def test_fuxictr_layout_raw_files_in_the_dataset_folder_build_beside_them(tmp_pa
         build_mod.build(
             dict(params, build_root=str(tmp_path / "data"), _build_root_default=False), quiet=True
         )
+
+
+# ---- a build is never swapped under a running job (table-driven: when the other config is built) --------
+
+_REBUILD = """
+import sys
+from benchmark.config import load_config
+from benchmark.data.build import build
+from benchmark.errors import CTRBenchError
+try:
+    build(load_config(sys.argv[1], "E", sys.argv[2:]), quiet=True)
+except CTRBenchError as exc:
+    print(f"error: {exc}")
+    sys.exit(2)
+"""
+
+
+def _rebuild_elsewhere(cfg, *sets):
+    """Another process building another config of the same dataset into the same folder."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    return subprocess.run(
+        [sys.executable, "-c", _REBUILD, cfg, *sets], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def _batches(loader, n=None):
+    out = []
+    for i, batch in enumerate(loader):
+        if n is not None and i >= n:
+            break
+        out.append({k: v.clone() for k, v in batch.items()})
+    return out
+
+
+@pytest.mark.parametrize("when", ["during-streaming", "before-loaders", "same-process"])
+def test_build_is_never_swapped_under_a_running_job(tmp_path, raw, when):
+    """A streaming job reads only the build it started with: another process's rebuild of another config
+    (min_categr_count 1 instead of 2) waits its turn with one error line, a rebuild between the job's build
+    and its loaders stops the job before it reads, and a swap it could not prevent (its own process) stops
+    it at the next block instead of feeding it blocks of another build."""
+    import shutil
+
+    from benchmark.data import loader as loader_mod
+
+    params = params_for(tmp_path, "data_block_size=64", "streaming=True", "batch_size=32")
+    directory = build_mod.build(params, quiet=True)
+    reference_dir = str(tmp_path / "reference" / "allkinds")
+    shutil.copytree(directory, reference_dir)
+    fmap = loader_mod.load_feature_map(directory, params)
+    expected = _batches(loader_mod.make_loaders(fmap, reference_dir, params, splits=("train",))["train"])
+    cfg = str(tmp_path / "config")
+    other = ["data_block_size=64", "min_categr_count=1"]
+
+    if when == "before-loaders":
+        res = _rebuild_elsewhere(cfg, *other)
+        assert res.returncode == 0, res.stdout + res.stderr
+        with pytest.raises(CTRBenchError, match="holds another build of 'allkinds'"):
+            loader_mod.make_loaders(fmap, directory, params, splits=("train",))
+        return
+    train = loader_mod.make_loaders(fmap, directory, params, splits=("train",))["train"]
+    it = iter(train)
+    seen = [{k: v.clone() for k, v in next(it).items()}]  # the first block is open
+    if when == "during-streaming":
+        res = _rebuild_elsewhere(cfg, *other)
+        assert res.returncode == 2, res.stdout + res.stderr
+        lines = [line for line in res.stdout.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "is being read by running job(s)" in lines[0], res.stdout
+        assert "--build-root" in lines[0]
+        seen += [{k: v.clone() for k, v in b.items()} for b in it]
+        assert len(seen) == len(expected)
+        for got, want in zip(seen, expected):
+            for col in want:
+                assert torch_equal(got[col], want[col]), col
+        assert build_mod.read_info(directory)["key"] == build_mod.build_key(params)
+        train.reader.close()  # the job has ended: the rebuild goes ahead
+        res = _rebuild_elsewhere(cfg, *other)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert build_mod.read_info(directory)["key"] != build_mod.build_key(params)
+    else:
+        build_mod.build(params_for(tmp_path, *other), quiet=True)
+        with pytest.raises(CTRBenchError, match="was replaced by another build while this job read it"):
+            list(it)
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all()) and a.shape == b.shape

@@ -43,10 +43,13 @@ from .manifest import (
     INFO_FILE,
     MARKER_FILE,
     VERIFY_ON_REUSE_BYTES,
+    active_readers,
     damaged_files,
     is_legacy_dir,
     read_info,
+    readers_error,
     remove_stale_builds,
+    swap_lock,
     verify_build,
     write_info,
 )
@@ -182,6 +185,9 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         log.warning("Rebuilding %s: %s", target, "; ".join(problems))
     elif os.path.isdir(target) and info is None and not is_legacy_dir(target) and os.listdir(target):
         log.warning("Rebuilding %s: its %s is missing", target, INFO_FILE)
+    readers = active_readers(target) if os.path.exists(target) else []
+    if readers:  # said before the work; the swap checks again
+        raise readers_error(target, params["dataset_id"], readers)
     started = time.time()
     specs, labels = feature_specs(params), label_specs(params)
     dtypes = column_dtypes(specs, labels)
@@ -214,11 +220,15 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
             params.get("data_block_size", 0),
             time.time() - started,
         )
-        old = None
-        if os.path.exists(target):
-            old = f"{target}.old-{os.getpid()}"
-            os.rename(target, old)
-        os.rename(tmp, target)
+        with swap_lock(target):  # no reader registers between this check and the swap
+            readers = active_readers(target) if os.path.exists(target) else []
+            if readers:
+                raise readers_error(target, params["dataset_id"], readers)
+            old = None
+            if os.path.exists(target):
+                old = f"{target}.old-{os.getpid()}"
+                os.rename(target, old)
+            os.rename(tmp, target)
         if old:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -29,6 +29,8 @@ import torch
 
 from ..errors import CTRBenchError
 from . import h5io
+from .manifest import BuildReader, read_info
+from .spec import build_key
 
 log = logging.getLogger("ctrbench")
 ID_KINDS = ("categorical", "sequence", "meta")
@@ -70,9 +72,11 @@ class H5BlockLoader:
         pin_memory: bool = False,
         data_on_device: bool = False,
         device=None,
+        reader=None,
         **kwargs,
     ):
         self.feature_map = feature_map
+        self.reader = reader  # a manifest.BuildReader: the build is still the one this job started with
         self.split = split
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -111,6 +115,8 @@ class H5BlockLoader:
         start = 0
         for path, n in zip(files, rows):
             with h5io.open_h5(path) as hf:
+                if self.reader is not None:
+                    self.reader.check(path)
                 for c, ds in zip(self.columns, h5io.datasets(hf, path, self.columns)):
                     if c not in data:
                         data[c] = np.empty((sum(rows),) + ds.shape[1:], dtype=_dtype(c, self.feature_map))
@@ -232,6 +238,7 @@ def make_loaders(
     """The loaders of ``splits``; ``device`` (default: the one ``gpu`` names) is where
     ``data_on_device: true`` puts the data."""
     device = torch.device(device) if device is not None else resolve_device(params)
+    reader = BuildReader(directory, _expected_key(directory, params))
     loaders = {}
     eval_bs = params.get("eval_batch_size") or params["batch_size"]
     for split in splits:
@@ -248,5 +255,18 @@ def make_loaders(
             pin_memory=pin_memory,
             data_on_device=bool(params.get("data_on_device", False)),
             device=device,
+            reader=reader,
         )
+    if not params.get("streaming", False):
+        reader.close()  # every block is in memory: a rebuild can no longer reach this job
     return loaders
+
+
+def _expected_key(directory: str, params: dict) -> str | None:
+    """The build key this config asks for, where the folder is a ctrbench build of it."""
+    if params.get("data_format") == "h5" or not params.get("feature_cols") or read_info(directory) is None:
+        return None
+    try:
+        return build_key(params)
+    except (CTRBenchError, OSError):
+        return None

@@ -1,9 +1,19 @@
 """The manifest of a build: ``build_info.json`` (the build key, rows, and every file's size and CRC-32),
 the marker that says a folder is a ctrbench build, the checks a reuse and ``data verify-build`` make,
-and the removal of temporary folders left by killed builds."""
+the removal of temporary folders left by killed builds, and the readers of a build.
+
+**Readers.** A job that reads a build while it runs (a streaming run reads a block at a time) registers
+as a reader (``BuildReader``: a file ``.<dataset_id>.readers/<pid>-<n>`` beside the build folder). A
+rebuild does not swap a new build in while another live process reads the folder: it stops with one line
+naming the readers and leaves the folder as it is. The registration and the swap take turns on one lock
+file, and a reader checks the build key at registration (against the key its config asks for) and again
+after opening each block, so a job only ever reads the build it started with, or stops with one line."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -135,3 +145,90 @@ def write_info(
             fd,
             indent=2,
         )
+
+
+def _readers_dir(directory: str) -> str:
+    parent, name = os.path.split(os.path.abspath(directory))
+    return os.path.join(parent, f".{name}.readers")
+
+
+@contextlib.contextmanager
+def swap_lock(directory: str):
+    """Registering a reader and swapping a build in take turns (a lock file beside the build folder);
+    where that folder cannot be written there is nothing to take turns with."""
+    try:
+        fd = open(_readers_dir(directory) + ".lock", "a")
+    except OSError:
+        yield
+        return
+    with fd:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def active_readers(directory: str) -> list[int]:
+    """Process ids of other live processes that read the build in ``directory``."""
+    folder = _readers_dir(directory)
+    pids = set()
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        pid = name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+            pids.add(int(pid))
+    return sorted(pids)
+
+
+def readers_error(directory: str, dataset_id: str, pids: list[int]) -> CTRBenchError:
+    return CTRBenchError(
+        f"{directory} is being read by running job(s) (pid {', '.join(map(str, pids))}), so this build of "
+        f"'{dataset_id}' is not swapped in under them (they would read blocks of another build); rerun it "
+        f"when they have finished, or build this config into its own folder with --build-root"
+    )
+
+
+_serial = itertools.count()
+
+
+class BuildReader:
+    """This process reads the build in ``directory``: registered for as long as the reader is open, and
+    ``check(path)`` after each block is opened says whether the folder still holds the same build."""
+
+    def __init__(self, directory: str, expected_key: str | None = None):
+        self.directory, self.path = directory, None
+        with swap_lock(directory):
+            info = read_info(directory)
+            self.key = info.get("key") if info else None
+            if expected_key and self.key and self.key != expected_key:
+                raise CTRBenchError(
+                    f"{directory} holds another build of '{info.get('dataset_id')}' than this job's config "
+                    f"asks for (a parallel rebuild of another config replaced it); rerun the job, or give "
+                    f"each config its own folder with --build-root"
+                )
+            try:
+                os.makedirs(_readers_dir(directory), exist_ok=True)
+                path = os.path.join(_readers_dir(directory), f"{os.getpid()}-{next(_serial)}")
+                open(path, "w").close()
+                self.path = path
+            except OSError:  # a read-only build_root: nobody rebuilds it from here either
+                self.path = None
+
+    def check(self, block: str) -> None:
+        if self.key is None:
+            return
+        info = read_info(self.directory)
+        if (info or {}).get("key") != self.key:
+            raise CTRBenchError(
+                f"{self.directory} was replaced by another build while this job read it ({block}); its "
+                f"results would mix two builds: rerun the job, or give each config its own --build-root"
+            )
+
+    def close(self) -> None:
+        path, self.path = self.path, None
+        if path:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+    def __del__(self):
+        self.close()
