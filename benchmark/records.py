@@ -306,11 +306,14 @@ class GroupList(list):
 
     def notes(self, split: str = "test") -> list[str]:
         """One line per thing left out, for a table's footnotes."""
+        shown = 10
         lines = [
             f"{rec.get('expid') or rec.get('model')} on {rec.get('dataset_id')} seed {rec.get('seed')} "
             f"({rec.get('run_id') or rec.get('time') or 'no run id'}): no {split} metrics, not a seed"
-            for rec in self.incomplete
+            for rec in self.incomplete[:shown]
         ]
+        if len(self.incomplete) > shown:
+            lines.append(f"{len(self.incomplete) - shown} more records without {split} metrics")
         lines += [
             f"{g.label} on {g.dataset_id} ({len(g.seeds)} seed(s)): an older config of {g.expid}, "
             f"left out by --latest"

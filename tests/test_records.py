@@ -166,3 +166,11 @@ def test_labels_name_only_keys_that_change_what_ran():
     same = [run_rec("DCN_tiny", 1, 0.70, data_root="/a"), run_rec("DCN_tiny", 2, 0.72, data_root="/b")]
     (group,) = group_records(same)  # where it ran is no other config
     assert group.seeds == [1, 2] and group.label == "DCN"
+
+
+def test_many_records_without_metrics_are_counted_not_listed():
+    from benchmark.records import group_records
+
+    records = [run_rec("DCN_tiny", s, 0.0, test=False) for s in range(25)] + [run_rec("DCN_tiny", 1, 0.7)]
+    notes = group_records(records).notes()
+    assert len(notes) == 11 and notes[-1] == "15 more records without test metrics"
