@@ -13,7 +13,7 @@ import warnings
 from rich.console import Console
 
 from ..errors import CTRBenchError
-from ..records import read_records
+from ..records import find_recorded, read_records
 from ..tracking import require
 from .space import Space, load_space
 from .study import (
@@ -82,13 +82,6 @@ def _remove_run_files(params: dict) -> None:
             os.remove(path)
 
 
-def _record_for(results: str, chash: str) -> dict | None:
-    for rec in reversed(read_records(results)):
-        if rec.get("config_hash") == chash:
-            return rec
-    return None
-
-
 class Worker:
     """Runs trials of one study in this process until the study holds ``trials`` finished ones."""
 
@@ -136,7 +129,7 @@ class Worker:
             trial.set_user_attr(key, value)
         started = time.time()
         with run_lock(params):
-            record = _record_for(self.cfg.results, spec.config_hash)
+            record = find_recorded(read_records(self.cfg.results), spec.config_hash)
             if record is not None:
                 trial.set_user_attr("reused", "record")
                 for i, h in enumerate(record.get("history") or [], 1):
