@@ -4,7 +4,8 @@
 
 The FM part is first-order LR plus the pairwise inner products of the field embeddings; the deep
 part reads the same embeddings. One global bias (the DNN's output unit), as in the BARS runs of
-FuxiCTR 1.x (their logged parameter counts have exactly one bias).
+FuxiCTR 1.x (their logged parameter counts have exactly one bias). ``lr_bias=True`` gives the first-order
+LR its own bias as well (two biases: FuxiCTR 2.x's DeepFM and the SFG authors' DIS/GEN code).
 
 The pairwise term takes its two operands explicitly: ``fm_interact(feature_emb, other_emb)``
 computes sum_{i<j} <feature_emb_i, other_emb_j>, so a caller can replace the second operand of
@@ -23,9 +24,10 @@ class DeepFM(ShallowDeepModel):
     """DeepFM (Guo et al., IJCAI 2017): FM (first-order LR + pairwise inner products) + DNN on shared embeddings, logits summed.
 
     Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``lr_layer`` (first-order term,
-    fuxictr LogisticRegression without bias), ``fm_layer`` (fuxictr InnerProductInteraction,
-    ``product_sum``), ``dnn`` (``model_zoo.layers.MLP`` with one output unit). ``forward`` =
-    ``embed`` -> ``shallow_logit(X, feature_emb)`` (LR + ``fm_interact``) + ``deep_logit``.
+    fuxictr LogisticRegression, with a bias only if ``lr_bias``), ``fm_layer`` (fuxictr
+    InnerProductInteraction, ``product_sum``), ``dnn`` (``model_zoo.layers.MLP`` with one output
+    unit). ``forward`` = ``embed`` -> ``shallow_logit(X, feature_emb)`` (LR + ``fm_interact``) +
+    ``deep_logit``.
     """
 
     def __init__(
@@ -37,11 +39,12 @@ class DeepFM(ShallowDeepModel):
         dnn_activations="relu",
         net_dropout=0.0,
         batch_norm=False,
+        lr_bias=False,
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=False)
+        self.lr_layer = LogisticRegression(feature_map, use_bias=bool(lr_bias))
         self.fm_layer = InnerProductInteraction(feature_map.num_fields, output="product_sum")
         self.dnn = self.dnn_tower(
             dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, optional=False
