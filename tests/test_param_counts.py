@@ -166,3 +166,85 @@ def test_tolerance_and_parsing():
     assert parse_count("78.7M") == 78_700_000 and parse_count("6,083,278") == 6_083_278
     assert within(78_771_000, 78_700_000) and not within(151_219_000, 163_700_000)
     assert within(200_000, 100_000) and not within(300_000, 100_000)  # the 0.1M floor on small counts
+
+
+# ---- the protocol of the paper tables' rows ------------------------------------------------------------
+
+
+def _resolved(name: str, rows=None, columns=None) -> list[tuple]:
+    from benchmark.config import load_config
+    from benchmark.reproduce import _as_set_args, plan
+
+    targets = _targets(os.path.join(TARGETS, name))
+    seen, out = set(), []
+    for cell in plan(targets, datasets=columns, models=rows):
+        if (cell.row, cell.column) not in seen:
+            seen.add((cell.row, cell.column))
+            out.append((cell, load_config(CONFIG, cell.expid, _as_set_args(cell.sets))))
+    return out
+
+
+def test_dlf_table2_baselines_run_the_authors_template():
+    """Embedding/net L2 0, dropout 0 under every key a model reads, monitor AUC - logloss (SAM's template:
+    AUC), DCNv2's stacked/parallel MLP 3x500 (the runner resizes only dnn_hidden_units)."""
+    cells = _resolved("dlf_table2.yaml")
+    assert {c.row for c, _ in cells} >= {"FM", "SAM", "DCNv2", "DeepFM", "FinalMLP", "Wukong", "DLF"}
+    for cell, params in cells:
+        assert params["embedding_regularizer"] == 0 and params["net_regularizer"] == 0, cell
+        monitor = "AUC" if cell.row == "SAM" else {"AUC": 1, "logloss": -1}
+        assert params["monitor"] == monitor and params["monitor_mode"] == "max", cell
+        for key, value in params.items():
+            if key.endswith("dropout") and key != "cl_mask_ratio":
+                assert value in (0, [0, 0]), (cell, key, value)
+    dcnv2 = {c.column: p for c, p in cells if c.row == "DCNv2"}
+    assert all(
+        p["dnn_hidden_units"] == [500, 500, 500] and p["num_cross_layers"] == 3 for p in dcnv2.values()
+    )
+
+
+def _tiny_map():
+    return feature_map_from_vocab({"a": 7, "b": 9, "c": 5}, 4)
+
+
+def _build(params: dict):
+    from model_zoo import create_model
+
+    over = {"embedding_dim": 4, "dnn_hidden_units": [8], "gpu": -1, "verbose": 0}
+    return create_model({**params, **over}, _tiny_map())
+
+
+def test_sfg_deepfm_rows_have_the_lr_bias_and_the_output_bias():
+    cells = _resolved("sfg_table1.yaml", rows=["DeepFM DIS", "DeepFM GEN"])
+    assert len(cells) == 4
+    for cell, params in cells:
+        assert params["lr_bias"] is True, cell
+        model = _build(params)
+        assert model.lr_layer.bias is not None and model.dnn.mlp[-1].bias is not None
+        plain = _build({**params, "lr_bias": False})
+        assert plain.lr_layer.bias is None and count_parameters(model) == count_parameters(plain) + 1
+
+
+def test_sfg_fmfm_pair_matrices_take_the_net_regulariser():
+    """The SFG authors pass FmFM one `regularizer` for the embeddings and the net: the pair matrices M_ij
+    (and GEN's encoder) are L2-regularised with the embeddings' lambda (fuxictr's net term)."""
+    cells = _resolved("sfg_table1.yaml", rows=["FmFM DIS", "FmFM GEN"])
+    assert len(cells) == 4
+    for cell, params in cells:
+        lam = params["embedding_regularizer"]
+        assert lam > 0 and params["net_regularizer"] == lam, cell
+        model = _build(params)
+        with torch.no_grad():
+            full = model.regularization_loss()
+            norm = model.field_transform.pow(2).sum()
+            model.field_transform.zero_()
+            assert float(full - model.regularization_loss()) == pytest.approx(lam / 2 * float(norm), rel=1e-4)
+
+
+def test_eulernet_gets_the_tables_dropout_through_its_own_keys():
+    cells = _resolved("tf4ctr_table4.yaml", rows=["EulerNet", "DCN"])
+    dropout = {c.column: p["net_dropout"] for c, p in cells if c.row == "DCN"}
+    assert set(dropout.values()) == {0.1, 0.2}
+    for cell, params in cells:
+        if cell.row == "EulerNet":
+            assert params["net_ex_dropout"] == params["net_im_dropout"] == dropout[cell.column], cell
+            assert "net_dropout" not in params or params["net_dropout"] == 0
