@@ -381,18 +381,18 @@ def test_verdicts_of_reproduce_beside_the_records(tmp_path):
         (["--results", "{tmp}/runs.jsonl", "--tune-storage", "{tmp}/no.db"], "--tune-storage {tmp}/no.db"),
     ],
 )
-def test_cli_bad_input_is_one_error_line(tmp_path, args, message):
-    import subprocess
-    import sys
+def test_cli_bad_input_is_one_error_line(tmp_path, monkeypatch, capsys, args, message):
+    from benchmark import cli
 
     write_records(tmp_path / "runs.jsonl", fixed_records())
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("keep")
-    argv = [a.format(tmp=tmp_path) for a in args]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "board", *argv], capture_output=True, text=True, cwd=tmp_path
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["ctrbench", "board", *[a.format(tmp=tmp_path) for a in args]])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message.format(tmp=tmp_path) in lines[0]
-    assert "Traceback" not in proc.stderr and (tmp_path / "mine" / "keep.txt").read_text() == "keep"
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "keep"
