@@ -135,6 +135,22 @@ def _bad_utf8_late(ws):
         fd.write(b"1,0.5,caf\xe9,x\n")
 
 
+def _no_fill_na(line: str):
+    """``num`` declared with ``fill_na: null`` (no fill value applies), then ``line`` appended to train."""
+
+    def setup(ws):
+        path = os.path.join(ws, "config", "dataset_config", "d.yaml")
+        with open(path) as fd:
+            text = fd.read()
+        good, bad = text.split("\nbad:")
+        bad = bad.replace("normalizer: StandardScaler}", "normalizer: StandardScaler, fill_na: null}")
+        with open(path, "w") as fd:
+            fd.write(good + "\nbad:" + bad)
+        _append_line("train", line)(ws)
+
+    return setup
+
+
 ERRORS = [
     # (id, setup, extra --set, substrings of the error line)
     (
@@ -174,6 +190,36 @@ ERRORS = [
         _bad_utf8_late,
         ["build_in_memory=true"],
         ["train.csv: line 5002 is not valid UTF-8"],
+    ),
+    (
+        "inf-in-numeric",
+        _append_line("train", "1,inf,a,x"),
+        [],
+        ["train.csv: line 402, column 'num'", "holds inf", "not a finite number", "fix or drop that row"],
+    ),
+    (
+        "minus-inf-in-numeric-valid",
+        _append_line("valid", "0,-inf,a,x"),
+        [],
+        ["valid.csv: line 102, column 'num'", "holds -inf"],
+    ),
+    (
+        "inf-in-numeric-streamed",
+        _append_line("test", "0,+inf,a,x"),
+        ["build_in_memory=false"],
+        ["test.csv: line 102, column 'num'", "holds inf"],
+    ),
+    (
+        "nan-without-fill-na",
+        _no_fill_na("1,NaN,a,x"),
+        [],
+        ["train.csv: line 402, column 'num'", "an empty or NaN value", "fill_na"],
+    ),
+    (
+        "empty-without-fill-na",
+        _no_fill_na("1,,a,x"),
+        ["build_in_memory=false"],
+        ["train.csv: line 402, column 'num'", "an empty or NaN value"],
     ),
     ("header-only-valid", _header_only("valid"), [], ["valid.csv has no rows", "the valid split"]),
     ("header-only-train", _header_only("train"), [], ["train.csv has no rows"]),

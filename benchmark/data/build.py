@@ -117,6 +117,29 @@ def _check_labels(
     return classes
 
 
+def _check_finite(chunk: pl.DataFrame, numeric: list[str], where: str, first_row: int | None) -> None:
+    """Numeric columns hold finite numbers: ``inf``/``-inf``, and a NaN or empty value that no ``fill_na``
+    replaced (a column declared ``fill_na: null``), are named with their line (one polars pass per chunk)."""
+    names = [c for c in numeric if c in chunk.columns and chunk.schema[c].is_numeric()]
+    if not names:
+        return
+    bad = {c: pl.col(c).is_finite().fill_null(False).not_() for c in names}
+    found = chunk.select([e.any().alias(c) for c, e in bad.items()]).row(0, named=True)
+    for column in (c for c in names if found[c]):
+        index = chunk.select(bad[column].arg_true().first()).item()
+        value = chunk[column][index]
+        at = f": line {first_row + index + 2}" if first_row is not None else f" (row {index + 1})"
+        if value is None or value != value:
+            raise CTRBenchError(
+                f"{where}{at}, column '{column}' holds an empty or NaN value and the column has no fill_na; "
+                f"fix or drop that row, or give the column a fill_na value"
+            )
+        raise CTRBenchError(
+            f"{where}{at}, column '{column}' holds {value}, not a finite number; fix or drop that row, "
+            f"or clip the column before building"
+        )
+
+
 def _check_eval_split(arrays_seen: dict[str, set], split: str, where: str, rows: int, task: str) -> None:
     """valid/test need rows of both classes: AUC is undefined otherwise (sklearn fails after an epoch)."""
     if rows == 0:
@@ -333,6 +356,8 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
         parts = units.get(split) or [(sources[split], frame)]
         work += [(split, i, part, path) for i, (path, part) in enumerate(parts)]
 
+    numeric = [s["name"] for s in specs if s["type"] == "numeric" and s.get("active", True)]
+
     def encode_unit(item):
         split, index, frame, source = item
         seen: dict[str, set] = {lb: set() for lb in encoder.labels}
@@ -341,6 +366,7 @@ def _build_into(out_dir: str, params: dict, specs, labels, frames, dtypes) -> di
         def encoded():
             offset = 0
             for chunk in chunks(frame, in_memory, STREAM_CHUNK_ROWS):
+                _check_finite(chunk, numeric, source, offset if raw_file else None)
                 arrays = encoder.encode(chunk)
                 classes = _check_labels(arrays, encoder.labels, source, task, offset if raw_file else None)
                 for lb, values in classes.items():
