@@ -78,7 +78,7 @@ def train_and_analyse(params: dict, samples: int, console=None) -> dict:
     from .runner import RunOptions, run
 
     params = analysis_params(params)
-    trained = run(params, RunOptions(quiet=True, console=console))
+    trained = run(params, RunOptions(resume=True, quiet=True, console=console))
     model, loaders, feature_map = trained.setup.model, trained.setup.loaders, trained.setup.feature_map
     test = trained.result.test or {}
     model.eval()

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import pickle
 import random
@@ -41,7 +43,7 @@ def read_weights(path: str) -> dict:
         raise CTRBenchError(f"weights file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise CTRBenchError(
             f"{path} is not a weights file torch can load safely ({exc.__class__.__name__}: "
@@ -73,9 +75,9 @@ def read_state(path: str | None, config_hash: str | None, world_size: int = 1) -
         raise CTRBenchError(f"no resume state at {path}; run without --resume")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # truncated, foreign, old
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:  # cut short, foreign
         raise CTRBenchError(
-            f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged or "
+            f"cannot read the resume state {path} ({exc.__class__.__name__}; damaged, cut short or "
             f"written by an older ctrbench); delete it and run without --resume"
         )
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
@@ -135,8 +137,10 @@ class ResumeState:
         dist: DistContext | None = None,
         checkpoint_steps: int = 0,
         checkpoint_seconds: float = 300.0,
+        config: dict | None = None,
     ):
         self.path, self.config_hash = path, config_hash
+        self.config = config_json(config) if config is not None else None
         self.dist = dist or DistContext()
         self.checkpoint_steps, self.checkpoint_seconds = checkpoint_steps, checkpoint_seconds
         self.last_save = time.perf_counter()
@@ -150,6 +154,7 @@ class ResumeState:
             dist,
             int(params.get("checkpoint_steps") or 0),
             float(params.get("checkpoint_seconds", 300) or 0),
+            params,
         )
 
     def restart_clock(self) -> None:
@@ -185,6 +190,7 @@ class ResumeState:
             "rng": rngs,
             "best_checkpoint": model.checkpoint,
             "world_size": self.dist.world_size,
+            "config": self.config,  # JSON text: which settings a state found later belongs to
         }
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         save_torch(payload, self.path)
@@ -217,3 +223,45 @@ class ResumeState:
     def remove(self) -> None:
         if self.path and self.dist.is_main and os.path.isfile(self.path):
             os.remove(self.path)
+
+
+def config_json(params: dict) -> str:
+    """A config as the JSON text a resume state keeps (private ``_`` keys left out, as in the record)."""
+    return json.dumps({k: v for k, v in params.items() if not k.startswith("_")}, sort_keys=True, default=str)
+
+
+def describe_state(path: str) -> str:
+    """Where a saved state stands, for a message: ``epoch 2, batch 5 (step 12), saved 2026-12-06 07:40``."""
+    saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(path)))
+    try:
+        trainer = torch.load(path, map_location="cpu", weights_only=True)["trainer"]
+        return (
+            f"epoch {trainer['epoch'] + 1}, batch {trainer['batch']} (step {trainer['total_steps']}), "
+            f"saved {saved}"
+        )
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError) as exc:
+        return f"saved {saved}, unreadable ({exc.__class__.__name__})"
+
+
+def config_changes(path: str, params: dict, limit: int = 6) -> str:
+    """The settings in which the config saved in the state ``path`` differs from ``params``:
+    ``learning_rate=0.001 (now 0.01), ...``; empty when the file does not say."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True).get("config")
+        old = json.loads(saved) if isinstance(saved, str) else None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError):
+        old = None
+    if not isinstance(old, dict):
+        return ""
+    new = json.loads(config_json(params))
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    text = [f"{k}={json.dumps(old.get(k))} (now {json.dumps(new.get(k))})" for k in keys[:limit]]
+    return ", ".join(text) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def states_of_other_configs(directory: str, prefix: str, own: str) -> list[str]:
+    """The resume states in ``directory`` whose run id starts with ``prefix`` (``<expid>_s<seed>_``),
+    other than ``own``; newest first."""
+    found = [p for p in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*.resume.pt"))]
+    found = [p for p in found if os.path.abspath(p) != os.path.abspath(own)]
+    return sorted(found, key=os.path.getmtime, reverse=True)

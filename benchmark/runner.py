@@ -41,7 +41,7 @@ from model_zoo.base import count_parameters
 
 from . import config as config_mod
 from . import distributed, tracking
-from .checkpoint import read_state
+from .checkpoint import config_changes, describe_state, read_state, states_of_other_configs
 from .data import build as build_mod
 from .data import loader as loader_mod
 from .distributed import DistContext
@@ -314,15 +314,18 @@ def make_record(params: dict, setup: RunSetup, result: TrainResult, chash: str) 
 class RunOptions:
     """How one run is carried out, apart from its config (none of it changes the config hash or record).
 
-    ``results``: the records file its record is appended to (None: no record is written); ``resume``:
-    continue from the run's own resume state when one exists (saved by an interrupted run of the same
-    config); ``tensorboard``/``mlflow``: tracking on top of the config's own keys (``benchmark/tracking.py``);
-    ``progress_file``: the JSON progress file a sweep reads; ``quiet``: no header, bar or metrics table;
-    ``callbacks``: trainer callbacks (``on_step``/``on_eval``/``on_end(record)``/``close``, see ``Trainer``).
+        ``results``: the records file its record is appended to (None: no record is written); ``resume``:
+        continue from the run's own resume state when one exists (saved by an interrupted run of the same
+        config); ``tensorboard``/``mlflow``: tracking on top of the config's own keys (``benchmark/tracking.py``);
+        ``restart``: start over, deleting the state of an unfinished run of this config (without ``resume`` or
+    ``restart`` such a state is an error: it is kept until the user chooses); ``progress_file``: the JSON
+    progress file a sweep reads; ``quiet``: no header, bar or metrics table;
+        ``callbacks``: trainer callbacks (``on_step``/``on_eval``/``on_end(record)``/``close``, see ``Trainer``).
     """
 
     results: str | None = None
     resume: bool = False
+    restart: bool = False
     quiet: bool = False
     console: Console | None = None
     tensorboard: str | None = None
@@ -348,12 +351,7 @@ def run(params: dict, options: RunOptions | None = None) -> RunOutput:
         if ctx.is_main:
             preflight(params, opts.results, paths)
         with RunLock(paths, enabled=ctx.is_main):
-            # the run's own resume state, checked (format, config hash, processes) before any work
-            saved = (
-                read_state(paths.state, chash, ctx.world_size)
-                if opts.resume and os.path.isfile(paths.state)
-                else None
-            )
+            saved = saved_state(params, paths, chash, ctx, opts)
             handler = _file_logger(paths, ctx.rank, append=saved is not None)
             try:
                 if ctx.is_main:
@@ -371,6 +369,48 @@ def run(params: dict, options: RunOptions | None = None) -> RunOutput:
         return output
     finally:
         distributed.shutdown(ctx)
+
+
+def saved_state(params: dict, paths: RunPaths, chash: str, ctx: DistContext, opts: RunOptions) -> dict | None:
+    """The run's own resume state to continue from (read and checked before any work: format, config hash,
+    processes), or None to start afresh. A state of this config without ``resume`` or ``restart`` is an
+    error; ``restart`` deletes it; ``resume`` without one warns about states of this expid and seed saved
+    by other settings (they are other runs)."""
+    if opts.resume and opts.restart:
+        raise CTRBenchError("--resume and --restart contradict each other; give one")
+    exists = os.path.isfile(paths.state)
+    if exists and opts.resume:
+        return read_state(paths.state, chash, ctx.world_size)
+    if exists and not opts.restart:
+        raise CTRBenchError(
+            f"an unfinished run of this config exists: {paths.run_id} stopped at "
+            f"{describe_state(paths.state)} ({paths.state}); continue it with --resume, or start over "
+            f"with --restart (deletes that state)"
+        )
+    if exists:
+        ctx.barrier()  # every rank has seen the file before rank 0 deletes it
+        if ctx.is_main:
+            os.remove(paths.state)
+            log.info("--restart: removed the saved state %s", paths.state)
+        return None
+    if opts.resume:
+        prefix = paths.run_id[: -len(chash)]  # <expid>_s<seed>_
+        others = states_of_other_configs(paths.directory, prefix, paths.state)
+        if others and ctx.is_main:
+            changes = config_changes(others[0], params)
+            log.warning(
+                "--resume: no saved state of this config (%s); the unfinished run %s (%s) was saved with "
+                "other settings%s; this run starts from scratch (run with those settings to continue that one)",
+                paths.run_id,
+                os.path.basename(others[0])[: -len(".resume.pt")],
+                describe_state(others[0]),
+                f": {changes}"
+                if changes
+                else f" (config hash {os.path.basename(others[0])[len(prefix) : -10]})",
+            )
+        else:
+            log.info("No resume state at %s; starting from scratch", paths.state)
+    return None
 
 
 def _train(setup: RunSetup, opts: RunOptions, console, quiet, saved, callbacks, chash) -> RunOutput:
@@ -402,8 +442,6 @@ def _train(setup: RunSetup, opts: RunOptions, console, quiet, saved, callbacks, 
                 f"resuming {paths.run_id} at epoch {state.epoch + 1}, batch {state.batch} ({paths.state})",
                 highlight=False,
             )
-    elif opts.resume:
-        log.info("No resume state at %s; starting from scratch", paths.state)
     result = trainer.train(setup.loaders, params.get("epochs", 1))
     record = make_record(params, setup, result, chash)
     if opts.results and ctx.is_main:

@@ -195,3 +195,115 @@ def test_resume_restores_every_optimiser_of_model_optimizers(load, tmp_path):
     for key, values in saved.items():
         for name, tensor in values.items():
             assert torch.equal(restored[key][name], tensor), (key, name)
+
+
+# ---- around a killed run: the saved state is kept until the user chooses -------------------------------
+
+KILLED_SETS = ["verbose=0", "checkpoint_steps=1", "log_steps=1"]
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAt:
+    """A callback that stops the run at ``step`` the way a kill would: after the state of the step before
+    was saved, before any record."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, step, logs):
+        if step >= self.step:
+            raise _Killed
+
+
+def _interrupted(data_root, tmp_path) -> str:
+    from benchmark.config import load_config
+    from benchmark.runner import RunOptions, run, run_paths
+    from tests.conftest import CONFIG
+
+    params = load_config(CONFIG, "DCN_tiny", [*KILLED_SETS, f"model_root={tmp_path}/ck"], data_root)
+    with pytest.raises(_Killed):
+        run(params, RunOptions(quiet=True, callbacks=[_KillAt(3)]))
+    assert os.path.isfile(run_paths(params).state)
+    return run_paths(params).state
+
+
+def _run_args(data_root, tmp_path, *sets) -> list[str]:
+    args = ["run", "--expid", "DCN_tiny", "--data-root", data_root, "--results", str(tmp_path / "runs.jsonl")]
+    for s in [*KILLED_SETS, f"model_root={tmp_path}/ck", *sets]:
+        args += ["--set", s]
+    return args
+
+
+def _md5(path) -> str:
+    import hashlib
+
+    return hashlib.md5(open(path, "rb").read()).hexdigest()
+
+
+AROUND_A_KILL = [
+    # (id, flags, extra --set, exit code, substrings of stderr, the killed run's state afterwards)
+    (
+        "again-without-resume",
+        [],
+        [],
+        2,
+        ["an unfinished run of this config exists", "epoch 1, batch 2 (step 2)", "--resume", "--restart"],
+        "kept",
+    ),
+    ("resume-and-restart", ["--resume", "--restart"], [], 2, ["contradict"], "kept"),
+    ("restart", ["--restart"], [], 0, [], "removed"),
+    ("resume", ["--resume"], [], 0, [], "removed"),
+    (
+        "resume-after-a-config-change",
+        ["--resume"],
+        ["learning_rate=0.002"],
+        0,
+        ["no saved state of this config", "learning_rate=0.001", "(now 0.002)", "starts from scratch"],
+        "kept",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "flags,sets,code,expect,after", [c[1:] for c in AROUND_A_KILL], ids=[c[0] for c in AROUND_A_KILL]
+)
+def test_around_a_killed_run(flags, sets, code, expect, after, data_root, tmp_path, capsys):
+    from tests.test_bad_input_runs import ctrbench
+
+    state = _interrupted(data_root, tmp_path)
+    before = _md5(state)
+    got, out, err = ctrbench(_run_args(data_root, tmp_path, *sets) + flags, capsys)
+    assert got == code, err[-2000:]
+    assert "Traceback" not in err
+    text = " ".join(err.split())  # rich wraps long lines
+    for piece in expect:
+        assert piece in text, text
+    if code == 2:
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and not (tmp_path / "runs.jsonl").exists(), err
+    else:
+        (record,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+        assert record["resumed"] == (1 if flags == ["--resume"] and not sets else 0)
+    if after == "kept":
+        assert _md5(state) == before
+    else:
+        assert not os.path.exists(state)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1e-4, 1e-3, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0])
+def test_a_resume_state_cut_short_is_one_line(fraction, data_root, tmp_path, capsys):
+    from tests.test_bad_input_runs import ctrbench
+
+    state = _interrupted(data_root, tmp_path)
+    data = open(state, "rb").read()
+    cut = min(int(len(data) * fraction), len(data) - 1)  # 1.0: all but the last byte
+    with open(state, "wb") as fd:
+        fd.write(data[:cut])
+    code, _, err = ctrbench(_run_args(data_root, tmp_path) + ["--resume"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert "cannot read the resume state" in errors[0] and os.path.basename(state) in " ".join(err.split())
+    assert os.path.getsize(state) == cut  # left for the user to delete

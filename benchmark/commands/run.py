@@ -45,6 +45,11 @@ def run(
         help="Log params, metrics and artifacts to this "
         "MLflow tracking URI (e.g. file:./mlruns); needs ctrbench[track].",
     ),
+    restart: bool = typer.Option(
+        False,
+        "--restart",
+        help="Start over: delete the saved state of an unfinished run of the same config.",
+    ),
     progress_file: Optional[str] = typer.Option(
         None, "--progress-file", hidden=True, help="JSON progress file (what a sweep reads)."
     ),
@@ -65,6 +70,7 @@ def run(
     options = RunOptions(
         results=results or default_results(),
         resume=resume,
+        restart=restart,
         console=console,
         tensorboard=tensorboard,
         mlflow=mlflow,
