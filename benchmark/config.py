@@ -16,7 +16,6 @@ plus the model's own ``check_params``, naming key, value, expid and where the va
 from __future__ import annotations
 
 import copy
-import difflib
 import glob
 import hashlib
 import json
@@ -29,6 +28,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import CTRBenchError
+from .keys import NOTES_KEY, check_keys, close_matches
 
 # A YAML 1.1 loader reads "1e-3" as a string; anything matching this becomes a number.
 _NUMBER = re.compile(r"^[+-]?((\d+(\.\d*)?)|(\.\d+))([eE][+-]?\d+)?$")
@@ -58,7 +58,6 @@ DEFAULTS: dict[str, Any] = {
     "monitor_mode": "max",
     "early_stop_patience": 2,
     "reduce_lr_on_plateau": True,
-    "save_best_only": True,
     "max_gradient_norm": 10.0,
     "eval_steps": None,
     "gpu": -1,
@@ -89,32 +88,62 @@ def coerce_numbers(value: Any, key: str | None = None) -> Any:
 
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: same results
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _YAML_CACHE: dict = {}
 
 
 def read_yaml(path: str) -> dict:
-    """Read one YAML file; a syntax error names the file and line.
+    """Read one YAML file; a syntax error names the file and line, a key given twice in one mapping
+    names both lines.
 
     Parsed files are kept per (path, size, mtime): resolving an expid reads every config file, and a
     table of a hundred cells would otherwise parse the whole config folder a hundred times.
     """
+    return copy.deepcopy(_parsed(path)[0])
+
+
+def yaml_line(path: str, keys: tuple) -> int | None:
+    """The 1-based line of a key of a YAML file, by its path of keys (e.g. ``(expid, "maskfusion",
+    "smooth_l0")``); the line of the nearest enclosing key when the key itself is not in the file."""
+    try:
+        lines = _parsed(path)[1]
+    except CTRBenchError:
+        return None
+    keys = tuple(map(str, keys))
+    while keys:
+        if keys in lines:
+            return lines[keys]
+        keys = keys[:-1]
+    return None
+
+
+def _parsed(path: str) -> tuple[dict, dict]:
     try:
         st = os.stat(path)
         stamp = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     except OSError:
         stamp = None
     if stamp is not None and stamp in _YAML_CACHE:
-        return copy.deepcopy(_YAML_CACHE[stamp])
-    content = _parse_yaml(path)
+        return _YAML_CACHE[stamp]
+    parsed = _parse_yaml(path)
     if stamp is not None:
-        _YAML_CACHE[stamp] = copy.deepcopy(content)
-    return content
+        _YAML_CACHE[stamp] = parsed
+    return parsed
 
 
-def _parse_yaml(path: str) -> dict:
+def _parse_yaml(path: str) -> tuple[dict, dict]:
+    """(content, lines): ``lines`` maps each key's path of keys to its 1-based line."""
+    lines: dict[tuple, int] = {}
     try:
         with open(path, "r", encoding="utf-8") as fd:
-            content = yaml.load(fd, Loader=_SafeLoader)
+            loader = _SafeLoader(fd)
+            try:
+                node = loader.get_single_node()
+                if node is not None:
+                    _key_lines(node, (), lines, path, set())
+                content = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else path
@@ -123,12 +152,53 @@ def _parse_yaml(path: str) -> dict:
     except OSError as exc:
         raise CTRBenchError(f"cannot read {path}: {exc.strerror}")
     if content is None:
-        return {}
+        return {}, lines
     if not isinstance(content, dict):
         raise CTRBenchError(
             f"{path} must hold a mapping of section names to settings, found {type(content).__name__}"
         )
-    return content
+    return content, lines
+
+
+def _key_lines(node, path: tuple, lines: dict, file: str, active: set) -> None:
+    """Record the line of every key under ``node``; a key given twice in one mapping is an error.
+
+    Keys merged in with ``<<: *anchor`` may be given again beside the merge (that overrides them, as
+    YAML says); they take the anchor's lines where the mapping does not give them itself."""
+    if id(node) in active:  # a recursive alias
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        merged = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged += value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            name, line = key_node.value, key_node.start_mark.line + 1
+            if name in seen:
+                inside = f" in '{'.'.join(map(str, path))}'" if path else ""
+                raise CTRBenchError(
+                    f"{file}:{seen[name]} and {file}:{line} both give key '{name}'{inside} (one YAML "
+                    f"mapping, so the second would silently replace the first); keep one of them"
+                )
+            seen[name] = line
+            lines[path + (name,)] = line
+            _key_lines(value_node, path + (name,), lines, file, active)
+        for source in merged:
+            if isinstance(source, yaml.MappingNode):
+                for key_node, value_node in source.value:
+                    plain = isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG
+                    name = key_node.value if plain else None
+                    if name is not None and name not in seen:
+                        lines.setdefault(path + (name,), key_node.start_mark.line + 1)
+                        _key_lines(value_node, path + (name,), lines, file, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _key_lines(item, path + (str(i),), lines, file, active)
+    active.discard(id(node))
 
 
 def _config_files(config_dir: str, kind: str) -> list[str]:
@@ -170,8 +240,8 @@ def load_sections(config_dir: str, kind: str) -> dict[str, tuple[dict, str]]:
 
 
 def closest(name: str, candidates) -> str:
-    """' (did you mean X?)' for the closest candidate, or ''."""
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    """' (did you mean X?)' for the closest candidate (case-insensitive: dcn_tiny -> DCN_tiny), or ''."""
+    match = close_matches(str(name), candidates, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
@@ -205,6 +275,18 @@ def apply_overrides(params: dict, overrides: dict[str, Any]) -> dict:
     return params
 
 
+# The configs a non-editable install carries (setup.py copies config/ there); a source checkout and an
+# editable install read config/ itself.
+PACKAGED_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_config")
+
+
+def is_packaged_config(path: str) -> bool:
+    """Whether ``path`` lies in the installed package's configs. Their relative paths resolve as if they
+    were ``./config`` (``../data/`` is ``./data/``): site-packages is no place for data."""
+    here = os.path.realpath(PACKAGED_CONFIG_DIR)
+    return os.path.commonpath([os.path.realpath(path), here]) == here
+
+
 def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -> dict:
     """Resolve ``data_root``, ``build_root`` and the split paths of one dataset section.
 
@@ -228,6 +310,8 @@ def resolve_dataset_paths(dataset: dict, yaml_dir: str, data_root: str | None) -
     """
     dataset = dict(dataset)
     base = os.path.dirname(os.path.abspath(yaml_dir))
+    if is_packaged_config(yaml_dir):  # an installed package's configs stand in for ./config
+        base = os.path.join(os.getcwd(), "config")
     configured_root = str(dataset.get("data_root", "../data/"))
     root = data_root if data_root else configured_root
     if not os.path.isabs(root):
@@ -275,9 +359,18 @@ def load_dataset_config(config_dir: str, dataset_id: str, data_root: str | None 
 
 
 def load_config(
-    config_dir: str, expid: str, overrides: list[str] | None = None, data_root: str | None = None
+    config_dir: str,
+    expid: str,
+    overrides: list[str] | None = None,
+    data_root: str | None = None,
+    overrides_from: str = "--set",
 ) -> dict:
-    """Resolved parameters of one experiment: defaults < Base < expid < dataset < --set."""
+    """Resolved parameters of one experiment: defaults < Base < expid < dataset < --set.
+
+    Every key must be read by something (``keys.check_keys``), then every value is checked
+    (``validate_params``); errors name the key and where it came from: ``file:line``, or
+    ``overrides_from`` (``--set``, or e.g. the targets file whose cell passed the overrides).
+    """
     config_dir = os.path.abspath(config_dir)
     if not os.path.isdir(config_dir):
         raise CTRBenchError(f"config directory {config_dir} does not exist; pass --config DIR")
@@ -315,11 +408,18 @@ def load_config(
     model_root = str(params["model_root"])
     if not os.path.isabs(model_root):
         params["model_root"] = os.path.normpath(os.path.join(os.getcwd(), model_root))
-    origin = {key: "ctrbench's defaults" for key in DEFAULTS}
-    origin.update({key: sections["Base"][1] for key in sections.get("Base", ({}, ""))[0]})
-    origin.update({key: model_file for key in body})
-    origin.update({key: dataset["_dataset_config_file"] for key in dataset})
-    origin.update({key.split(".")[0]: "--set" for key in set_values})
+    origin: dict[str, Any] = {key: "ctrbench's defaults" for key in DEFAULTS}
+    base_files = _config_files(config_dir, "model_config")
+    for key in sections.get("Base", ({}, ""))[0]:  # Base may be spread over several files
+        files = [f for f in base_files if yaml_line(f, ("Base", key)) is not None]
+        origin[key] = (files[-1] if files else sections["Base"][1], "Base")
+    origin.update({key: (model_file, expid) for key in body})
+    origin.update({key: (dataset["_dataset_config_file"], dataset["dataset_id"]) for key in dataset})
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        origin[key] = f"{overrides_from} {item}" if overrides_from == "--set" else f"{overrides_from}: {item}"
+    model_cls = _model_class(params, origin)
+    check_keys(params, lambda dotted: _source(origin, dotted), model_cls)
     validate_params(params, origin)
     return params
 
@@ -431,6 +531,17 @@ def _logloss_eps(v, params) -> str | None:
     return None if _number(v) and 0 <= v < 0.5 else "must be a number in [0, 0.5) (0 or null: no clipping)"
 
 
+def _seed(v, params) -> str | None:
+    # numpy's global seed (fuxictr's seed_everything) takes 0 .. 2**32 - 1
+    return None if _int(v) and 0 <= v < 2**32 else "must be an integer in 0 .. 4294967295 (2**32 - 1)"
+
+
+def _save_best_only(v, params) -> str | None:
+    # fuxictr's False saves every evaluation and ends on the last weights; ctrbench's trainer always
+    # keeps and reloads the best checkpoint, so only True (FuxiCTR's default) describes a ctrbench run
+    return None if v is True else "must be true: ctrbench always keeps and evaluates the best checkpoint"
+
+
 @dataclass(frozen=True)
 class Rule:
     key: str  # a key, or "*suffix" for every key ending in suffix
@@ -447,7 +558,7 @@ RULES: tuple[Rule, ...] = (
     Rule("batch_size", _positive_int, "4096", required=True),
     Rule("eval_batch_size", _positive_int, "10000"),
     Rule("epochs", _positive_int, "100", required=True),
-    Rule("seed", lambda v, p: None if _int(v) else "must be an integer", "2023", required=True),
+    Rule("seed", _seed, "2023", required=True),
     Rule("gpu", lambda v, p: None if _int(v) and v >= -1 else "must be a device index, or -1 for CPU", "-1"),
     Rule("*embedding_dim", _positive_int, "16"),
     Rule("*_dropout", _dropout, "0.1"),
@@ -463,6 +574,7 @@ RULES: tuple[Rule, ...] = (
     Rule("optimizer", _optimizer, "adam", required=True),
     Rule("loss", _loss, "binary_crossentropy", required=True),
     Rule("logloss_eps", _logloss_eps, "1.0e-7"),
+    Rule("save_best_only", _save_best_only, "true"),
 )
 
 
@@ -470,8 +582,8 @@ def _settings(params: dict, prefix: str = ""):
     """(dotted key, last key, value) of every setting, nested mappings included, data specs excluded."""
     for key, value in params.items():
         key = str(key)
-        if key.startswith("_") or key in _NO_COERCE:
-            continue
+        if key.startswith("_") or key in _NO_COERCE or (not prefix and key == NOTES_KEY):
+            continue  # data specs (checked by the builder) and notes (read by nothing)
         yield prefix + key, key, value
         if isinstance(value, dict) and key != "monitor":
             yield from _settings(value, f"{prefix}{key}.")
@@ -480,8 +592,9 @@ def _settings(params: dict, prefix: str = ""):
 def validate_params(params: dict, origin: dict[str, str] | None = None) -> None:
     """Check the resolved settings against ``RULES`` and the model's ``check_params`` hook.
 
-    ``origin`` maps a top-level key to where its value came from (a file, ``--set``); the error
-    names the key, the value, the expid and that place, and says what the value must be.
+    ``origin`` maps a key to where its value came from (``load_config``: a ``(file, section)`` pair,
+    ``--set key=value``); the error names the key, the value, the expid and that place (``file:line``),
+    and says what the value must be.
     """
     expid = params.get("expid", "?")
     origin = origin or {}
@@ -512,13 +625,8 @@ def validate_params(params: dict, origin: dict[str, str] | None = None) -> None:
 def _check_model_params(params: dict, origin: dict, fail) -> None:
     """The model class (``model_zoo.get_model_class``) may check its own settings: a classmethod
     ``check_params(params)`` raising a ``ValueError`` (model_zoo's ``ModelConfigError``)."""
-    import model_zoo
-
     expid, name = params.get("expid", "?"), str(params.get("model"))
-    try:
-        cls = model_zoo.get_model_class(name)
-    except (CTRBenchError, ValueError, LookupError) as exc:
-        raise CTRBenchError(f"model={name!r} (expid '{expid}', {_where(origin, 'model')}): {exc}")
+    cls = _model_class(params, origin)
     hook = getattr(cls, "check_params", None)
     if not callable(hook):
         return
@@ -531,9 +639,45 @@ def _check_model_params(params: dict, origin: dict, fail) -> None:
         raise CTRBenchError(f"expid '{expid}' ({name}): {exc}")
 
 
+def _model_class(params: dict, origin: dict):
+    """The registered class of ``params['model']``; an unknown name is an error naming where it was set."""
+    import model_zoo
+
+    expid, name = params.get("expid", "?"), str(params.get("model"))
+    models = model_zoo.registry()
+    if name not in models:
+        raise CTRBenchError(
+            f"model={name!r} (expid '{expid}', {_where(origin, 'model')}): unknown model "
+            f"'{name}'{closest(name, models)}; registered models: {', '.join(models)}"
+        )
+    return models[name]
+
+
+def _source(origin: dict, dotted: str) -> str:
+    """Where a (dotted) key came from: ``file:line``, ``--set key=value`` or ctrbench's defaults.
+
+    ``origin`` maps keys (dotted for ``--set a.b=1``) to a string or a ``(file, section)`` pair; the
+    nearest enclosing key that has an entry decides, then a ``--set`` that created the key."""
+    parts = dotted.split(".")
+    hit = None
+    for i in range(len(parts), 0, -1):
+        hit = origin.get(".".join(parts[:i]))
+        if hit is not None:
+            break
+    if hit is None:
+        hit = next((v for k, v in origin.items() if str(k).startswith(dotted + ".")), None)
+    if isinstance(hit, tuple):
+        file, section = hit
+        line = yaml_line(file, (section, *parts))
+        return f"{file}:{line}" if line else file
+    return hit or "resolved"
+
+
 def _where(origin: dict, key: str) -> str:
-    where = origin.get(key.split(".")[0])
-    return "set by --set" if where == "--set" else (f"from {where}" if where else "resolved")
+    where = _source(origin, key)
+    if where.startswith("--set"):
+        return "set by --set"
+    return "resolved" if where == "resolved" else f"from {where}"
 
 
 def _get(params: dict, dotted: str):

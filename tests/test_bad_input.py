@@ -168,6 +168,9 @@ HYPER = [
     ),
     ("seed=1.5", "seed=1.5 ", "must be an integer", "seed: 2023"),
     ("seed=abc", "seed='abc' ", "must be an integer", "e.g."),
+    ("seed=-1", "seed=-1 ", "must be an integer in 0 .. 4294967295 (2**32 - 1)", "seed: 2023"),
+    ("seed=4294967296", "seed=4294967296 ", "must be an integer in 0 .. 4294967295", "e.g."),
+    ("save_best_only=false", "save_best_only=False ", "ctrbench always keeps and evaluates the best", "true"),
     ("seed=null", "seed=None ", "must be set", "seed: 2023"),
     ("monitor=AUCC", "monitor='AUCC' ", "names metric 'AUCC' (did you mean 'AUC'?)", "monitor: AUC"),
     ("monitor={AUC: 1, loglos: -1}", "monitor={'AUC': 1, 'loglos': -1} ", "(did you mean 'logloss'?)", "AP"),
@@ -238,14 +241,17 @@ CASES += [
     Case(
         "hyper:from-expid-file",
         run_args("E", config="{ws}/cases/expid_file"),
-        ["epochs=2.7 (expid 'E', from {ws}/cases/expid_file/model_config/m.yaml)", "must be an integer >= 1"],
+        [
+            "epochs=2.7 (expid 'E', from {ws}/cases/expid_file/model_config/m.yaml:1)",
+            "must be an integer >= 1",
+        ],
         setup=lambda ws: _config_dir(ws, "expid_file", "E: {model: DNN, dataset_id: tiny, epochs: 2.7}\n"),
     ),
     Case(
         "hyper:from-base-section",
         run_args("E", config="{ws}/cases/base_file"),
         [
-            "batch_size=0 (expid 'E', from {ws}/cases/base_file/model_config/base.yaml)",
+            "batch_size=0 (expid 'E', from {ws}/cases/base_file/model_config/base.yaml:1)",
             "must be an integer >= 1",
         ],
         setup=lambda ws: _config_dir(
@@ -256,18 +262,21 @@ CASES += [
         "hyper:nested-embedding-dim",
         run_args("E", config="{ws}/cases/nested"),
         [
-            "generator.embedding_dim=0 (expid 'E', from {ws}/cases/nested/model_config/m.yaml)",
-            "must be an integer >= 1",
+            "maskfusion.generator_hidden_units=[64, 0] (expid 'E', from {ws}/cases/nested/model_config/m.yaml:5)",
+            "must be a list of positive integers",
         ],
         setup=lambda ws: _config_dir(
-            ws, "nested", "E: {model: DNN, dataset_id: tiny, generator: {embedding_dim: 0}}\n"
+            ws,
+            "nested",
+            "E:\n  model: MaskFusion_DNN\n  dataset_id: tiny\n  maskfusion:\n"
+            "    generator_hidden_units: [64, 0]\n",
         ),
     ),
     Case(
         "hyper:unknown-model-in-file",
         run_args("E", config="{ws}/cases/nomodel"),
         [
-            "model='NoSuchNet' (expid 'E', from {ws}/cases/nomodel/model_config/m.yaml)",
+            "model='NoSuchNet' (expid 'E', from {ws}/cases/nomodel/model_config/m.yaml:1)",
             "unknown model 'NoSuchNet'",
             "registered models",
         ],
@@ -462,6 +471,155 @@ CASES += [
         "paths:config-directory-without-model-config",
         ["run", "--expid", "DCN_tiny", "--config", "{ws}/data"],
         ["no model_config.yaml or model_config/*.yaml under {ws}/data", "pass --config"],
+    ),
+]
+
+
+# ---- keys nothing reads, keys given twice (benchmark/keys.py) ----------------------------------------
+# Each would run with the defaults and record them. (--set or YAML, the key, where, the suggestions.)
+
+KEYS_MODEL = """\
+E:
+  model: DNN
+  dataset_id: tiny
+  learnig_rate: 1.e-2
+E_nested:
+  model: MaskFusion_DNN
+  dataset_id: tiny
+  maskfusion:
+    smooth_l0: {enabled: false, x_inti: 0.5}
+E_ds:
+  model: DNN
+  dataset_id: typo_ds
+"""
+KEYS_DATASET = """\
+typo_ds:
+  data_root: ../data/
+  train_data: raw/tiny/train.csv
+  min_categ_count: 2
+  feature_cols: [{name: [C1, C2], active: True, dtype: str, type: categorical}]
+  label_col: {name: label, dtype: float}
+"""
+DUP_MODEL = "E:\n  model: DNN\n  dataset_id: tiny\n  epochs: 1\n  hidden_units: [8]\n  epochs: 2\n"
+DUP_DATASET = KEYS_DATASET.replace("typo_ds", "dup_ds").replace("  min_categ_count: 2\n", "") + (
+    "  train_data: raw/tiny/valid.csv\n"
+)
+NOTES = "(a deliberate extra key goes under notes:)"
+
+
+def _declare_maskfusion_schema(monkeypatch):
+    """MaskFusion's block declared as a model declares a nested schema (``config_schema``)."""
+    import functools
+
+    import model_zoo
+    from benchmark import keys
+    from model_zoo.maskfusion.model import DEFAULTS
+
+    monkeypatch.setattr(
+        model_zoo.get_model_class("MaskFusion_DNN"), "config_schema", {"maskfusion": DEFAULTS}, raising=False
+    )
+    monkeypatch.setattr(keys, "_class_keys", functools.cache(keys._class_keys.__wrapped__))
+
+
+def keys_case(id: str, expid: str, expect: list[str], model=KEYS_MODEL, dataset=KEYS_DATASET, **kw) -> Case:
+    """A run of ``expid`` from the config folder {ws}/cases/<id>: m.yaml, an optional base.yaml, and d.yaml
+    beside ctrbench's synthetic.yaml (the ``tiny`` dataset)."""
+    base = kw.pop("base", None)
+
+    def setup(ws):
+        folder = _config_dir(ws, id, model, None, base)
+        with open(os.path.join(folder, "dataset_config", "d.yaml"), "w") as fd:
+            fd.write(dataset)
+
+    return Case(f"keys:{id}", run_args(expid, config=f"{{ws}}/cases/{id}"), expect, setup=setup, **kw)
+
+
+M, D = "{ws}/cases/%s/model_config/m.yaml", "{ws}/cases/%s/dataset_config/d.yaml"
+CASES += [
+    Case(
+        "keys:set-typo",
+        run_args("DCN_tiny", "learnig_rate=1e-2"),
+        ["unknown key 'learnig_rate' (--set learnig_rate=1e-2, expid 'DCN_tiny')", "'learning_rate'", NOTES],
+    ),
+    Case(
+        "keys:set-abbreviation",
+        run_args("DCN_tiny", "lr=0.01"),
+        ["unknown key 'lr' (--set lr=0.01, expid 'DCN_tiny')", "did you mean 'learning_rate'"],
+    ),
+    Case(
+        "keys:set-singular",
+        run_args("DCN_tiny", "epoch=2"),
+        ["unknown key 'epoch' (--set epoch=2, expid 'DCN_tiny')", "did you mean 'epochs'"],
+    ),
+    Case(
+        "keys:set-another-models-key",
+        run_args("DNN_tiny", "dnn_hidden_units=[8]"),
+        ["unknown key 'dnn_hidden_units' (--set dnn_hidden_units=[8]", "model DNN", "'hidden_units'"],
+    ),
+    Case(
+        "keys:set-dotted-unknown-block",
+        run_args("DCN_tiny", "dnn.hidden_units=[8]"),
+        ["unknown key 'dnn' (--set dnn.hidden_units=[8], expid 'DCN_tiny')"],
+    ),
+    Case(
+        "keys:set-dotted-into-a-known-block",
+        run_args("DCN_tiny", "synthetic.rowz=10"),
+        ["unknown key 'synthetic.rowz' (--set synthetic.rowz=10", "the synthetic block has no key", "'rows'"],
+    ),
+    keys_case(
+        "yaml-expid-typo",
+        "E",
+        [f"unknown key 'learnig_rate' ({M % 'yaml-expid-typo'}:4, expid 'E')", "'learning_rate'", NOTES],
+    ),
+    keys_case(
+        "yaml-base-typo",
+        "E",
+        ["unknown key 'epoch' ({ws}/cases/yaml-base-typo/model_config/base.yaml:2, expid 'E')", "'epochs'"],
+        base="Base:\n  epoch: 2\n",
+    ),
+    keys_case(
+        "yaml-nested-typo",
+        "E_nested",
+        [
+            f"unknown key 'maskfusion.smooth_l0.x_inti' ({M % 'yaml-nested-typo'}:9",
+            "the maskfusion.smooth_l0 block has no key 'x_inti'",
+            "'x_init'",
+        ],
+        patch=lambda mp, ws: _declare_maskfusion_schema(mp),
+    ),
+    keys_case(
+        "yaml-dataset-typo",
+        "E_ds",
+        [f"unknown key 'min_categ_count' ({D % 'yaml-dataset-typo'}:4, expid 'E_ds')", "'min_categr_count'"],
+    ),
+    keys_case(
+        "yaml-duplicate-key",
+        "E",
+        [f"{M % 'yaml-duplicate-key'}:4 and {M % 'yaml-duplicate-key'}:6", "key 'epochs' in 'E'", "keep one"],
+        model=DUP_MODEL,
+    ),
+    keys_case(
+        "yaml-duplicate-dataset-key",
+        "E",
+        [f"{D % 'yaml-duplicate-dataset-key'}:3 and {D % 'yaml-duplicate-dataset-key'}:6", "'train_data'"],
+        model=DUP_MODEL.replace("  epochs: 2\n", ""),
+        dataset=DUP_DATASET,
+    ),
+    keys_case(
+        "yaml-duplicate-section",
+        "E",
+        [f"{M % 'yaml-duplicate-section'}:1 and {M % 'yaml-duplicate-section'}:13", "key 'E'"],
+        model=KEYS_MODEL + "E:\n  model: LR\n  dataset_id: tiny\n",
+    ),
+    Case(
+        "keys:expid-case-insensitive",
+        ["run", "--expid", "dcn_tiny", "--config", CONFIG],
+        ["unknown expid 'dcn_tiny' (did you mean 'DCN_tiny'?)"],
+    ),
+    Case(
+        "keys:model-case-insensitive",
+        run_args("DCN_tiny", "model=dcn"),
+        ["model='dcn' (expid 'DCN_tiny', set by --set)", "unknown model 'dcn' (did you mean 'DCN'?)"],
     ),
 ]
 

@@ -171,9 +171,9 @@ def test_model_check_params_hook(tmp_path, monkeypatch):
     cls = model_zoo.get_model_class("DNN")
 
     def check_params(params):
-        if params.get("dnn_activations") == "nope":
-            err = ValueError("dnn_activations 'nope' is not an activation; use relu")
-            err.key = "dnn_activations"
+        if params.get("hidden_activations") == "nope":
+            err = ValueError("hidden_activations 'nope' is not an activation; use relu")
+            err.key = "hidden_activations"
             raise err
         if params.get("batch_norm") == "maybe":
             raise ValueError("batch_norm must be true or false")
@@ -182,9 +182,9 @@ def test_model_check_params_hook(tmp_path, monkeypatch):
     cfg = write_config(tmp_path, "E1: {model: DNN, dataset_id: ds}\n", DATASET)
     load_config(cfg, "E1")
     with pytest.raises(CTRBenchError) as err:
-        load_config(cfg, "E1", ["dnn_activations=nope"])
+        load_config(cfg, "E1", ["hidden_activations=nope"])
     assert err.value.message.startswith(
-        "dnn_activations='nope' (expid 'E1', set by --set) is not valid for DNN"
+        "hidden_activations='nope' (expid 'E1', set by --set) is not valid for DNN"
     )
     with pytest.raises(CTRBenchError, match=r"expid 'E1' \(DNN\): batch_norm must be true or false"):
         load_config(cfg, "E1", ["batch_norm=maybe"])
