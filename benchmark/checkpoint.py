@@ -15,11 +15,13 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
 import pickle
 import random
+import shutil
 import time
 
 import numpy as np
@@ -32,8 +34,54 @@ from .util import atomic_write
 STATE_FORMAT = 2  # 2: RNG states as tensors, loadable with weights_only=True
 
 
+class _Sink:
+    """The binary file ``torch.save`` writes through, keeping the ``OSError`` of a failed write: torch
+    reports it only as "unexpected pos", so a full disk could not be told from a damaged file."""
+
+    def __init__(self, fd, path: str):
+        self.fd, self.path, self.error = fd, path, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fd.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fd.flush()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
 def save_torch(obj, path: str) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """``torch.save`` atomically (a temporary file renamed into place, removed when writing fails). A full
+    disk is one error line naming the file and the free space; the file already at ``path`` is unchanged."""
+    sinks: list[_Sink] = []
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fd:
+            sinks.append(_Sink(fd, tmp))
+            torch.save(obj, sinks[-1])
+
+    try:
+        atomic_write(path, write)
+    except (OSError, RuntimeError) as exc:
+        error = (sinks[-1].error if sinks else None) or (exc if isinstance(exc, OSError) else None)
+        if error is None or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        folder = os.path.dirname(os.path.abspath(path))
+        raise CTRBenchError(
+            f"no space left to write {path} ({_size(shutil.disk_usage(folder).free)} free in {folder}); "
+            f"free some space or set model_root to another disk (--set model_root=DIR); the partial file "
+            f"was removed{' and the earlier one is unchanged' if os.path.exists(path) else ''}"
+        )
 
 
 def read_weights(path: str) -> dict:

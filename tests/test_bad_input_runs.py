@@ -437,3 +437,66 @@ def test_a_diverging_run_stops_at_the_bad_step(case: Divergence, earlier, tmp_pa
         saved = torch.load(state, map_location="cpu", weights_only=True)
         assert saved["trainer"]["total_steps"] == case.saved_step
         assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
+
+
+# ---- a full disk while a checkpoint or resume state is written ------------------------------------------
+
+
+def _disk_full(monkeypatch, suffix: str, nth: int, after_bytes: int) -> None:
+    """Writes of the ``nth`` file ending in ``suffix`` fail with ENOSPC once ``after_bytes`` are written."""
+    import errno
+
+    from benchmark import checkpoint
+
+    write, saves = checkpoint._Sink.write, []
+
+    def full(self, data):
+        if suffix in os.path.basename(self.path):
+            if not hasattr(self, "_nth"):  # this save's number among the saves of such files
+                saves.append(self.path)
+                self._nth = len(saves)
+            written = getattr(self, "_written", 0)
+            if self._nth == nth and written + len(data) > after_bytes:
+                self.error = OSError(errno.ENOSPC, "No space left on device")
+                raise self.error
+            self._written = written + len(data)
+        return write(self, data)
+
+    monkeypatch.setattr(checkpoint._Sink, "write", full)
+
+
+DISK_FULL = [
+    # (id, file, which save of it fails, bytes written before it fails, step of the state left on disk)
+    ("resume-state-first-byte", ".resume.pt", 3, 0, 2),
+    ("resume-state-midway", ".resume.pt", 3, 2000, 2),
+    ("resume-state-at-the-end", ".resume.pt", 3, 20000, 2),
+    ("resume-state-first-save", ".resume.pt", 1, 100, None),
+    ("best-checkpoint", ".model", 1, 500, 7),
+]
+
+
+@pytest.mark.parametrize(
+    "suffix,nth,after,state_step", [c[1:] for c in DISK_FULL], ids=[c[0] for c in DISK_FULL]
+)
+def test_a_full_disk_while_saving_is_one_line(
+    suffix, nth, after, state_step, earlier, tmp_path, capsys, monkeypatch
+):
+    _disk_full(monkeypatch, suffix, nth, after)
+    results, folder = tmp_path / "runs.jsonl", tmp_path / "ck" / "tiny"
+    args = [a.replace("{ws}", earlier) for a in RUN]
+    args += ["--set", f"model_root={tmp_path}/ck", "--results", str(results), "--set", "checkpoint_steps=1"]
+    code, out, err = ctrbench(args, capsys)
+    assert code == 2, (code, out[-1000:], err[-2000:])
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err and len(errors) == 1, err
+    text = " ".join(err.split())
+    assert "no space left to write" in text and suffix in text and "free in" in text and "model_root" in text
+    assert not results.exists()
+    assert not [p.name for p in folder.iterdir() if ".tmp-" in p.name]  # partial files removed
+    states = [p for p in folder.iterdir() if p.name.endswith(".resume.pt")]
+    if state_step is None:
+        assert not states
+    else:  # the earlier state is intact and loads
+        (state,) = states
+        saved = torch.load(state, map_location="cpu", weights_only=True)
+        assert saved["trainer"]["total_steps"] == state_step
