@@ -221,6 +221,30 @@ ERRORS = [
         ["build_in_memory=false"],
         ["train.csv: line 402, column 'num'", "an empty or NaN value"],
     ),
+    (
+        "field-too-many",
+        _append_line("train", "1,0.5,a,x,extra"),
+        [],
+        ["train.csv: line 402 has 5 fields, the header has 4", "a field too many", "fix or drop that line"],
+    ),
+    (
+        "field-too-few",
+        _append_line("valid", "1,0.5,a"),
+        [],
+        ["valid.csv: line 102 has 3 fields, the header has 4", "a field too few"],
+    ),
+    (
+        "parquet-format-on-csv",
+        None,
+        ["data_format=parquet"],
+        ["train.csv is not a parquet file", "data_format: parquet", "set data_format: csv"],
+    ),
+    (
+        "parquet-file-named-csv",
+        lambda ws: _frame(ROWS, 0).write_parquet(_csv(ws)),
+        [],
+        ["train.csv is a parquet file, not csv", "set data_format: parquet"],
+    ),
     ("header-only-valid", _header_only("valid"), [], ["valid.csv has no rows", "the valid split"]),
     ("header-only-train", _header_only("train"), [], ["train.csv has no rows"]),
     (
@@ -423,3 +447,53 @@ def test_build_info_records_every_file(ws):
         files = json.load(fd)["files"]
     assert {"train.h5", "valid.h5", "test.h5", "feature_map.json", "feature_vocab.json"} <= set(files)
     assert all(f["size"] == os.path.getsize(os.path.join(directory, rel)) for rel, f in files.items())
+
+
+# ---- the disk fills up during a build (table-driven: first build or rebuild, in memory or streamed) --------
+
+
+@pytest.mark.parametrize(
+    "rebuild, sets, expect_file",
+    [
+        (False, ["build_in_memory=true"], "valid.h5"),
+        (False, ["build_in_memory=false", "data_block_size=50"], "part_00001.h5"),
+        (True, ["build_in_memory=true"], "valid.h5"),
+        (True, ["build_in_memory=false"], "valid.h5"),
+    ],
+    ids=["first-build", "first-build-streamed-blocks", "rebuild", "rebuild-streamed"],
+)
+def test_disk_full_is_one_line_and_keeps_earlier_builds(ws, capsys, monkeypatch, rebuild, sets, expect_file):
+    """ENOSPC while a block is written: one line naming the file and the free space, the partial build
+    removed, the earlier builds (another dataset's, and this one's before a rebuild) unchanged."""
+    import errno
+
+    from benchmark.data import blocks, h5io
+
+    if rebuild:
+        assert ctrbench([a.replace("{ws}", ws) for a in build_args("bad")], ws, capsys)[0] == 0
+        _append_line("train", "1,0.5,a,x")(ws)  # a changed raw file: the next build rebuilds
+    earlier = snapshot(os.path.join(ws, "built", "bad")) if rebuild else None
+    calls = {"n": 0}
+
+    def full(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the first block is written, the second finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args, **kwargs)
+
+    if "build_in_memory=true" in sets:
+        original = h5io.write_block
+        monkeypatch.setattr(h5io, "write_block", full)
+    else:
+        original = blocks.H5Appender.append
+        monkeypatch.setattr(blocks.H5Appender, "append", full)
+    _check_error(
+        ws,
+        capsys,
+        build_args("bad", *sets),
+        ["no space left on the device while writing", expect_file, "GiB free", "--build-root"],
+    )
+    if rebuild:
+        assert snapshot(os.path.join(ws, "built", "bad")) == earlier
+    else:
+        assert not os.path.exists(os.path.join(ws, "built", "bad"))

@@ -482,3 +482,42 @@ def test_grid_killed_mid_trial_runs_every_point_once(tmp_path, data_root, block_
     hashes = [r["config_hash"] for r in records]
     assert len(hashes) == len(set(hashes)) == 4
     assert sorted(t.user_attrs["config_hash"] for t in done) == sorted(hashes)
+
+
+# ---- errors are one line (table-driven; a subprocess, so Optuna's own log output is seen too) -----------
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (
+            ["--storage", "sqlite:///{tmp}/missing/dir/x.db"],
+            ["folder", "missing/dir does not exist", "mkdir -p"],
+        ),
+        (["--gpu", "0"], ["--gpu 0", "no GPU", "--gpu -1"]),
+    ],
+    ids=["storage-in-missing-folder", "gpu-without-gpu"],
+)
+def test_tune_errors_are_one_line(tmp_path, data_root, extra, expect):
+    import torch
+
+    if "--gpu" in extra and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    args = _args(
+        tmp_path, data_root, _space(tmp_path), 1, *[e.replace("{tmp}", str(tmp_path)) for e in extra]
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=REPO,
+        env=dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = res.stdout + res.stderr
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2, output
+    assert len(lines) == 1, output
+    assert "Traceback" not in output and "failed with parameters" not in output, output
+    for part in expect:
+        assert part in lines[0], (part, lines[0])

@@ -9,6 +9,7 @@ size of the split or block.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from typing import Iterator
@@ -18,6 +19,28 @@ import polars as pl
 
 from ..errors import CTRBenchError
 from . import h5io
+
+
+def disk_full_error(exc: OSError, path: str) -> CTRBenchError | None:
+    """The one line for a write that ran out of space (h5py reports ENOSPC in its message), naming the
+    file and the free space; None for other OS errors."""
+    if (
+        getattr(exc, "errno", None) != errno.ENOSPC
+        and "No space left" not in str(exc)
+        and "errno = 28" not in str(exc)
+    ):
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**30:.2f} GiB free"
+    except OSError:
+        free = "free space unknown"
+    return CTRBenchError(
+        f"no space left on the device while writing {path} ({free} in {folder}); the partial build is "
+        f"removed and earlier builds are kept: free space or set build_root (--build-root) to a larger disk"
+    )
 
 
 def chunks(frame: pl.LazyFrame, in_memory: bool, chunk_rows: int) -> Iterator[pl.DataFrame]:
@@ -90,7 +113,7 @@ def write_split(
     if block_size > 0:
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
     sink = H5Appender if streaming else _Collected
-    writer, index, total = None, 0, 0
+    writer, index, total, path = None, 0, 0, os.path.join(out_dir, f"{split}.h5")
     try:
         for chunk in encoded:
             n = len(next(iter(chunk.values())))
@@ -113,9 +136,17 @@ def write_split(
         if writer is not None:
             done, writer = writer, None
             done.close()
+    except OSError as exc:
+        error = disk_full_error(exc, path)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         if isinstance(writer, H5Appender):  # an error mid-block: close the file (the build folder goes)
-            writer.close()
+            try:
+                writer.close()
+            except OSError:
+                pass
     if total == 0 and streaming:  # (an in-memory split's row count is checked with its labels)
         raise CTRBenchError(f"{where} has no rows")
     return total

@@ -37,7 +37,7 @@ import polars as pl
 
 from ..errors import CTRBenchError
 from . import h5io
-from .blocks import chunks, gather_units, write_split
+from .blocks import chunks, disk_full_error, gather_units, write_split
 from .encode import Encoder
 from .manifest import (
     INFO_FILE,
@@ -230,19 +230,24 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
     try:
         try:
             rows = _build_into(tmp, params, specs, labels, frames, dtypes)
+            write_info(
+                tmp,
+                key,
+                params["dataset_id"],
+                rows,
+                params.get("data_block_size", 0),
+                time.time() - started,
+            )
         except pl.exceptions.ComputeError as exc:  # a raw file polars could not read: say where
             error = read_error(exc, params, dtypes)
             if error is None:
                 raise
             raise error from exc
-        write_info(
-            tmp,
-            key,
-            params["dataset_id"],
-            rows,
-            params.get("data_block_size", 0),
-            time.time() - started,
-        )
+        except OSError as exc:  # feature_map.json, the vocabulary, a block: the disk filled up
+            error = disk_full_error(exc, exc.filename or tmp)
+            if error is None:
+                raise
+            raise error from exc
         with swap_lock(target):  # no reader registers between this check and the swap
             readers = active_readers(target) if os.path.exists(target) else []
             if readers:

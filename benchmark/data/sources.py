@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import polars as pl
 
 from ..errors import CTRBenchError
+from .rawtext import QUOTE, Lines, line_chunks
 from .spec import raw_paths, source_files
 
 
@@ -45,6 +47,7 @@ def scan(path: str, params: dict, dtypes: dict) -> pl.LazyFrame:
                 )
             )
         elif fmt == "parquet":
+            _check_parquet(f, params)
             frames.append(pl.scan_parquet(f, low_memory=False, n_rows=params.get("n_rows")))
         else:
             raise CTRBenchError(
@@ -63,6 +66,51 @@ COMPRESSED = {
 }
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
+def _check_parquet(path: str, params: dict) -> None:
+    try:
+        with open(path, "rb") as fd:
+            head = fd.read(4)
+    except OSError as exc:
+        raise CTRBenchError(f"cannot read {path}: {exc.strerror}; check its permissions")
+    if head != PARQUET_MAGIC:
+        kind = "empty" if not head else "not a parquet file (it does not start with PAR1)"
+        hint = "set data_format: csv" if path.endswith((".csv", ".txt", ".tsv")) else "convert it to parquet"
+        raise CTRBenchError(
+            f"{path} is {kind}, but dataset '{params['dataset_id']}' has data_format: parquet; {hint} "
+            f"in {params.get('_dataset_config_file', 'the dataset config')}"
+        )
+
+
+def check_field_counts(path: str, sep: str) -> None:
+    """Every data line has as many fields as the header (polars fails on a field too many and fills a
+    field too few with null): one pass over the bytes with numpy, naming the first line that differs.
+    Lines with a quote character are skipped (a quoted field may hold the separator)."""
+    if len(sep.encode()) != 1:
+        return
+    byte = sep.encode()[0]
+    n_fields, first = None, 1
+    for chunk in line_chunks(path):
+        lines = Lines.of(chunk)
+        counts = lines.count_per_line(byte) + 1
+        check = (lines.count_per_line(QUOTE) == 0) & (lines.ends > lines.starts)
+        if n_fields is None:
+            if not len(lines):
+                return
+            n_fields, check[0] = int(counts[0]), False  # the header line
+        bad = np.flatnonzero(check & (counts != n_fields))
+        if len(bad):
+            i = int(bad[0])
+            what = "a field too many" if counts[i] > n_fields else "a field too few"
+            raise CTRBenchError(
+                f"{path}: line {first + i:,} has {int(counts[i])} fields, the header has {n_fields} "
+                f"({what}); fix or drop that line (or quote a field that holds the separator)"
+            )
+        first += len(lines)
+
+
 def csv_header(path: str, sep: str) -> list[str]:
     """Column names from the first line (polars' n_rows=0 read still scans the file)."""
     try:
@@ -70,6 +118,11 @@ def csv_header(path: str, sep: str) -> list[str]:
             head = fd.read(8)
     except OSError as exc:
         raise CTRBenchError(f"cannot read {path}: {exc.strerror}; check its permissions")
+    if head.startswith(PARQUET_MAGIC):
+        raise CTRBenchError(
+            f"{path} is a parquet file, not csv; set data_format: parquet in the dataset config (or write "
+            f"the split as csv)"
+        )
     for magic, (kind, command) in COMPRESSED.items():
         if head.startswith(magic):
             raise CTRBenchError(
@@ -217,6 +270,10 @@ def split_sources(params: dict, specs, labels, dtypes) -> dict[str, pl.LazyFrame
         raise CTRBenchError(
             f"dataset '{params['dataset_id']}' ({params.get('_dataset_config_file')}) has no train_data"
         )
+    if params.get("data_format", "csv") == "csv":
+        for path in all_sources(params):
+            csv_header(path, params.get("sep", ","))  # compressed, parquet, empty: said first
+            check_field_counts(path, params.get("sep", ","))
     frames = {s: scan(p, params, dtypes) for s, p in paths.items() if p}
     if ("valid" not in frames and params.get("valid_size")) or (
         "test" not in frames and params.get("test_size")

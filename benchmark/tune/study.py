@@ -58,6 +58,13 @@ def make_storage(url: str, heartbeat: int = 30, grace: int = 90):
             kwargs["heartbeat_stale_trial_callback"] = retry_cls(max_retry=2)
         else:  # Optuna < 4.9
             kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=2)
+    if url.startswith("sqlite:///"):
+        folder = os.path.dirname(os.path.abspath(url[len("sqlite:///") :]))
+        if not os.path.isdir(folder):
+            raise CTRBenchError(
+                f"--storage {url}: the folder {folder} does not exist; create it (mkdir -p {folder}) or "
+                f"give a path in an existing folder"
+            )
     for attempt in range(3):  # two processes creating the tables of a new database at once
         try:
             with warnings.catch_warnings():
@@ -75,6 +82,12 @@ def make_storage(url: str, heartbeat: int = 30, grace: int = 90):
                     raise CTRBenchError(
                         f"--storage {url}: {exc}; give an SQLAlchemy URL such as "
                         f"sqlite:///tune.db or postgresql://user@host/db"
+                    )
+                if isinstance(exc, sqlalchemy.exc.OperationalError):
+                    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                    raise CTRBenchError(
+                        f"--storage {url}: cannot open the study database ({reason}); check that the "
+                        f"path or server exists and can be written"
                     )
                 raise
             time.sleep(1.0 + attempt)
@@ -163,7 +176,8 @@ class TuneConfig:
 def open_study(cfg: TuneConfig, space: Space, create: bool = True):
     """Create or load the study; a study created with another space or direction is an error."""
     optuna = require("optuna", "ctrbench tune")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ctrbench says each failed trial in one line; Optuna's warning would print its traceback first
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     total = cfg.trials
     storage = make_storage(cfg.storage)
     want = direction(space.base)
