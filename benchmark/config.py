@@ -491,30 +491,15 @@ def _monitor(v, params) -> str | None:
 
 
 def _choice(*choices):
-    def check(v, params) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(map(str, choices))}"
+    from model_zoo.options import choice_problem
 
-    return check
-
-
-def optimizer_names() -> dict[str, str]:
-    """torch.optim optimisers by lower-case name (the zoo's ``optimizer:`` key is case-insensitive)."""
-    import torch
-
-    return {
-        name.lower(): name
-        for name in dir(torch.optim)
-        if isinstance(getattr(torch.optim, name), type)
-        and issubclass(getattr(torch.optim, name), torch.optim.Optimizer)
-        and name != "Optimizer"
-    }
+    return lambda v, params: choice_problem(v, choices)
 
 
 def _optimizer(v, params) -> str | None:
-    names = optimizer_names()
-    if isinstance(v, str) and v.lower() in names:
-        return None
-    return f"is not a torch.optim optimiser{closest(str(v).lower(), names)}"
+    from model_zoo.options import optimizer_problem  # the table the model builds its optimiser from
+
+    return optimizer_problem(v)
 
 
 def _loss(v, params) -> str | None:

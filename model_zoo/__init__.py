@@ -11,7 +11,6 @@ baseline (a new paper package is added to ``FAMILY_PACKAGES``).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 
@@ -42,7 +41,6 @@ def _load_all():
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
     # Only the named packages are imported: installed into site-packages, this folder also holds
     # fuxictr's own model_zoo sub-folders (LongCTR, multitask, ...), which are not ours to import.
     baselines = importlib.import_module(f"{__name__}.baselines")
@@ -51,6 +49,7 @@ def _load_all():
             importlib.import_module(f"{baselines.__name__}.{info.name}")
     for package in FAMILY_PACKAGES:
         importlib.import_module(f"{__name__}.{package}")
+    _LOADED = True  # only once every family imported: a failed import fails every lookup, not just one
 
 
 def registry() -> dict[str, type]:
@@ -61,9 +60,11 @@ def registry() -> dict[str, type]:
 def get_model_class(name: str):
     models = registry()
     if name not in models:
-        match = difflib.get_close_matches(name, list(models), n=1, cutoff=0.5)
-        hint = f" (did you mean '{match[0]}'?)" if match else ""
-        raise ModelConfigError(f"unknown model '{name}'{hint}; registered models: {', '.join(models)}")
+        from .options import closest
+
+        raise ModelConfigError(
+            f"unknown model '{name}'{closest(name, models)}; registered models: {', '.join(models)}"
+        )
     return models[name]
 
 

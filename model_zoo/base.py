@@ -12,33 +12,29 @@ from __future__ import annotations
 import os
 
 import torch
+from fuxictr.pytorch.layers import FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
 from torch import nn
 
 from .errors import ModelConfigError
 from .layers.losses import get_loss_fn
 from .layers.mlp import MLP
-
-_OPTIMIZERS = {
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "adagrad": "Adagrad",
-    "sgd": "SGD",
-    "rmsprop": "RMSprop",
-    "sparseadam": "SparseAdam",
-}
+from .options import check_choice, optimizer_class
 
 
 def make_optimizer(name, params, lr: float):
     if not isinstance(lr, (int, float)):
         raise ModelConfigError(f"learning_rate={lr!r} must be a number")
-    cls_name = _OPTIMIZERS.get(str(name).lower(), str(name))
-    cls = getattr(torch.optim, cls_name, None)
-    if cls is None:
-        raise ModelConfigError(
-            f"unknown optimizer '{name}'; use a torch.optim name such as adam, adagrad, sgd"
-        )
-    return cls(params, lr=float(lr))
+    return optimizer_class(name)(params, lr=float(lr))
+
+
+def count_parameters(model: nn.Module, count_embedding: bool = True) -> int:
+    """Trainable parameters of any module (``count_embedding=False``: without those named embedding)."""
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if p.requires_grad and (count_embedding or "embedding" not in name)
+    )
 
 
 def _regularizer(value):
@@ -52,6 +48,23 @@ def _regularizer(value):
 
 class CTRModel(BaseModel):
     """Base class of the zoo's models (not registered itself)."""
+
+    # Settings that take one of a few values (key -> the values): checked by ``check_params`` when a
+    # config is resolved and by ``choose`` when the model is built, so both accept the same values.
+    choices: dict[str, tuple] = {}
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """Check a resolved config's settings for this model before any data is built (config
+        validation calls it); raises ``ModelConfigError`` naming the key. Checks ``choices``; models
+        with settings blocks of their own (DLF, MaskFusion) extend it."""
+        for key, allowed in cls.choices.items():
+            if params.get(key) is not None:
+                check_choice(key, params[key], allowed, cls.__name__)
+
+    def choose(self, key: str, value):
+        """``value`` of the setting ``key`` when it is one of ``choices[key]`` (else the error)."""
+        return check_choice(key, value, self.choices[key], type(self).__name__)
 
     def __init__(
         self,
@@ -74,6 +87,28 @@ class CTRModel(BaseModel):
         self.aux_optimizers: list[torch.optim.Optimizer] = []
 
     # ---- construction -----------------------------------------------------------------------
+    def field_embedding(
+        self,
+        feature_map,
+        embedding_dim,
+        embedding_initializer="partial(nn.init.normal_, std=1e-4)",
+        required_feature_columns=None,
+        not_required_feature_columns=None,
+        use_pretrain=True,
+        use_sharing=True,
+    ) -> nn.Module:
+        """The field-embedding layer every model builds its tables with (fuxictr's ``FeatureEmbedding``
+        arguments, and its interface: ``layer(X, flatten_emb=...)``). Models read it through ``embed``."""
+        return FeatureEmbedding(
+            feature_map,
+            embedding_dim,
+            embedding_initializer=embedding_initializer,
+            required_feature_columns=required_feature_columns,
+            not_required_feature_columns=not_required_feature_columns,
+            use_pretrain=use_pretrain,
+            use_sharing=use_sharing,
+        )
+
     def main_parameters(self):
         """Parameters of the main optimiser; models with their own optimiser groups override this."""
         return self.parameters()
@@ -106,22 +141,24 @@ class CTRModel(BaseModel):
         options=None,
         optional: bool = True,
         output_dim: int | None = 1,
+        input_dim: int | None = None,
     ):
-        """The deep tower of two-stream models: an MLP on the flattened field embeddings, with a 1-unit
-        output (``output_dim=None``: none, for the models that read the tower's last hidden layer through
-        ``fc``; ``options``: activation settings such as Mice's). ``None`` when ``hidden_units`` is empty
-        and ``optional``; otherwise an empty list gives the plain linear map."""
+        """The zoo's deep tower: an MLP on the flattened field embeddings (or on ``input_dim`` inputs, for
+        towers on other features), with a 1-unit output (``output_dim=None``: none, for the models that
+        read the tower's last hidden layer through ``fc``; ``options``: activation settings such as
+        Mice's, by default the model's own settings). ``None`` when ``hidden_units`` is empty and ``optional``; otherwise an empty list gives
+        the plain linear map."""
         units = list(hidden_units or [])
         if not units and optional:
             return None
         return MLP(
-            self.feature_map.sum_emb_out_dim(),
+            self.feature_map.sum_emb_out_dim() if input_dim is None else input_dim,
             hidden_units=units,
             hidden_activations=activations,
             output_dim=output_dim,
             dropout_rates=dropout,
             batch_norm=batch_norm,
-            activation_options=options or {},
+            activation_options=self.params if options is None else options,
         )
 
     def tower_width(self, hidden_units) -> int:
@@ -137,21 +174,19 @@ class CTRModel(BaseModel):
         return self.fc(torch.cat([cross_out, self.dnn(x0)], dim=-1))
 
     # ---- forward helpers --------------------------------------------------------------------
-    def embed(self, X, flatten: bool = False):
-        """Field embeddings of the model's ``embedding_layer``: (B, F, d), or (B, sum of widths) with
-        ``flatten``. Models read their embeddings through this one method (MaskFusion taps it)."""
-        return self.embedding_layer(X, flatten_emb=flatten)
+    def embed(self, X, flatten: bool = False, layer: str = "embedding_layer"):
+        """Field embeddings: (B, F, d), or (B, sum of widths) with ``flatten``. Every model reads its
+        embeddings through this one method (MaskFusion taps it); ``layer`` names the embedding layer
+        (a submodule path built by ``field_embedding``) for models with a second table, such as
+        TF4CTR's easy table (``ssem.easy_embedding_layer``) or FmFM's ``linear_embedding``."""
+        return self.get_submodule(layer)(X, flatten_emb=flatten)
 
     def output(self, logit, **extra):
         return {"y_pred": self.output_activation(logit), "logit": logit, **extra}
 
     def count_parameters(self, count_embedding: bool = True) -> int:
         """Trainable parameters; fuxictr's own method logs the same total but returns None."""
-        return sum(
-            p.numel()
-            for name, p in self.named_parameters()
-            if p.requires_grad and (count_embedding or "embedding" not in name)
-        )
+        return count_parameters(self, count_embedding)
 
     # ---- the training step: fuxictr's own fit and ctrbench's trainer step through these ----------
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -185,6 +220,15 @@ class CTRModel(BaseModel):
     def on_train_step_end(self, step: int) -> None:
         """Hook called after each optimiser step with the 0-based index of that step (schedules, gates);
         both fuxictr's ``fit`` (through ``train_step``) and ctrbench's trainer call it."""
+
+
+class ParallelCrossModel(CTRModel):
+    """Models whose logit is ``fc([crossnet(x0) ; dnn(x0)])`` on the flattened field embeddings x0 (DCN,
+    GDCN-P): subclasses build ``crossnet``, an optional ``dnn`` (``dnn_tower``) and ``fc``."""
+
+    def forward(self, inputs):
+        x0 = self.embed(self.get_inputs(inputs), flatten=True)
+        return self.output(self.cross_and_deep_logit(self.crossnet(x0), x0))
 
 
 class ShallowDeepModel(CTRModel):

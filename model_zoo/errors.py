@@ -12,9 +12,10 @@ class ModelConfigError(ValueError):
 
     exit_code = 2
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, key: str | None = None):
         super().__init__(message)
         self.message = message
+        self.key = key  # the setting at fault, when one is (a config front end names its origin)
 
     def __str__(self):
         return self.message

@@ -7,11 +7,11 @@ import pytest
 import torch
 import yaml
 
-from benchmark.featuremaps import feature_map_from_vocab, model_kwargs
 from benchmark.reproduce import load_targets, plan
 from model_zoo.dlf import DLF, GatedResidual
 from model_zoo.dlf.block_fusion import BlockAttentionFusion
 from model_zoo.errors import ModelConfigError
+from model_zoo.testing import feature_map_from_vocab, model_kwargs
 from tests.conftest import REPO
 
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
@@ -227,7 +227,7 @@ def test_naf_needs_equal_block_shapes():
 @pytest.mark.parametrize(
     "settings,message",
     [
-        ({"preset": "code"}, "preset 'code' is unknown"),
+        ({"preset": "code"}, "preset='code' for DLF must be one of paper, release"),
         ({"naf_ablation": "late_fusion"}, "also set use_naf: false"),
         ({"naf_num_heads": 3}, "not divisible by naf_num_heads=3"),
         ({"implicit_block": "mlp"}, "implicit_block='mlp'"),

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import registry
 from model_zoo.ibnet import IBNet, IBNetFramework
 from model_zoo.ibnet.contrastive import ibcl_bounds, ibcl_loss
 from model_zoo.ibnet.masks import MaskAugmentation, RelaxedBernoulliMask, fill_mask
 from model_zoo.layers.activations import Mice
+from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs
 from tests.oracles import ibnet_branch_param_count, mlp_param_count
 
 # Per-field vocab sizes of the authors' Table IV logs (padding and OOV included).

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from benchmark.data.synth import CRITEO_CARDINALITY
-from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo import create_model, get_model_class, registry
 from model_zoo.base import CTRModel
 from model_zoo.errors import ModelConfigError
 from model_zoo.maskfusion import DENSE_FIELD, HOSTS, VARIANTS
 from model_zoo.maskfusion.layers import CrossFusionController, FusedLinear, MaskFusionLayer, instance_norm
+from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs
 from tests.conftest import CONFIG
 from tests.oracles import (
     controller_param_count,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import model_zoo
-from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo.sfg.generator import FeatureGenerator
+from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs
 from tests.oracles import generator_param_count
 
 VOCAB = {f"f{i}": 50 + 7 * i for i in range(6)}

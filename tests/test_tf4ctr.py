@@ -8,9 +8,10 @@ import os
 import pytest
 import torch
 
-from benchmark.featuremaps import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo.errors import ModelConfigError
+from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs
 from model_zoo.tf4ctr import TF4CTR
+from model_zoo.tf4ctr.layers import ssem_outputs
 from model_zoo.tf4ctr.twin_focus import TwinFocusLoss, twin_focus_weights
 from tests.conftest import REPO
 from tests.oracles import mlp_param_count
@@ -351,7 +352,7 @@ def test_deepfm_variant_fm_term_is_per_sample():
     for p in model.ssem.parameters():
         torch.nn.init.normal_(p, std=0.5)
     X = model.get_inputs(batch)
-    h_es, _ = model.ssem(X)
+    h_es, _ = ssem_outputs(model, X)
     emb = h_es.view(16, 3, 4)
     fm = 0.5 * (emb.sum(1) ** 2 - (emb**2).sum(1)).sum(-1, keepdim=True)
     lr = model.simple_parts["lr_layer"](X)

@@ -11,9 +11,9 @@ import math
 import pytest
 import torch
 
-from benchmark.featuremaps import feature_map_from_vocab, model_kwargs
 from model_zoo import get_model_class
 from model_zoo.dlf.block_fusion import TokenMix
+from model_zoo.testing import feature_map_from_vocab, model_kwargs
 
 
 def build(name, num_fields, dim, **params):

@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from benchmark.config import list_expids, load_config
-from benchmark.featuremaps import feature_map_from_vocab
 from model_zoo import get_model_class, registry
 from model_zoo.errors import ModelConfigError
+from model_zoo.testing import feature_map_from_vocab
 from tests.conftest import CONFIG
 
 PINNED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo_pinned.json")

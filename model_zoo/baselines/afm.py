@@ -9,7 +9,7 @@ uniform weights (plain sum of the pair-wise products, then ``p``).
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -24,7 +24,7 @@ class AFM(CTRModel):
     """AFM (Xiao et al. IJCAI 2017): LR + attention-pooled pair-wise element-wise products of field embeddings.
 
     Attributes: ``lr_layer`` (fuxictr LogisticRegression with bias), ``embedding_layer``
-    (FeatureEmbedding), ``pairs`` (``PairIndex``), ``attention`` (``model_zoo.layers.MLP`` d -> A) and
+    (``field_embedding``), ``pairs`` (``PairIndex``), ``attention`` (``model_zoo.layers.MLP`` d -> A) and
     ``attention_score`` (A -> 1, no bias), ``weight_p`` (d -> 1). No DNN.
     ``forward`` = ``embed`` -> ``interact(feature_emb, feature_emb)`` -> ``attention_pool`` ->
     ``weight_p`` + ``lr_layer``; ``interact(left, right)`` gives ``left_i * right_j`` for i < j.
@@ -51,7 +51,7 @@ class AFM(CTRModel):
             raise ModelConfigError(f"attention_dropout={attention_dropout!r}: give [p_attention, p_pooled]")
         self.use_attention = bool(use_attention)
         self.lr_layer = LogisticRegression(feature_map, use_bias=True)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.pairs = PairIndex(feature_map.num_fields)
         if self.use_attention:
             self.attention = MLP(
@@ -79,6 +79,6 @@ class AFM(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         pooled = self.attention_pool(self.interact(feature_emb, feature_emb))
         return self.output(self.lr_layer(X) + self.weight_p(pooled))

@@ -16,20 +16,18 @@ output unit) match this layout exactly.
 """
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
 from ..base import CTRModel
 from ..errors import ModelConfigError
-from ..layers import MLP
 
 
 @register_model
 class AFN(CTRModel):
     """AFN (Cheng et al., AAAI 2020): logarithmic neurons (ln of clamped |e|, linear over fields, exp) with BN, then an MLP; ensemble_dnn gives AFN+.
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding for the AFN tower),
+    Attributes: ``embedding_layer`` (``field_embedding`` for the AFN tower),
     ``log_coefficients`` (nn.Linear F -> N without bias: w_ij), ``log_batch_norm`` (BN over
     fields), ``exp_batch_norm`` (BN over neurons), ``afn_mlp`` (``model_zoo.layers.MLP`` ending in
     one unit), and with ``ensemble_dnn``: ``dnn_embedding_layer``, ``dnn`` (``MLP`` with one
@@ -57,18 +55,17 @@ class AFN(CTRModel):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         num_fields = feature_map.num_fields
         self.embedding_dim, self.log_clamp_min = int(embedding_dim), float(log_clamp_min)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.log_coefficients = nn.Linear(num_fields, int(logarithmic_neurons), bias=False)
         self.log_batch_norm = nn.BatchNorm1d(num_fields)
         self.exp_batch_norm = nn.BatchNorm1d(int(logarithmic_neurons))
-        self.afn_mlp = MLP(
-            int(logarithmic_neurons) * self.embedding_dim,
-            hidden_units=afn_hidden_units,
-            hidden_activations=afn_activations,
-            output_dim=1,
-            dropout_rates=afn_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.afn_mlp = self.dnn_tower(
+            afn_hidden_units,
+            afn_activations,
+            afn_dropout,
+            batch_norm,
+            optional=False,
+            input_dim=int(logarithmic_neurons) * self.embedding_dim,
         )
         self.ensemble_dnn = bool(ensemble_dnn)
         self.dnn_embedding_layer = self.dnn = self.fc = None
@@ -78,8 +75,8 @@ class AFN(CTRModel):
                 raise ModelConfigError(
                     f"{type(self).__name__}: ensemble_dnn needs non-empty dnn_hidden_units"
                 )
-            self.dnn_embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-            self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, dnn_dropout, batch_norm, kwargs)
+            self.dnn_embedding_layer = self.field_embedding(feature_map, embedding_dim)
+            self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, dnn_dropout, batch_norm)
             self.fc = nn.Linear(2, 1)
         self.finish()
 
@@ -97,7 +94,7 @@ class AFN(CTRModel):
 
     def deep_logit(self, X):
         """The ensemble DNN's logit on its own embeddings, (B, 1)."""
-        return self.dnn(self.dnn_embedding_layer(X, flatten_emb=True))
+        return self.dnn(self.embed(X, flatten=True, layer="dnn_embedding_layer"))
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)

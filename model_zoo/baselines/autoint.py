@@ -12,7 +12,7 @@ attention projections, identity residual when widths match, optional scaling and
 optional wide LR without bias); the BARS parameter counts of FuxiCTR's AutoInt match this layout.
 """
 
-from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -25,7 +25,7 @@ from ..layers.attention import MultiHeadSelfAttention
 class AutoInt(ShallowDeepModel):
     """AutoInt (Song et al., CIKM 2019): stacked multi-head self-attention over field embeddings with residuals, linear output; optional wide LR and DNN.
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``attention_layers``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``attention_layers``
     (nn.Sequential of ``MultiHeadSelfAttention``), ``fc`` (linear on the flattened attention
     output), ``lr_layer`` (fuxictr LogisticRegression without bias, only with ``use_wide``),
     ``dnn`` (``model_zoo.layers.MLP`` with one output unit, only when ``dnn_hidden_units`` is
@@ -56,7 +56,7 @@ class AutoInt(ShallowDeepModel):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if int(attention_layers) < 1:
             raise ModelConfigError(f"{type(self).__name__}: attention_layers must be at least 1")
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.attention_layers = nn.Sequential(
             *[
                 MultiHeadSelfAttention(
@@ -74,7 +74,7 @@ class AutoInt(ShallowDeepModel):
         )
         self.fc = nn.Linear(feature_map.num_fields * int(attention_dim), 1)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_wide else None
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs)
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish()
 
     def attend(self, feature_emb, context=None):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
@@ -96,12 +95,14 @@ class FieldSelfAttentionEncoder(nn.Module):
 class CL4CTR(CTRModel):
     """CL4CTR (Wang et al. WSDM 2023): DNN backbone + contrastive module + feature alignment/field uniformity losses.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding, shared by predictor and CM), ``dnn`` (the
+    Attributes: ``embedding_layer`` (``field_embedding``, shared by predictor and CM), ``dnn`` (the
     backbone predictor, ``model_zoo.layers.MLP`` ending in the output unit), ``cl_encoder`` (shared
     FI encoder of the CM), ``projector1``/``projector2`` (one linear projector per view).
     ``forward`` = ``embed`` -> ``dnn`` for the logit, plus ``contrastive_views`` in training mode;
     ``add_loss`` adds the CM and constraint losses from the returned tensors.
     """
+
+    choices = {"cl_augmentation": AUGMENTATIONS}
 
     def __init__(
         self,
@@ -125,24 +126,15 @@ class CL4CTR(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        if cl_augmentation not in AUGMENTATIONS:
-            raise ModelConfigError(
-                f"cl_augmentation={cl_augmentation!r}: use one of {', '.join(AUGMENTATIONS)}"
-            )
+        self.choose("cl_augmentation", cl_augmentation)
         if not 0.0 <= float(cl_mask_ratio) < 1.0:
             raise ModelConfigError(f"cl_mask_ratio={cl_mask_ratio} must be in [0, 1)")
         self.cl_weight, self.cl_field_weight = float(cl_weight), float(cl_field_weight)
         self.cl_augmentation, self.cl_mask_ratio = cl_augmentation, float(cl_mask_ratio)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
-        self.dnn = MLP(
-            input_dim,
-            hidden_units=list(dnn_hidden_units or []),
-            hidden_activations=dnn_activations,
-            output_dim=1,
-            dropout_rates=net_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False, input_dim=input_dim
         )
         if cl_encoder == "mlp":
             units = list(cl_encoder_units or [])
@@ -181,7 +173,7 @@ class CL4CTR(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         logit = self.dnn(feature_emb.flatten(start_dim=1))
         extra = self.contrastive_views(feature_emb) if self.training else {}
         return self.output(logit, **extra)

@@ -9,17 +9,16 @@ low-rank mixture of experts (``CrossNetMix``), in the four structures of the pap
 """
 
 import torch
-from fuxictr.pytorch.layers import CrossNet, CrossNetMix, CrossNetV2, FeatureEmbedding
+from fuxictr.pytorch.layers import CrossNet, CrossNetMix, CrossNetV2
 from torch import nn
 
 from .. import register_model
-from ..base import CTRModel
+from ..base import CTRModel, ParallelCrossModel
 from ..errors import ModelConfigError
-from ..layers import MLP
 
 
 @register_model
-class DCN(CTRModel):
+class DCN(ParallelCrossModel):
     """Deep & Cross Network v1: CrossNet(x0) || MLP(x0) -> linear -> sigmoid."""
 
     def __init__(
@@ -35,19 +34,12 @@ class DCN(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
-        self.dnn = self.dnn_tower(
-            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, output_dim=None
-        )
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, output_dim=None)
         self.crossnet = CrossNet(input_dim, num_cross_layers)
         self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
         self.finish()
-
-    def forward(self, inputs):
-        X = self.get_inputs(inputs)
-        x0 = self.embed(X, flatten=True)
-        return self.output(self.cross_and_deep_logit(self.crossnet(x0), x0))
 
 
 _DCNV2_STRUCTURES = ("crossnet_only", "stacked", "parallel", "stacked_parallel")
@@ -77,6 +69,8 @@ class DCNv2(CTRModel):
     ``operand_fn(l, x_l)`` replace the x0 operand of layer l.
     """
 
+    choices = {"model_structure": _DCNV2_STRUCTURES}
+
     def __init__(
         self,
         feature_map,
@@ -96,16 +90,12 @@ class DCNv2(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        if model_structure not in _DCNV2_STRUCTURES:
-            raise ModelConfigError(
-                f"DCNv2: model_structure='{model_structure}' is unknown; "
-                f"use one of {', '.join(_DCNV2_STRUCTURES)}"
-            )
+        self.choose("model_structure", model_structure)
         if int(num_cross_layers) < 1:
             raise ModelConfigError("DCNv2: num_cross_layers must be at least 1")
         self.model_structure = model_structure
         self.use_low_rank_mixture = bool(use_low_rank_mixture)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
         if self.use_low_rank_mixture:
             self.crossnet = CrossNetMix(input_dim, int(num_cross_layers), int(low_rank), int(num_experts))
@@ -119,14 +109,7 @@ class DCNv2(CTRModel):
                     f"DCNv2: model_structure={model_structure} needs a DNN; set {key} "
                     f"(or dnn_hidden_units) to a non-empty list"
                 )
-            return units, MLP(
-                input_dim,
-                hidden_units=units,
-                hidden_activations=dnn_activations,
-                dropout_rates=net_dropout,
-                batch_norm=batch_norm,
-                activation_options=kwargs,
-            )
+            return units, self.dnn_tower(units, dnn_activations, net_dropout, batch_norm, output_dim=None)
 
         final_dim = 0
         self.stacked_dnn = self.dnn = None
@@ -140,10 +123,6 @@ class DCNv2(CTRModel):
             final_dim += units[-1]
         self.fc = nn.Linear(final_dim, 1)
         self.finish()
-
-    def embed(self, X, flatten: bool = True):
-        """Field embeddings; flattened by default: x0, (B, F*d)."""
-        return super().embed(X, flatten=flatten)
 
     def cross(self, x0, operand_fn=None):
         """Cross network output x_L, (B, D). ``operand_fn(l, x_l)`` may replace x0 in layer l."""
@@ -182,5 +161,5 @@ class DCNv2(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        x0 = self.embed(X)
+        x0 = self.embed(X, flatten=True)
         return self.output(self.fc(self.combine(self.cross(x0), x0)))

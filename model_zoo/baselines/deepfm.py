@@ -12,7 +12,7 @@ computes sum_{i<j} <feature_emb_i, other_emb_j>, so a caller can replace the sec
 every raw x raw product (SFG) without touching the model.
 """
 
-from fuxictr.pytorch.layers import FeatureEmbedding, InnerProductInteraction, LogisticRegression
+from fuxictr.pytorch.layers import InnerProductInteraction, LogisticRegression
 
 from .. import register_model
 from ..base import ShallowDeepModel
@@ -23,7 +23,7 @@ from ..layers.pairwise import pairwise_product_sum
 class DeepFM(ShallowDeepModel):
     """DeepFM (Guo et al., IJCAI 2017): FM (first-order LR + pairwise inner products) + DNN on shared embeddings, logits summed.
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``lr_layer`` (first-order term,
+    Attributes: ``embedding_layer`` (``field_embedding``), ``lr_layer`` (first-order term,
     fuxictr LogisticRegression, with a bias only if ``lr_bias``), ``fm_layer`` (fuxictr
     InnerProductInteraction, ``product_sum``), ``dnn`` (``model_zoo.layers.MLP`` with one output
     unit). ``forward`` = ``embed`` -> ``shallow_logit(X, feature_emb)`` (LR + ``fm_interact``) +
@@ -43,12 +43,10 @@ class DeepFM(ShallowDeepModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=bool(lr_bias))
         self.fm_layer = InnerProductInteraction(feature_map.num_fields, output="product_sum")
-        self.dnn = self.dnn_tower(
-            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, optional=False
-        )
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False)
         self.finish()
 
     def fm_interact(self, feature_emb, other_emb=None):

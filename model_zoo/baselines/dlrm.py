@@ -15,7 +15,6 @@ With the MaskFusion paper's Criteo-Kaggle setting (26 categorical fields with th
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 
 from .. import register_model
 from ..base import CTRModel
@@ -29,12 +28,14 @@ from ..layers.pairwise import PairIndex
 class DLRM(CTRModel):
     """DLRM (Naumov et al. 2019): bottom MLP on numeric fields, dot (or cat) interaction with the embeddings, top MLP.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding of the non-numeric fields), ``bottom_mlp``
+    Attributes: ``embedding_layer`` (``field_embedding`` of the non-numeric fields), ``bottom_mlp``
     (``model_zoo.layers.MLP`` or None without numeric fields), ``pairs`` (``PairIndex`` over the
     dense vector + fields), ``dnn`` (the top MLP, ``model_zoo.layers.MLP`` ending in the output unit).
     ``forward`` = ``embed`` + ``dense_vector`` -> ``interact(tokens, tokens)`` -> ``dnn_input`` -> ``dnn``;
     ``interact(left, right)`` gives ``<left_i, right_j>`` for i < j (token 0 is the dense vector).
     """
+
+    choices = {"interaction_op": ("dot", "cat")}
 
     def __init__(
         self,
@@ -52,13 +53,11 @@ class DLRM(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        if interaction_op not in ("dot", "cat"):
-            raise ModelConfigError(f"interaction_op={interaction_op!r} for DLRM: use dot or cat")
-        self.interaction_op = interaction_op
+        self.interaction_op = self.choose("interaction_op", interaction_op)
         self.numeric_fields = fields_of_type(feature_map, "numeric")
         sparse_fields = [f for f in fields_of_type(feature_map, "categorical", "sequence", "embedding")]
         self.embedding_layer = (
-            FeatureEmbedding(feature_map, embedding_dim, not_required_feature_columns=self.numeric_fields)
+            self.field_embedding(feature_map, embedding_dim, not_required_feature_columns=self.numeric_fields)
             if sparse_fields
             else None
         )
@@ -85,14 +84,13 @@ class DLRM(CTRModel):
             top_input = self.pairs.num_pairs + (embedding_dim if self.numeric_fields else 0)
         else:
             top_input = num_tokens * embedding_dim
-        self.dnn = MLP(
-            top_input,
-            hidden_units=list(top_mlp_units or []),
-            hidden_activations=top_mlp_activations,
-            output_dim=1,
-            dropout_rates=top_mlp_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.dnn = self.dnn_tower(
+            top_mlp_units,
+            top_mlp_activations,
+            top_mlp_dropout,
+            batch_norm,
+            optional=False,
+            input_dim=top_input,
         )
         self.finish()
 

@@ -1,10 +1,7 @@
 """DNN: an MLP over the concatenated field embeddings (the implicit-interaction baseline)."""
 
-from fuxictr.pytorch.layers import FeatureEmbedding
-
 from .. import register_model
 from ..base import CTRModel
-from ..layers import MLP
 
 
 @register_model
@@ -23,16 +20,8 @@ class DNN(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-        self.mlp = MLP(
-            feature_map.sum_emb_out_dim(),
-            hidden_units=hidden_units,
-            hidden_activations=hidden_activations,
-            output_dim=1,
-            dropout_rates=net_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
-        )
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
+        self.mlp = self.dnn_tower(hidden_units, hidden_activations, net_dropout, batch_norm, optional=False)
         self.finish()
 
     def forward(self, inputs):

@@ -25,7 +25,7 @@ EDCN drops it (``cross_residual: False`` reproduces that). The deep layers are s
 """
 
 import torch
-from fuxictr.pytorch.layers import CrossInteraction, FeatureEmbedding
+from fuxictr.pytorch.layers import CrossInteraction
 from torch import nn
 
 from .. import register_model
@@ -97,7 +97,7 @@ class RegulationModule(nn.Module):
 class EDCN(CTRModel):
     """EDCN (Chen et al., CIKM 2021): parallel cross and deep layers with a bridge module (layer-wise fusion) and a regulation module (field-wise gates) between them.
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``crossnet`` (ModuleList of fuxictr
+    Attributes: ``embedding_layer`` (``field_embedding``), ``crossnet`` (ModuleList of fuxictr
     CrossInteraction: w . x_l scaled x0 plus bias), ``deep_layers`` (ModuleList of one-layer
     ``model_zoo.layers.MLP`` of width F*d), ``bridges`` (ModuleList of ``BridgeModule``),
     ``regulations`` (ModuleList of ``RegulationModule``, or None without ``use_regulation_module``),
@@ -105,6 +105,8 @@ class EDCN(CTRModel):
     per layer ``cross_interact`` / ``deep_layers`` / ``bridges`` -> ``fc``.
     ``cross_interact(l, x0, x_l)`` takes the x0 operand explicitly.
     """
+
+    choices = {"bridge_type": BRIDGE_TYPES}
 
     def __init__(
         self,
@@ -122,10 +124,7 @@ class EDCN(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        if bridge_type not in BRIDGE_TYPES:
-            raise ModelConfigError(
-                f"EDCN: bridge_type='{bridge_type}' is unknown; use one of {', '.join(BRIDGE_TYPES)}"
-            )
+        self.choose("bridge_type", bridge_type)
         num_layers = int(num_cross_layers)
         if num_layers < 1:
             raise ModelConfigError("EDCN: num_cross_layers must be at least 1")
@@ -136,7 +135,7 @@ class EDCN(CTRModel):
                 "(remove per-feature embedding_dim overrides)"
             )
         self.cross_residual = bool(cross_residual)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.crossnet = nn.ModuleList(CrossInteraction(dim) for _ in range(num_layers))
         self.deep_layers = nn.ModuleList(
             MLP(
@@ -160,10 +159,6 @@ class EDCN(CTRModel):
         self.fc = nn.Linear(3 * dim, 1)
         self.finish()
 
-    def embed(self, X):
-        """Flattened field embeddings, (B, F*d)."""
-        return self.embedding_layer(X, flatten_emb=True)
-
     def regulate(self, layer, flat):
         """Inputs of the cross and deep layer ``layer``: gated copies of ``flat`` (or ``flat`` twice)."""
         if self.regulations is None:
@@ -177,7 +172,7 @@ class EDCN(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        cross_in, deep_in = self.regulate(0, self.embed(X))
+        cross_in, deep_in = self.regulate(0, self.embed(X, flatten=True))
         x0 = cross_in
         for layer in range(len(self.crossnet)):
             cross_out = self.cross_interact(layer, x0, cross_in)

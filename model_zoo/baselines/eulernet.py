@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
@@ -91,7 +90,7 @@ class EulerInteractionLayer(nn.Module):
 class EulerNet(CTRModel):
     """EulerNet (Tian et al. SIGIR 2023): stacked Euler interaction layers (explicit complex-exponent orders + implicit linear part).
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``modulus`` (mu, one per field),
+    Attributes: ``embedding_layer`` (``field_embedding``), ``modulus`` (mu, one per field),
     ``euler_layers`` (ModuleList of ``EulerInteractionLayer``), ``fc`` (prediction layer). No DNN.
     ``forward`` = ``embed`` -> ``to_complex`` -> ``interact`` -> ``fc(real + imag)``.
     """
@@ -116,7 +115,7 @@ class EulerNet(CTRModel):
                 "interaction layer, e.g. [20, 20]"
             )
         num_fields = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(
+        self.embedding_layer = self.field_embedding(
             feature_map, embedding_dim, embedding_initializer=embedding_initializer
         )
         self.modulus = nn.Parameter(torch.ones(1, num_fields, 1))
@@ -142,5 +141,5 @@ class EulerNet(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        real, imag = self.interact(*self.to_complex(self.embedding_layer(X)))
+        real, imag = self.interact(*self.to_complex(self.embed(X)))
         return self.output(self.fc((real + imag).flatten(start_dim=1)))

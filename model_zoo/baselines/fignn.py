@@ -21,7 +21,6 @@ paper's recurrent form shares them, ``reuse_graph_layer: True``), graph-level sc
 
 import torch
 import torch.nn.functional as F
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
@@ -55,12 +54,14 @@ class FieldGraphLayer(nn.Module):
 class FiGNN(CTRModel):
     """Fi-GNN (Li et al., CIKM 2019): attentional field graph, per-node in/out edge transforms, GRU state updates with residual, attentional scoring (FuxiCTR/BARS layout).
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``self_attention``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``self_attention``
     (``MultiHeadSelfAttention`` or None), ``edge_attention`` (nn.Linear 2d -> 1, no bias),
     ``graph_layers`` (ModuleList of ``FieldGraphLayer``; one shared with ``reuse_graph_layer``),
     ``gru`` (nn.GRUCell or None), ``score_layer`` (d -> 1), ``weight_layer`` (F*d -> F or d -> 1).
     ``forward`` = ``embed`` -> ``initial_states`` -> ``build_graph`` -> ``propagate`` -> ``score``.
     """
+
+    choices = {"attention_scoring": ("graph", "node")}
 
     def __init__(
         self,
@@ -80,14 +81,11 @@ class FiGNN(CTRModel):
         self.num_fields, self.embedding_dim = feature_map.num_fields, int(embedding_dim)
         if self.num_fields < 2:
             raise ModelConfigError("FiGNN needs at least two fields to build a feature graph")
-        if attention_scoring not in ("graph", "node"):
-            raise ModelConfigError(
-                f"FiGNN: attention_scoring='{attention_scoring}' must be 'graph' or 'node'"
-            )
+        self.choose("attention_scoring", attention_scoring)
         if int(gnn_layers) < 1:
             raise ModelConfigError("FiGNN: gnn_layers must be at least 1")
         self.gnn_layers, self.use_residual = int(gnn_layers), bool(use_residual)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.self_attention = (
             MultiHeadSelfAttention(self.embedding_dim, self.embedding_dim, num_heads)
             if use_self_attention

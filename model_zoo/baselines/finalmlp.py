@@ -12,13 +12,11 @@
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
 from ..base import CTRModel
 from ..errors import ModelConfigError
-from ..layers import MLP
 from ..layers.fields import field_positions
 from ..layers.gates import FeatureSelectionGate
 
@@ -63,7 +61,7 @@ class MultiHeadBilinearFusion(nn.Module):
 class DualMLP(CTRModel):
     """DualMLP (Mao et al. AAAI 2023 baseline): two parallel MLPs on the embedding, logits summed.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``mlp1``/``mlp2`` (``model_zoo.layers.MLP``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``mlp1``/``mlp2`` (``model_zoo.layers.MLP``
     towers, each ending in one output unit). ``forward`` = ``embed`` -> ``mlp1(x) + mlp2(x)``.
     """
 
@@ -83,31 +81,29 @@ class DualMLP(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
-        self.mlp1 = MLP(
-            input_dim,
-            hidden_units=list(mlp1_hidden_units or []),
-            hidden_activations=mlp1_hidden_activations,
-            output_dim=1,
-            dropout_rates=mlp1_dropout,
-            batch_norm=mlp1_batch_norm,
-            activation_options=kwargs,
+        self.mlp1 = self.dnn_tower(
+            mlp1_hidden_units,
+            mlp1_hidden_activations,
+            mlp1_dropout,
+            mlp1_batch_norm,
+            optional=False,
+            input_dim=input_dim,
         )
-        self.mlp2 = MLP(
-            input_dim,
-            hidden_units=list(mlp2_hidden_units or []),
-            hidden_activations=mlp2_hidden_activations,
-            output_dim=1,
-            dropout_rates=mlp2_dropout,
-            batch_norm=mlp2_batch_norm,
-            activation_options=kwargs,
+        self.mlp2 = self.dnn_tower(
+            mlp2_hidden_units,
+            mlp2_hidden_activations,
+            mlp2_dropout,
+            mlp2_batch_norm,
+            optional=False,
+            input_dim=input_dim,
         )
         self.finish()
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        flat_emb = self.embedding_layer(X, flatten_emb=True)
+        flat_emb = self.embed(X, flatten=True)
         return self.output(self.mlp1(flat_emb) + self.mlp2(flat_emb))
 
 
@@ -115,7 +111,7 @@ class DualMLP(CTRModel):
 class FinalMLP(CTRModel):
     """FinalMLP (Mao et al. AAAI 2023): two MLP streams with stream-specific feature-selection gates and multi-head bilinear fusion.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``fs_gate1``/``fs_gate2``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``fs_gate1``/``fs_gate2``
     (``FeatureSelectionGate`` or None when ``use_fs`` is off), ``mlp1``/``mlp2`` (the two
     ``model_zoo.layers.MLP`` streams, no output unit), ``fusion`` (``MultiHeadBilinearFusion``).
     ``forward`` = ``embed`` -> ``select_features`` -> (``mlp1`` || ``mlp2``) -> ``fusion``.
@@ -142,7 +138,7 @@ class FinalMLP(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
         self.use_fs = bool(use_fs)
         self.fs1_index = field_positions(feature_map, list(fs1_context or []), "fs1_context")
@@ -153,21 +149,23 @@ class FinalMLP(CTRModel):
         else:
             self.fs_gate1 = self.fs_gate2 = None
         units1, units2 = list(mlp1_hidden_units or []), list(mlp2_hidden_units or [])
-        self.mlp1 = MLP(
-            input_dim,
-            hidden_units=units1,
-            hidden_activations=mlp1_hidden_activations,
-            dropout_rates=mlp1_dropout,
-            batch_norm=mlp1_batch_norm,
-            activation_options=kwargs,
+        self.mlp1 = self.dnn_tower(
+            units1,
+            mlp1_hidden_activations,
+            mlp1_dropout,
+            mlp1_batch_norm,
+            optional=False,
+            output_dim=None,
+            input_dim=input_dim,
         )
-        self.mlp2 = MLP(
-            input_dim,
-            hidden_units=units2,
-            hidden_activations=mlp2_hidden_activations,
-            dropout_rates=mlp2_dropout,
-            batch_norm=mlp2_batch_norm,
-            activation_options=kwargs,
+        self.mlp2 = self.dnn_tower(
+            units2,
+            mlp2_hidden_activations,
+            mlp2_dropout,
+            mlp2_batch_norm,
+            optional=False,
+            output_dim=None,
+            input_dim=input_dim,
         )
         self.fusion = MultiHeadBilinearFusion(
             units1[-1] if units1 else input_dim, units2[-1] if units2 else input_dim, int(num_heads)
@@ -199,5 +197,5 @@ class FinalMLP(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        x1, x2 = self.select_features(self.embedding_layer(X))
+        x1, x2 = self.select_features(self.embed(X))
         return self.output(self.fusion(self.mlp1(x1), self.mlp2(x2)))

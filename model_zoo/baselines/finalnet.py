@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
@@ -24,6 +23,7 @@ from ..base import CTRModel
 from ..errors import ModelConfigError
 from ..layers.activations import make_activations
 from ..layers.gates import FieldGate
+from ..options import check_choice
 
 
 class FactorizedInteraction(nn.Module):
@@ -31,8 +31,7 @@ class FactorizedInteraction(nn.Module):
 
     def __init__(self, input_dim: int, output_dim: int, residual_type: str = "sum"):
         super().__init__()
-        if residual_type not in ("sum", "concat"):
-            raise ModelConfigError(f"residual_type={residual_type!r} for FinalNet: use sum or concat")
+        check_choice("residual_type", residual_type, ("sum", "concat"), "FinalNet")
         if residual_type == "concat" and output_dim % 2:
             raise ModelConfigError(
                 f"FinalNet block width {output_dim} must be even with residual_type concat"
@@ -85,7 +84,7 @@ class FinalBlock(nn.Module):
 class FinalNet(CTRModel):
     """FinalNet (Zhu et al. SIGIR 2023): FINAL blocks of factorized interaction layers, 1B or 2B with feature gating.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``field_gate`` (``FieldGate`` or None),
+    Attributes: ``embedding_layer`` (``field_embedding``), ``field_gate`` (``FieldGate`` or None),
     ``block1``/``fc1`` and, for 2B, ``block2``/``fc2`` (``FinalBlock`` + linear head). No DNN.
     ``forward`` = ``embed`` -> ``gate_features`` -> ``block1`` -> ``fc1`` (|| ``block2`` -> ``fc2``);
     ``add_loss`` adds the per-block losses of 2B.
@@ -110,11 +109,9 @@ class FinalNet(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        if str(block_type).upper() not in ("1B", "2B"):
-            raise ModelConfigError(f"block_type={block_type!r} for FinalNet: use 1B or 2B")
-        self.block_type = str(block_type).upper()
+        self.block_type = check_choice("block_type", str(block_type).upper(), ("1B", "2B"), "FinalNet")
         num_fields = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.field_gate = FieldGate(num_fields, gating_residual) if use_feature_gating else None
         gated_fields = self.field_gate.num_output_fields if self.field_gate is not None else num_fields
         self.block1 = FinalBlock(
@@ -146,7 +143,7 @@ class FinalNet(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         logit1 = self.fc1(self.block1(self.gate_features(feature_emb)))
         if self.block_type == "1B":
             return self.output(logit1)

@@ -1,6 +1,6 @@
 """FM (Rendle, ICDM 2010): bias + linear weights + pairwise inner products of field embeddings."""
 
-from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import LogisticRegression
 
 from .. import register_model
 from ..base import CTRModel
@@ -18,7 +18,7 @@ class FM(CTRModel):
 
     def __init__(self, feature_map, model_id="FM", embedding_dim=10, **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=True)
         self.finish()
 
@@ -27,5 +27,5 @@ class FM(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         return self.output(self.lr_layer(X) + self.fm_interact(feature_emb))

@@ -19,13 +19,13 @@ field of each pair i < j (the side FmFM's M multiplies) and ``right`` the higher
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
 from ..base import CTRModel
-from ..errors import ModelConfigError
 from ..layers.pairwise import PairIndex
+from ..options import check_choice
 
 
 def _regularizers(kwargs: dict) -> dict:
@@ -41,23 +41,21 @@ class FmFM(CTRModel):
     """FmFM (Sun et al. WWW 2021): LR + field-matrixed (or vectorized) pair-wise interactions <v_i M_ij, v_j>.
 
     Attributes: ``lr_layer`` (fuxictr LogisticRegression with bias), ``embedding_layer``
-    (FeatureEmbedding), ``pairs`` (``PairIndex``), ``field_transform`` (P x d x d, or P x d when
+    (``field_embedding``), ``pairs`` (``PairIndex``), ``field_transform`` (P x d x d, or P x d when
     vectorized). No DNN. ``forward`` = ``embed`` -> ``interact(feature_emb, feature_emb)`` -> sum + LR.
     """
+
+    choices = {"field_interaction_type": ("matrixed", "vectorized")}
 
     def __init__(
         self, feature_map, model_id="FmFM", embedding_dim=10, field_interaction_type="matrixed", **kwargs
     ):
         kwargs = _regularizers(kwargs)
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        if field_interaction_type not in ("matrixed", "vectorized"):
-            raise ModelConfigError(
-                f"field_interaction_type={field_interaction_type!r} for FmFM: use matrixed or vectorized"
-            )
-        self.matrixed = field_interaction_type == "matrixed"
+        self.matrixed = self.choose("field_interaction_type", field_interaction_type) == "matrixed"
         self.embedding_dim = embedding_dim
         self.lr_layer = LogisticRegression(feature_map, use_bias=True)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.pairs = PairIndex(feature_map.num_fields)
         shape = (
             (self.pairs.num_pairs, embedding_dim, embedding_dim)
@@ -81,7 +79,7 @@ class FmFM(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         interactions = self.interact(feature_emb, feature_emb).sum(dim=-1, keepdim=True)
         return self.output(self.lr_layer(X) + interactions)
 
@@ -90,7 +88,7 @@ class FmFM(CTRModel):
 class FwFM(CTRModel):
     """FwFM (Pan et al. WWW 2018): field-pair-weighted inner products r_ij <v_i, v_j> + LW/FeLV/FiLV linear term.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``pairs`` (``PairIndex``), ``pair_weights``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``pairs`` (``PairIndex``), ``pair_weights``
     (Linear(P -> 1), its bias the global bias), ``lr_layer`` (LW) or ``linear_embedding`` (FeLV) or
     ``field_vectors`` (FiLV). No DNN.
     ``forward`` = ``embed`` -> ``interact(feature_emb, feature_emb)`` -> ``pair_weights`` + ``linear_term``.
@@ -100,17 +98,15 @@ class FwFM(CTRModel):
         kwargs = _regularizers(kwargs)
         super().__init__(feature_map, model_id=model_id, **kwargs)
         kinds = {"lw": "LW", "felv": "FeLV", "filv": "FiLV"}
-        if str(linear_type).lower() not in kinds:
-            raise ModelConfigError(f"linear_type={linear_type!r} for FwFM: use LW, FeLV or FiLV")
-        self.linear_type = kinds[str(linear_type).lower()]
+        self.linear_type = kinds[check_choice("linear_type", str(linear_type).lower(), tuple(kinds), "FwFM")]
         num_fields = feature_map.num_fields
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.pairs = PairIndex(num_fields)
         self.pair_weights = nn.Linear(self.pairs.num_pairs, 1)
         if self.linear_type == "LW":
             self.lr_layer = LogisticRegression(feature_map, use_bias=False)
         elif self.linear_type == "FeLV":
-            self.linear_embedding = FeatureEmbedding(feature_map, embedding_dim)
+            self.linear_embedding = self.field_embedding(feature_map, embedding_dim)
         else:
             self.field_vectors = nn.Parameter(torch.empty(num_fields, embedding_dim))
         self.finish()
@@ -127,11 +123,11 @@ class FwFM(CTRModel):
         if self.linear_type == "LW":
             return self.lr_layer(X)
         if self.linear_type == "FeLV":
-            return (feature_emb * self.linear_embedding(X)).sum(dim=(1, 2)).unsqueeze(-1)
+            return (feature_emb * self.embed(X, layer="linear_embedding")).sum(dim=(1, 2)).unsqueeze(-1)
         return (feature_emb * self.field_vectors).sum(dim=(1, 2)).unsqueeze(-1)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         logit = self.pair_weights(self.interact(feature_emb, feature_emb)) + self.linear_term(X, feature_emb)
         return self.output(logit)

@@ -9,12 +9,10 @@ Sec. V-A).
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
-from ..base import CTRModel
-from ..layers import MLP
+from ..base import CTRModel, ParallelCrossModel
 
 
 class GatedCrossNet(nn.Module):
@@ -36,7 +34,7 @@ class GatedCrossNet(nn.Module):
 class GDCN(CTRModel):
     """GDCN-S (Wang et al. CIKM 2023): gated cross network stacked under a DNN, no FDO (uniform embedding size).
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``crossnet`` (``GatedCrossNet``), ``dnn``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``crossnet`` (``GatedCrossNet``), ``dnn``
     (``model_zoo.layers.MLP`` on the cross output, ending in the output unit).
     ``forward`` = ``embed`` -> ``crossnet`` -> ``dnn``.
     """
@@ -54,31 +52,25 @@ class GDCN(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
         self.crossnet = GatedCrossNet(input_dim, int(num_cross_layers))
-        self.dnn = MLP(
-            input_dim,
-            hidden_units=list(dnn_hidden_units or []),
-            hidden_activations=dnn_activations,
-            output_dim=1,
-            dropout_rates=net_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False, input_dim=input_dim
         )
         self.finish()
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        x0 = self.embedding_layer(X, flatten_emb=True)
+        x0 = self.embed(X, flatten=True)
         return self.output(self.dnn(self.crossnet(x0)))
 
 
 @register_model
-class GDCNP(CTRModel):
+class GDCNP(ParallelCrossModel):
     """GDCN-P (Wang et al. CIKM 2023): gated cross network in parallel with a DNN, concat -> linear, no FDO.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``crossnet`` (``GatedCrossNet``), ``dnn``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``crossnet`` (``GatedCrossNet``), ``dnn``
     (``model_zoo.layers.MLP`` on the embedding, no output unit), ``fc`` (linear on [cross; dnn]).
     ``forward`` = ``embed`` -> (``crossnet`` || ``dnn``) -> ``fc``.
     """
@@ -96,16 +88,9 @@ class GDCNP(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
         self.crossnet = GatedCrossNet(input_dim, int(num_cross_layers))
-        self.dnn = self.dnn_tower(
-            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, output_dim=None
-        )
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, output_dim=None)
         self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
         self.finish()
-
-    def forward(self, inputs):
-        X = self.get_inputs(inputs)
-        x0 = self.embed(X, flatten=True)
-        return self.output(self.cross_and_deep_logit(self.crossnet(x0), x0))

@@ -32,7 +32,7 @@ so the second operand of each raw x raw product can be replaced (SFG).
 
 import torch
 import torch.nn.functional as F
-from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -81,7 +81,7 @@ class GraphFMLayer(nn.Module):
 class GraphFM(CTRModel):
     """GraphFM (Wu et al., 2021): per-layer learned interaction selection (top-m edges) + attentive aggregation of FM interactions, pooled readout of all layers.
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``graph_layers`` (ModuleList of
+    Attributes: ``embedding_layer`` (``field_embedding``), ``graph_layers`` (ModuleList of
     ``GraphFMLayer``: ``metric`` MLP, ``W_message``, ``attention_vector``), ``fc`` (linear on the
     concatenated per-layer pooled states; residual states unless ``use_residual: False``),
     ``lr_layer`` (fuxictr LogisticRegression without bias, only with ``use_lr``). ``forward`` = ``embed`` -> ``interact`` per layer -> ``readout``.
@@ -116,7 +116,7 @@ class GraphFM(CTRModel):
                 f"between 1 and num_fields-1={num_fields - 1}"
             )
         self.use_residual = bool(use_residual)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.graph_layers = nn.ModuleList(
             GraphFMLayer(num_fields, int(embedding_dim), m, num_heads) for m in num_neighbors
         )

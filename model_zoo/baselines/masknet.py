@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
@@ -71,7 +70,7 @@ class MaskBlock(nn.Module):
 class MaskNet(CTRModel):
     """MaskNet (Wang et al. 2021): instance-guided-mask MaskBlocks, serial (SerMaskNet) or parallel (ParaMaskNet).
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``emb_norm`` (one LayerNorm per field or
+    Attributes: ``embedding_layer`` (``field_embedding``), ``emb_norm`` (one LayerNorm per field or
     None), ``blocks`` (ModuleList of ``MaskBlock``), ``dnn`` (``model_zoo.layers.MLP`` ending in the
     output unit: for ``parallel`` the MLP after the concatenated blocks, ``dnn_hidden_units`` then 1;
     for ``serial`` the prediction layer on the last block, plus ``dnn_hidden_units`` if any).
@@ -103,7 +102,7 @@ class MaskNet(CTRModel):
         if kind is None:
             raise ModelConfigError(f"model_type={model_type!r} for MaskNet: use serial or parallel")
         self.model_type = kind
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         num_fields = feature_map.num_fields
         input_dim = num_fields * embedding_dim
         self.emb_norm = (
@@ -138,14 +137,8 @@ class MaskNet(CTRModel):
                 ]
             )
             dnn_input = int(parallel_num_blocks) * int(parallel_block_dim)
-        self.dnn = MLP(
-            dnn_input,
-            hidden_units=list(dnn_hidden_units or []),
-            hidden_activations=dnn_activations,
-            output_dim=1,
-            dropout_rates=net_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False, input_dim=dnn_input
         )
         self.finish()
 

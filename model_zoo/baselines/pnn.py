@@ -15,13 +15,11 @@ l_z + l_p), where p is selected by ``product_type``:
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
 from ..base import CTRModel
 from ..errors import ModelConfigError
-from ..layers import MLP
 from ..layers.pairwise import PairIndex
 
 PRODUCT_TYPES = ("inner", "outer", "kernel")
@@ -38,13 +36,15 @@ def product_dim(product_type: str, num_fields: int, embedding_dim: int) -> int:
 class PNN(CTRModel):
     """PNN (Qu et al. ICDM 2016 / TOIS 2018): inner (IPNN), outer (OPNN) or kernel (KPNN) product layer + DNN (``product_type``).
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``pairs`` (``PairIndex``), ``kernel``
+    Attributes: ``embedding_layer`` (``field_embedding``), ``pairs`` (``PairIndex``), ``kernel``
     (KPNN only), ``dnn`` (``model_zoo.layers.MLP`` on ``[vec(E) ; p]``, ending in the output unit).
     ``forward`` = ``embed`` -> ``interact(feature_emb, feature_emb)`` -> ``dnn_input`` -> ``dnn``;
     ``interact(left, right)`` pairs ``left_i`` with ``right_j`` (i < j; outer: sum(left) x sum(right)).
     """
 
     fixed_product_type: str | None = None
+
+    choices = {"product_type": PRODUCT_TYPES, "kernel_type": KERNEL_TYPES}
 
     def __init__(
         self,
@@ -69,18 +69,13 @@ class PNN(CTRModel):
             product_type = self.fixed_product_type
         product_type = product_type or "inner"
         super().__init__(feature_map, model_id=model_id or name, **kwargs)
-        if product_type not in PRODUCT_TYPES:
-            raise ModelConfigError(
-                f"product_type={product_type!r} for PNN: use one of {', '.join(PRODUCT_TYPES)}"
-            )
-        if product_type == "kernel" and kernel_type not in KERNEL_TYPES:
-            raise ModelConfigError(
-                f"kernel_type={kernel_type!r} for KPNN: use one of {', '.join(KERNEL_TYPES)}"
-            )
+        self.choose("product_type", product_type)
+        if product_type == "kernel":
+            self.choose("kernel_type", kernel_type)
         self.product_type, self.kernel_type = product_type, kernel_type
         n = feature_map.num_fields
         self.embedding_dim = embedding_dim
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.pairs = PairIndex(n)
         if product_type == "kernel":
             shape = {
@@ -90,14 +85,8 @@ class PNN(CTRModel):
             }[kernel_type]
             self.kernel = nn.Parameter(torch.empty(*shape))
         input_dim = n * embedding_dim + product_dim(product_type, n, embedding_dim)
-        self.dnn = MLP(
-            input_dim,
-            hidden_units=list(hidden_units or []),
-            hidden_activations=hidden_activations,
-            output_dim=1,
-            dropout_rates=net_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.dnn = self.dnn_tower(
+            hidden_units, hidden_activations, net_dropout, batch_norm, optional=False, input_dim=input_dim
         )
         self.finish()
 

@@ -41,12 +41,11 @@ from __future__ import annotations
 import logging
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
 from ..base import CTRModel
-from ..errors import ModelConfigError
+from ..options import check_choice
 
 MODES = ("SAM1", "SAM2A", "SAM2E", "SAM3A", "SAM3E")
 log = logging.getLogger(__name__)
@@ -143,12 +142,14 @@ class FieldAttention(nn.Module):
 class SAM(CTRModel):
     """SAM (Cheng & Xue SIGIR 2021): self-attentive interaction modes SAM1/2A/2E/3A/3E (``interaction_type``), concat or weighted pooling.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``interaction_layers`` (ModuleList; 1 layer
+    Attributes: ``embedding_layer`` (``field_embedding``), ``interaction_layers`` (ModuleList; 1 layer
     for SAM1/2A/2E, ``num_interaction_layers`` for SAM3A/3E), ``pool_weight`` (weighted pooling),
     ``fc`` (prediction layer). No DNN.
     ``forward`` = ``embed`` -> ``interact(feature_emb, feature_emb)`` -> ``aggregate`` -> ``fc``;
     each interaction layer is called as ``layer(left, right)``.
     """
+
+    choices = {"aggregation": ("concat", "weighted_pooling")}
 
     def __init__(
         self,
@@ -164,20 +165,14 @@ class SAM(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        mode = str(interaction_type).upper()
-        if mode not in MODES:
-            raise ModelConfigError(
-                f"interaction_type={interaction_type!r} for SAM: use one of {', '.join(MODES)}"
-            )
-        if aggregation not in ("concat", "weighted_pooling"):
-            raise ModelConfigError(f"aggregation={aggregation!r} for SAM: use concat or weighted_pooling")
-        self.mode, self.aggregation = mode, aggregation
+        mode = check_choice("interaction_type", str(interaction_type).upper(), MODES, "SAM")
+        self.mode, self.aggregation = mode, self.choose("aggregation", aggregation)
         n = feature_map.num_fields
         if embedding_initializer is None:
             embedding_initializer = default_embedding_initializer(
                 mode, bool(use_residual), num_interaction_layers, n, embedding_dim
             )
-        self.embedding_layer = FeatureEmbedding(
+        self.embedding_layer = self.field_embedding(
             feature_map, embedding_dim, embedding_initializer=embedding_initializer
         )
         if mode == "SAM1":
@@ -216,5 +211,5 @@ class SAM(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        feature_emb = self.embedding_layer(X)
+        feature_emb = self.embed(X)
         return self.output(self.fc(self.aggregate(self.interact(feature_emb, feature_emb))))

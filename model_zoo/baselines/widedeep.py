@@ -6,7 +6,7 @@ features; like FuxiCTR/BARS, the wide part here is logistic regression over the 
 The two logits are summed before the sigmoid: y = sigmoid(w_wide . x + MLP(e) ).
 """
 
-from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import LogisticRegression
 
 from .. import register_model
 from ..base import CTRModel
@@ -16,7 +16,7 @@ from ..base import CTRModel
 class WideDeep(CTRModel):
     """Wide & Deep (Cheng et al., DLRS 2016): LR over raw features + DNN over embeddings, logits summed (no cross-product columns, as in FuxiCTR/BARS).
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``lr_layer`` (wide part: fuxictr
+    Attributes: ``embedding_layer`` (``field_embedding``), ``lr_layer`` (wide part: fuxictr
     LogisticRegression without bias; the DNN's output unit carries the single global bias), ``dnn``
     (``model_zoo.layers.MLP`` ending in one output unit). ``forward`` = ``embed`` ->
     ``shallow_logit(X)`` + ``deep_logit(feature_emb)``.
@@ -34,11 +34,9 @@ class WideDeep(CTRModel):
         **kwargs,
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
-        self.dnn = self.dnn_tower(
-            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, optional=False
-        )
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False)
         self.finish()
 
     def shallow_logit(self, X):

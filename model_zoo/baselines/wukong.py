@@ -15,7 +15,6 @@ The flattened output of the last layer goes through an MLP to the logit.
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
@@ -117,7 +116,7 @@ class WukongLayer(nn.Module):
 class Wukong(CTRModel):
     """Wukong (Zhang et al. ICML 2024): stacked layers of FM blocks + linear compression blocks with residual LayerNorm, MLP head.
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``wukong_layers`` (ModuleList of
+    Attributes: ``embedding_layer`` (``field_embedding``), ``wukong_layers`` (ModuleList of
     ``WukongLayer`` = ``fmb`` + ``lcb``), ``dnn`` (``model_zoo.layers.MLP`` head on the flattened last
     layer, ending in the output unit). ``forward`` = ``embed`` -> ``wukong_layers`` -> ``dnn``.
     """
@@ -143,7 +142,7 @@ class Wukong(CTRModel):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         if int(num_layers) < 1 or int(num_emb_fmb) + int(num_emb_lcb) < 1:
             raise ModelConfigError("Wukong needs num_layers >= 1 and num_emb_fmb + num_emb_lcb >= 1")
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         layers, num_in = [], feature_map.num_fields
         for _ in range(int(num_layers)):
             layer = WukongLayer(
@@ -161,14 +160,13 @@ class Wukong(CTRModel):
             layers.append(layer)
             num_in = layer.num_out
         self.wukong_layers = nn.ModuleList(layers)
-        self.dnn = MLP(
-            num_in * embedding_dim,
-            hidden_units=list(dnn_hidden_units or []),
-            hidden_activations=dnn_activations,
-            output_dim=1,
-            dropout_rates=net_dropout,
-            batch_norm=batch_norm,
-            activation_options=kwargs,
+        self.dnn = self.dnn_tower(
+            dnn_hidden_units,
+            dnn_activations,
+            net_dropout,
+            batch_norm,
+            optional=False,
+            input_dim=num_in * embedding_dim,
         )
         self.finish()
 
@@ -180,5 +178,5 @@ class Wukong(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        tokens = self.interact(self.embedding_layer(X))
+        tokens = self.interact(self.embed(X))
         return self.output(self.dnn(tokens.flatten(start_dim=1)))

@@ -14,7 +14,7 @@ carry one bias each (the BARS parameter counts of FuxiCTR's xDeepFM match this l
 """
 
 import torch
-from fuxictr.pytorch.layers import CompressedInteractionNet, FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.layers import CompressedInteractionNet, LogisticRegression
 
 from .. import register_model
 from ..base import ShallowDeepModel
@@ -25,7 +25,7 @@ from ..errors import ModelConfigError
 class xDeepFM(ShallowDeepModel):
     """xDeepFM (Lian et al., KDD 2018): CIN (fuxictr CompressedInteractionNet, sum-pooled, no split-half) + DNN + LR, logits summed.
 
-    Attributes: ``embedding_layer`` (fuxictr FeatureEmbedding), ``lr_layer`` (fuxictr
+    Attributes: ``embedding_layer`` (``field_embedding``), ``lr_layer`` (fuxictr
     LogisticRegression without bias), ``cin`` (fuxictr CompressedInteractionNet with a 1-unit
     output), ``dnn`` (``model_zoo.layers.MLP`` with one output unit, or None when
     ``dnn_hidden_units`` is empty, i.e. the paper's CIN-only variant). ``forward`` = ``embed`` ->
@@ -51,10 +51,10 @@ class xDeepFM(ShallowDeepModel):
                 "xDeepFM: cin_hidden_units is empty; give at least one CIN layer size, "
                 "e.g. cin_hidden_units: [16, 16]"
             )
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.lr_layer = LogisticRegression(feature_map, use_bias=False)
         self.cin = CompressedInteractionNet(feature_map.num_fields, cin_hidden_units, output_dim=1)
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs)
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish()
 
     def cin_logit(self, feature_emb, base_fn=None):

@@ -26,13 +26,13 @@ only before the head instead of concatenating the blocks per layer), all three (
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from torch import nn
 
 from .. import register_model
 from ..base import CTRModel
 from ..errors import ModelConfigError
 from ..layers import MLP
+from ..options import check_choice
 from .block_fusion import BlockAttentionFusion, GatedResidual, TokenMix
 
 PRESETS = {
@@ -74,21 +74,14 @@ _CHOICES = {
 
 def dlf_settings(preset: str = "paper", **given) -> dict:
     """The preset's settings with every non-None value of ``given`` on top, validated."""
-    if preset not in PRESETS:
-        raise ModelConfigError(
-            f"DLF: preset '{preset}' is unknown; set preset to one of {', '.join(PRESETS)}"
-        )
+    check_choice("preset", preset, tuple(PRESETS), "DLF")
     unknown = sorted(set(given) - set(SETTINGS))
     if unknown:
         raise ValueError(f"not DLF settings: {unknown}")
     cfg = dict(PRESETS[preset])
     cfg.update({k: v for k, v in given.items() if v is not None})
     for key, choices in _CHOICES.items():
-        cfg[key] = str(cfg[key]).lower()
-        if cfg[key] not in choices:
-            raise ModelConfigError(
-                f"DLF: {key}='{cfg[key]}' is not one of {', '.join(choices)}; fix it in the expid"
-            )
+        cfg[key] = check_choice(key, str(cfg[key]).lower(), choices, "DLF")
     for key in ("num_layers", "block_tokens", "rank", "naf_num_heads", "naf_layers"):
         if int(cfg[key]) < 1:
             raise ModelConfigError(f"DLF: {key}={cfg[key]} must be a positive integer")
@@ -220,6 +213,12 @@ class DLF(CTRModel):
     ``preset: release`` gives the authors' released DLF class instead (no NAF, no gate); see the module docstring.
     """
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """The preset and the DLF settings a config gives, checked before any data is built."""
+        super().check_params(params)
+        dlf_settings(params.get("preset") or "paper", **{k: params[k] for k in SETTINGS if k in params})
+
     def __init__(
         self,
         feature_map,
@@ -261,7 +260,7 @@ class DLF(CTRModel):
                 f"{cfg['naf_num_heads']}; change one of them"
             )
         self.settings = cfg
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         num_fields = feature_map.num_fields
         blocks = (["low"] if cfg["use_low_order_block"] else []) + ["high", "implicit"]
         if cfg["naf_ablation"] == "late_fusion":
@@ -294,7 +293,7 @@ class DLF(CTRModel):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        e1 = self.embedding_layer(X)
+        e1 = self.embed(X)
         outs = []
         for stream in self.streams:
             e = e1

@@ -25,9 +25,11 @@ IBCL_EPS = 1e-5  # the authors' "10e-6" inside the log
 
 
 def _stack(embs) -> torch.Tensor:
+    """(B, L*D) in float32: the loss is computed in full precision even when the embeddings come from a
+    forward under autocast (bf16/fp16 layers, e.g. the augmentation, beside fp32 ones)."""
     if isinstance(embs, torch.Tensor):
-        return embs.flatten(1)
-    return torch.cat([e.flatten(1) for e in embs], dim=-1)
+        return embs.flatten(1).float()
+    return torch.cat([e.flatten(1).float() for e in embs], dim=-1)
 
 
 def ibcl_loss(

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelConfigError
+from ..options import check_choice
 
 MASK_TYPES = ("learned", "gate", "dropout")
 MASK_FILLS = ("batch_mean", "zero")
@@ -33,10 +34,7 @@ _EPS = 1e-10
 
 
 def _check(name: str, value, choices) -> str:
-    value = str(value).lower()
-    if value not in choices:
-        raise ModelConfigError(f"{name}={value!r} is not supported; choose one of {', '.join(choices)}")
-    return value
+    return check_choice(name, str(value).lower(), choices)
 
 
 def logistic_noise(shape, device=None, dtype=None) -> torch.Tensor:

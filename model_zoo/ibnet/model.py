@@ -24,12 +24,13 @@ DNN activation (Fig. 4 ablations, Tables VII/VIII).
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import CrossNet, FeatureEmbedding
+from fuxictr.pytorch.layers import CrossNet
 from torch import nn
 
 from .. import get_model_class, register_model
 from ..base import CTRModel
 from ..errors import ModelConfigError
+from ..options import check_choice
 from .contrastive import ibcl_loss
 from .masks import MASK_TYPES, MaskAugmentation
 
@@ -38,11 +39,7 @@ def _mask_type(value) -> str | None:
     key = "none" if value in (None, False) else str(value).lower()
     if key in ("none", "off"):
         return None
-    if key not in MASK_TYPES:
-        raise ModelConfigError(
-            f"mask_type={value!r} is not supported; choose one of {', '.join(MASK_TYPES)}, none"
-        )
-    return key
+    return check_choice("mask_type", key, MASK_TYPES + ("none",))
 
 
 class IBNetBranch(nn.Module):
@@ -52,18 +49,8 @@ class IBNetBranch(nn.Module):
     when ``mask_type`` is none). Reused by ``IBNet`` and ``IBNetFramework``.
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        num_cross_layers: int = 3,
-        mask_type="learned",
-        gate_temp: float = 0.1,
-        mask_fill: str = "batch_mean",
-        noise_at_eval: bool = True,
-        mask_noise_shape: str = "dim",
-        random_dropout: float = 0.5,
-        shared_augmentation: bool = True,
-    ):
+    def __init__(self, input_dim: int, num_cross_layers: int = 3, mask_type="learned", **mask_settings):
+        """``mask_settings``: MaskAugmentation's settings under their config names (``MASK_SETTINGS``)."""
         super().__init__()
         if int(num_cross_layers) < 1:
             raise ModelConfigError(f"num_cross_layers={num_cross_layers} must be >= 1 for IBNet")
@@ -76,12 +63,7 @@ class IBNetBranch(nn.Module):
                 input_dim,
                 int(num_cross_layers),
                 mask_type=mask_type,
-                gate_temp=gate_temp,
-                mask_fill=mask_fill,
-                noise_at_eval=noise_at_eval,
-                noise_shape=mask_noise_shape,
-                random_dropout=random_dropout,
-                shared=shared_augmentation,
+                **{MASK_SETTINGS[k]: v for k, v in mask_settings.items()},
             )
         )
 
@@ -98,12 +80,49 @@ class IBNetBranch(nn.Module):
         return cross, (self.augment(cross) if self.augment is not None else None)
 
 
+# The settings of the branch's mask and of the IBCL loss that IBNet and IBNetFramework share (config key ->
+# default); the mask's are MaskAugmentation's (``MASK_SETTINGS``: config key -> its argument).
+IBNET_SETTINGS = {
+    "mask_type": "learned",
+    "gate_temp": 0.1,
+    "mask_fill": "batch_mean",
+    "noise_at_eval": True,
+    "mask_noise_shape": "dim",
+    "random_dropout": 0.5,
+    "shared_augmentation": True,
+    "ssl_mode": True,
+    "cl_temp": 0.5,
+    "cl_weight": 0.01,
+}
+MASK_SETTINGS = {
+    "gate_temp": "gate_temp",
+    "mask_fill": "mask_fill",
+    "noise_at_eval": "noise_at_eval",
+    "mask_noise_shape": "noise_shape",
+    "random_dropout": "random_dropout",
+    "shared_augmentation": "shared",
+}
+
+
+def ibnet_settings(kwargs: dict) -> dict:
+    """``IBNET_SETTINGS`` taken out of a constructor's ``kwargs`` (the defaults where absent)."""
+    return {key: kwargs.pop(key, default) for key, default in IBNET_SETTINGS.items()}
+
+
 class _IBCLMixin:
     """``add_loss`` = the host's loss + cl_weight * IBCL(C, C~) when ssl_mode (paper Sec. IV-B)."""
 
+    config_keys = tuple(IBNET_SETTINGS)  # read from kwargs by ``ibnet_settings``
     ssl_mode: bool
     cl_weight: float
     cl_temp: float
+
+    def build_branch(self, input_dim: int, num_cross_layers, settings: dict) -> IBNetBranch:
+        """The cross branch on ``input_dim`` inputs, and the IBCL settings (``settings``: ``ibnet_settings``)."""
+        self.ssl_mode = bool(settings["ssl_mode"])
+        self.cl_temp, self.cl_weight = float(settings["cl_temp"]), float(settings["cl_weight"])
+        mask = {k: settings[k] for k in MASK_SETTINGS}
+        return IBNetBranch(input_dim, num_cross_layers, settings["mask_type"], **mask)
 
     def ibcl(self, return_dict) -> torch.Tensor | None:
         if not self.ssl_mode or return_dict.get("aug_embs") is None or self.cl_weight == 0:
@@ -115,7 +134,7 @@ class _IBCLMixin:
 class IBNet(_IBCLMixin, CTRModel):
     """IBNet (Sang et al., IEEE TCSS 2025): parallel DCN-v1 + relaxed-Bernoulli cross mask + IBCL loss + Mice DNN (authors' code variant).
 
-    Attributes: ``embedding_layer`` (FeatureEmbedding), ``branch`` (IBNetBranch: ``branch.crossnet``,
+    Attributes: ``embedding_layer`` (``field_embedding``), ``branch`` (IBNetBranch: ``branch.crossnet``,
     ``branch.augment``), ``dnn`` (model_zoo.layers.MLP on x0, or None), ``fc`` (Linear on [c~_L ; h]).
     Returns ``cross_embs`` and ``aug_embs`` (per-layer lists) beside ``y_pred``/``logit``.
     """
@@ -130,44 +149,19 @@ class IBNet(_IBCLMixin, CTRModel):
         num_cross_layers=3,
         net_dropout=0.0,
         batch_norm=False,
-        mask_type="learned",
-        gate_temp=0.1,
-        mask_fill="batch_mean",
-        noise_at_eval=True,
-        mask_noise_shape="dim",
-        random_dropout=0.5,
-        shared_augmentation=True,
-        ssl_mode=True,
-        cl_temp=0.5,
-        cl_weight=0.01,
         **kwargs,
     ):
+        settings = ibnet_settings(kwargs)
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.sum_emb_out_dim()
-        self.branch = IBNetBranch(
-            input_dim,
-            num_cross_layers,
-            mask_type,
-            gate_temp,
-            mask_fill,
-            noise_at_eval,
-            mask_noise_shape,
-            random_dropout,
-            shared_augmentation,
-        )
-        self.dnn = self.dnn_tower(
-            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, kwargs, output_dim=None
-        )
+        self.branch = self.build_branch(input_dim, num_cross_layers, settings)
+        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, output_dim=None)
         self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
-        self.ssl_mode, self.cl_temp, self.cl_weight = bool(ssl_mode), float(cl_temp), float(cl_weight)
         self.finish()
 
-    def embed(self, inputs) -> torch.Tensor:
-        return self.embedding_layer(self.get_inputs(inputs), flatten_emb=True)
-
     def forward(self, inputs):
-        x0 = self.embed(inputs)
+        x0 = self.embed(self.get_inputs(inputs), flatten=True)
         cross, aug = self.branch(x0)
         # the authors' code predicts from the raw c_L when there is no DNN tower
         final_cross = aug[-1] if aug is not None and self.dnn is not None else cross[-1]
@@ -197,18 +191,9 @@ class IBNetFramework(_IBCLMixin, CTRModel):
         model_id="IBNetFramework",
         base_model="DNN",
         num_cross_layers=3,
-        mask_type="learned",
-        gate_temp=0.1,
-        mask_fill="batch_mean",
-        noise_at_eval=True,
-        mask_noise_shape="dim",
-        random_dropout=0.5,
-        shared_augmentation=True,
-        ssl_mode=True,
-        cl_temp=0.5,
-        cl_weight=0.01,
         **kwargs,
     ):
+        settings = ibnet_settings(kwargs)
         base_cls = get_model_class(str(base_model))
         if issubclass(base_cls, (IBNet, IBNetFramework)):
             raise ModelConfigError(
@@ -221,27 +206,16 @@ class IBNetFramework(_IBCLMixin, CTRModel):
         self.base = base_cls(
             feature_map, model_id=f"{model_id}_base", num_cross_layers=num_cross_layers, **kwargs
         )
-        if not isinstance(getattr(self.base, "embedding_layer", None), FeatureEmbedding):
+        if not isinstance(getattr(self.base, "embedding_layer", None), nn.Module):
             raise ModelConfigError(
-                f"base_model={base_model} has no FeatureEmbedding named embedding_layer; "
+                f"base_model={base_model} has no field embedding named embedding_layer; "
                 f"IBNetFramework needs one to attach the IBNet cross branch"
             )
         input_dim = feature_map.sum_emb_out_dim()
-        self.branch = IBNetBranch(
-            input_dim,
-            num_cross_layers,
-            mask_type,
-            gate_temp,
-            mask_fill,
-            noise_at_eval,
-            mask_noise_shape,
-            random_dropout,
-            shared_augmentation,
-        )
+        self.branch = self.build_branch(input_dim, num_cross_layers, settings)
         if self.branch.augment is None:
             raise ModelConfigError("IBNetFramework needs mask_type learned, gate or dropout (not none)")
         self.fc = nn.Linear(input_dim, 1)
-        self.ssl_mode, self.cl_temp, self.cl_weight = bool(ssl_mode), float(cl_temp), float(cl_weight)
         self.finish()
 
     # ---- the base's training hooks pass through ------------------------------------------------
@@ -259,7 +233,7 @@ class IBNetFramework(_IBCLMixin, CTRModel):
     # ---- forward / loss ------------------------------------------------------------------------
     def forward(self, inputs):
         out = self.base.forward(inputs)
-        x0 = self.base.embedding_layer(self.base.get_inputs(inputs), flatten_emb=True)
+        x0 = self.base.embed(self.base.get_inputs(inputs), flatten=True)
         cross, aug = self.branch(x0)
         base_logit = out.get("logit")
         if base_logit is None:

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fuxictr.pytorch.layers import Dice
 
-from ..errors import ModelConfigError
+from ..options import check_choice
 
 
 class Mice(nn.Module):
@@ -98,10 +98,7 @@ def make_activation(name, dim: int, /, **options) -> nn.Module:
         return name
     if name is None:
         return nn.Identity()
-    key = str(name).lower()
-    if key not in _FACTORIES:
-        raise ModelConfigError(f"unknown activation '{name}'; choose one of {', '.join(ACTIVATIONS)}")
-    return _FACTORIES[key](dim, **options)
+    return _FACTORIES[check_choice("activation", str(name).lower(), ACTIVATIONS)](dim, **options)
 
 
 def make_activations(names, hidden_units, /, **options) -> list[nn.Module]:

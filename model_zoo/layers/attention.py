@@ -26,6 +26,7 @@ from fuxictr.pytorch.layers import ScaledDotProductAttention
 from torch import nn
 
 from ..errors import ModelConfigError
+from ..options import check_choice
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -54,8 +55,7 @@ class MultiHeadSelfAttention(nn.Module):
                 f"attention_dim={attention_dim} must be a positive multiple of "
                 f"num_heads={num_heads}; change attention_dim or num_heads"
             )
-        if residual_projection not in ("auto", "always"):
-            raise ModelConfigError(f"residual_projection='{residual_projection}' must be 'auto' or 'always'")
+        check_choice("residual_projection", residual_projection, ("auto", "always"))
         self.input_dim, self.attention_dim, self.num_heads = int(input_dim), attention_dim, num_heads
         self.head_dim = attention_dim // num_heads
         self.scale = self.head_dim**0.5 if use_scale else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ModelConfigError
+from ..options import check_choice
 from .mlp import MLP
 
 
@@ -59,9 +59,7 @@ class FieldGate(nn.Module):
 
     def __init__(self, num_fields: int, residual_type: str = "concat"):
         super().__init__()
-        if residual_type not in ("concat", "sum"):
-            raise ModelConfigError(f"residual_type={residual_type!r}: use 'concat' or 'sum'")
-        self.residual_type = residual_type
+        self.residual_type = check_choice("residual_type", residual_type, ("concat", "sum"))
         self.num_fields = int(num_fields)
         self.linear = nn.Linear(self.num_fields, self.num_fields)
 

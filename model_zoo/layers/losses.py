@@ -13,7 +13,7 @@ import functools
 
 import torch.nn.functional as F
 
-from ..errors import ModelConfigError
+from ..options import check_choice
 
 EPS = 1e-7
 
@@ -53,10 +53,7 @@ LOSSES = {
 
 def get_loss_fn(name: str, **params):
     """The loss function for ``loss: name``; ``focal_gamma``/``rce_beta`` come from the config."""
-    key = str(name).lower()
-    if key not in LOSSES:
-        raise ModelConfigError(f"unknown loss '{name}'; choose one of {', '.join(sorted(LOSSES))}")
-    fn = LOSSES[key]
+    fn = LOSSES[check_choice("loss", str(name).lower(), tuple(sorted(LOSSES)))]
     if fn is focal_loss:
         return functools.partial(fn, gamma=float(params.get("focal_gamma", 2.0)))
     if fn is r_ce_loss:

@@ -60,6 +60,7 @@ from ..baselines.pnn import IPNN
 from ..baselines.xdeepfm import xDeepFM
 from ..errors import ModelConfigError
 from ..layers import MLP
+from ..options import check_choice
 from .layers import DCN_INPUTS, DCN_MODES, FUSION_MASKS, GRANULARITIES, FusedLinear, MaskFusionLayer
 
 log = logging.getLogger("ctrbench.maskfusion")
@@ -130,8 +131,7 @@ def parse_config(block, host: str = "model") -> dict:
     cfg = _merge(DEFAULTS, block, "maskfusion")
 
     def choose(key, value, allowed):
-        if value not in allowed:
-            raise ModelConfigError(f"maskfusion.{key}={value!r} for {host}: use one of {', '.join(allowed)}")
+        check_choice(f"maskfusion.{key}", value, allowed, host)
 
     choose("mask_type", cfg["mask_type"], FUSION_MASKS)
     choose("granularity", cfg["granularity"], GRANULARITIES)
@@ -211,15 +211,21 @@ class FusionSites:
 class MaskFusion:
     """MaskFusion composed onto the host class that follows it in the bases (see the module docstring)."""
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """The host's settings, the ``maskfusion:`` block and ``numeric_encoder``, checked before any data
+        is built."""
+        super().check_params(params)
+        parse_config(params.get("maskfusion"), cls.__name__)
+        check_choice(
+            "numeric_encoder", params.get("numeric_encoder", "per_field"), NUMERIC_ENCODERS, cls.__name__
+        )
+
     sites: FusionSites
 
     def __init__(self, feature_map, maskfusion=None, numeric_encoder="per_field", **kwargs):
         self.mf_config = parse_config(maskfusion, type(self).__name__)
-        if numeric_encoder not in NUMERIC_ENCODERS:
-            raise ModelConfigError(
-                f"numeric_encoder={numeric_encoder!r} for {type(self).__name__}: use "
-                f"{' or '.join(NUMERIC_ENCODERS)}"
-            )
+        check_choice("numeric_encoder", numeric_encoder, NUMERIC_ENCODERS, type(self).__name__)
         embedding_dim = int(kwargs.get("embedding_dim", _host_default(type(self), "embedding_dim", 10)))
         kwargs["embedding_dim"] = embedding_dim
         self.mf_embedding_dim = embedding_dim
@@ -366,9 +372,9 @@ class MaskFusion:
         self.mf_positions = len(positions)
 
     # ---- the embeddings the host reads are the ones fused -----------------------------------------
-    def embed(self, X, *args, **kwargs):
-        emb = super().embed(X, *args, **kwargs)
-        if self.mask_fusion is not None:
+    def embed(self, X, flatten: bool = False, layer: str = "embedding_layer"):
+        emb = super().embed(X, flatten=flatten, layer=layer)
+        if self.mask_fusion is not None and layer == "embedding_layer":
             self.mask_fusion.add_embedding(emb)
         return emb
 

@@ -87,7 +87,7 @@ class Generative:
     def analysis_operands(self, X) -> dict:
         """Tensors for ``ctrbench analyze``: ``embedding`` (the spectrum's input, (S, D)), and the two
         interacted operands ``left`` and ``right`` (redundancy), all flattened per sample."""
-        emb = self.embedding_layer(X)
+        emb = self.embed(X)
         gen = self.generate(emb)
         return {
             "embedding": gen.flatten(start_dim=1),
@@ -102,7 +102,7 @@ class FM_GEN(Generative, FM):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        emb = self.embedding_layer(X)
+        emb = self.embed(X)
         return self.output(self.lr_layer(X) + pairwise_product_sum(self.generate(emb), emb))
 
 
@@ -123,7 +123,7 @@ class IPNN_GEN(Generative, IPNN):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        emb = self.embedding_layer(X)
+        emb = self.embed(X)
         products = self.interact(self.generate(emb), emb)
         return self.output(self.dnn(self.dnn_input(emb, products)))
 
@@ -134,7 +134,7 @@ class FmFM_GEN(Generative, FmFM):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        emb = self.embedding_layer(X)
+        emb = self.embed(X)
         interactions = self.interact(emb, self.generate(emb)).sum(dim=-1, keepdim=True)
         return self.output(self.lr_layer(X) + interactions)
 
@@ -145,7 +145,7 @@ class FwFM_GEN(Generative, FwFM):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        emb = self.embedding_layer(X)
+        emb = self.embed(X)
         logit = self.pair_weights(self.interact(self.generate(emb), emb)) + self.linear_term(X, emb)
         return self.output(logit)
 
@@ -193,12 +193,12 @@ class DCNv2_GEN(Generative, DCNv2):
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
-        x0 = self.embed(X)
+        x0 = self.embed(X, flatten=True)
         _, cross_out = self.cross_layers(x0)
         return self.output(self.fc(self.combine(cross_out, x0)))
 
     def analysis_operands(self, X) -> dict:
-        x0 = self.embed(X)
+        x0 = self.embed(X, flatten=True)
         operands, _ = self.cross_layers(x0)
         left0, state0 = operands[0]
         right0 = self.crossnet.cross_layers[0](state0) if not self.use_low_rank_mixture else state0

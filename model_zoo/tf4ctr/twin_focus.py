@@ -83,17 +83,6 @@ class TwinFocusLoss:
         simple, complex_ = self.parts(logit_simple, logit_complex, y_true)
         return self.alpha * simple + (1 - self.alpha) * complex_
 
-    @classmethod
-    def from_params(cls, params: dict, source: str = "config", alpha=0.25, c=0.8, gamma=1.0):
-        """Read ``alpha``, ``c``, ``gamma`` and ``tf_allow_any_c`` from a model's kwargs."""
-        return cls(
-            params.get("alpha", alpha),
-            params.get("c", c),
-            params.get("gamma", gamma),
-            bool(params.get("tf_allow_any_c", False)),
-            source=source,
-        )
-
 
 class TwinFocusLossMixin:
     """``add_loss`` = main loss on ``y_pred`` + ``self.twin_focus`` on the returned auxiliary logits.

@@ -1,4 +1,5 @@
-"""Feature maps without data: for parameter counts against the papers' logged vocab sizes.
+"""Test support for the zoo: feature maps without data, for parameter counts against the papers' logged
+vocab sizes, and the keyword arguments a model needs when built outside a run.
 
 ``feature_map_from_vocab({"C1": 9, "C14": 2556, ...}, embedding_dim=20)`` gives a fuxictr
 ``FeatureMap`` of categorical fields with those vocab sizes (padding and OOV included, as in
@@ -8,6 +9,10 @@ fuxictr's ``feature_map.json``), so a model can be built and its parameters coun
 from __future__ import annotations
 
 from collections import OrderedDict
+
+from .base import count_parameters
+
+__all__ = ["count_parameters", "feature_map_from_vocab", "model_kwargs"]
 
 
 def feature_map_from_vocab(
@@ -45,11 +50,6 @@ def feature_map_from_vocab(
     fmap.total_features = sum(vocab_sizes.values()) + sum((sequence or {}).values()) + len(numeric or [])
     fmap.set_column_index()
     return fmap
-
-
-def count_parameters(model) -> int:
-    """Trainable parameters (fuxictr 2.3.10's ``BaseModel.count_parameters`` logs the count but returns None)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def model_kwargs(**overrides) -> dict:

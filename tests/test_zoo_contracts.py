@@ -1,0 +1,134 @@
+"""The zoo's contracts, for every registered model: field embeddings are built by ``CTRModel.field_embedding``
+and read through ``CTRModel.embed`` only; config validation and the model accept the same optimiser names and
+the same choices (so a config that validates builds, and one that would not build is refused before any data
+is built)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
+from fuxictr.pytorch.torch_utils import get_optimizer
+
+from benchmark.config import load_config
+from benchmark.errors import CTRBenchError
+from model_zoo import get_model_class
+from model_zoo.base import CTRModel, make_optimizer
+from model_zoo.errors import ModelConfigError
+from model_zoo.options import OPTIMIZERS, optimizer_class
+from model_zoo.testing import feature_map_from_vocab
+from tests.conftest import CONFIG
+from tests.test_zoo_pinned import NOT_MODEL_KEYS, NUMERIC, VOCAB, batch, one_expid_per_model
+
+EXPIDS = one_expid_per_model()
+
+
+def params_of(expid: str, *sets: str) -> dict:
+    return load_config(CONFIG, expid, ["verbose=0", *sets], "/nonexistent")
+
+
+def build(params: dict, numeric=NUMERIC):
+    kwargs = {k: v for k, v in params.items() if k not in NOT_MODEL_KEYS}
+    kwargs.update(gpu=-1, verbose=0, model_root="/nonexistent")
+    fmap = feature_map_from_vocab(VOCAB, int(params.get("embedding_dim") or 8), numeric=numeric)
+    return get_model_class(params["model"])(fmap, **kwargs), fmap
+
+
+# ---- embeddings: one factory, one reader ---------------------------------------------------------
+@pytest.mark.parametrize("model", sorted(EXPIDS))
+def test_embeddings_are_built_by_the_factory_and_read_through_embed(model, monkeypatch):
+    built, reading = [], []
+    factory, embed = CTRModel.field_embedding, CTRModel.embed
+
+    def counting_factory(self, *args, **kwargs):
+        layer = factory(self, *args, **kwargs)
+        built.append(layer)
+        layer.register_forward_pre_hook(lambda module, args: None if reading else pytest.fail(name(module)))
+        return layer
+
+    def reading_embed(self, *args, **kwargs):
+        reading.append(True)
+        try:
+            return embed(self, *args, **kwargs)
+        finally:
+            reading.pop()
+
+    monkeypatch.setattr(CTRModel, "field_embedding", counting_factory)
+    monkeypatch.setattr(CTRModel, "embed", reading_embed)
+    try:
+        net, fmap = build(params_of(EXPIDS[model]))
+    except ModelConfigError as exc:  # settings for more fields than the tiny map has
+        pytest.skip(str(exc))
+
+    def name(module):
+        return next(n for n, m in net.named_modules() if m is module)
+
+    # fuxictr's LogisticRegression holds its own 1-wide table of first-order weights and reads it itself
+    first_order = {id(m) for lr in net.modules() if isinstance(lr, LogisticRegression) for m in lr.modules()}
+    tables = [m for m in net.modules() if isinstance(m, FeatureEmbedding) and id(m) not in first_order]
+    assert {id(m) for m in tables} <= {id(m) for m in built}, (
+        f"{model} builds an embedding outside field_embedding"
+    )
+    net.train()
+    net(batch(fmap))
+
+
+def test_embed_names_a_second_table():
+    net, fmap = build(params_of(EXPIDS["FwFM"], "linear_type=FeLV"))
+    X = net.get_inputs(batch(fmap))
+    assert torch.equal(net.embed(X, layer="linear_embedding"), net.linear_embedding(X))
+    assert net.embed(X, flatten=True).shape == (16, net.feature_map.sum_emb_out_dim())
+
+
+# ---- optimisers: one table for config validation and the model --------------------------------
+@pytest.mark.parametrize("name", ["nadam", "NAdam", "adam", "AdamW", "adagrad", "RMSprop", "sgd"])
+def test_an_optimizer_that_validates_builds_and_steps(name):
+    params = params_of("DNN_tiny", f"optimizer={name}")
+    net, fmap = build(params)
+    assert type(net.optimizer).__name__.lower() == name.lower()
+    loss = net.compute_loss(net(batch(fmap)), net.get_labels(batch(fmap)))
+    loss.backward()
+    net.optimizer.step()
+
+
+@pytest.mark.parametrize("name", ["nadamm", "adam_w", "Optimizer", 3])
+def test_an_unknown_optimizer_is_refused_by_both(name):
+    with pytest.raises(CTRBenchError, match="optimizer"):
+        params_of("DNN_tiny", f"optimizer={name}")
+    with pytest.raises(ModelConfigError, match="optimizer"):
+        make_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], 1e-3)
+
+
+def test_optimizer_table_is_fuxictrs_set_in_any_case():
+    """fuxictr's get_optimizer builds every class the table names (as written)."""
+    weights = [torch.nn.Parameter(torch.zeros(2, 2))]  # 2-D: Muon takes matrices only
+    for lower, cls_name in OPTIMIZERS.items():
+        assert type(get_optimizer(cls_name, weights, 1e-3)) is optimizer_class(lower)
+    assert "nadam" in OPTIMIZERS and "optimizer" not in OPTIMIZERS
+
+
+# ---- choices: checked when the config resolves, with the same table the model builds with --------------
+CHOICES = [
+    ("DLRM_tiny", "interaction_op=sum", "interaction_op"),
+    ("DCNv2_tiny", "model_structure=serial", "model_structure"),
+    ("EDCN_tiny", "bridge_type=gate", "bridge_type"),
+    ("DLF_tiny", "implicit_block=mlp", "implicit_block"),
+    ("DLF_tiny", "preset=authors", "preset"),
+    ("MaskFusion_DNN_tiny", "maskfusion.mask_type=dynamic", "maskfusion.mask_type"),
+    ("MaskFusion_DNN_tiny", "numeric_encoder=mlp", "numeric_encoder"),
+]
+
+
+@pytest.mark.parametrize("expid,setting,key", CHOICES, ids=[c[1] for c in CHOICES])
+def test_a_bad_choice_is_refused_when_the_config_resolves(expid, setting, key):
+    with pytest.raises(CTRBenchError, match=key.replace(".", r"\.")) as err:
+        params_of(expid, setting)
+    assert "must be one of" in str(err.value)
+    params = params_of(expid)
+    name, value = key.split(".")[-1], setting.split("=", 1)[1]
+    if "." in key:
+        params[key.split(".")[0]] = {**(params.get(key.split(".")[0]) or {}), name: value}
+    else:
+        params[key] = value
+    with pytest.raises(ModelConfigError, match=name):
+        build(params)
