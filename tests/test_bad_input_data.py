@@ -84,7 +84,7 @@ def ws(tmp_path):
 def build_args(dataset: str = "bad", *sets: str) -> list[str]:
     args = ["data", "build", dataset, "--config", "{ws}/config"]
     for s in sets:
-        args += ["--set", s]
+        args += [s] if s.startswith("--") else ["--set", s]
     return args
 
 
@@ -149,6 +149,51 @@ def _no_fill_na(line: str):
         _append_line("train", line)(ws)
 
     return setup
+
+
+def _edit_bad(old: str, new: str, then=None):
+    """Change ``old`` to ``new`` in the ``bad`` section of the dataset config (then run ``then(ws)``)."""
+
+    def setup(ws):
+        path = os.path.join(ws, "config", "dataset_config", "d.yaml")
+        with open(path) as fd:
+            good, bad = fd.read().split("\nbad:")
+        with open(path, "w") as fd:
+            fd.write(good + "\nbad:" + bad.replace(old, new))
+        if then:
+            then(ws)
+
+    return setup
+
+
+def _data_root_file(ws):
+    with open(os.path.join(ws, "afile"), "w") as fd:
+        fd.write("not a folder\n")
+
+
+def _data_root_loop(ws):
+    os.symlink(os.path.join(ws, "loop"), os.path.join(ws, "loop"))
+
+
+def _empty_cat(*splits):
+    def setup(ws):
+        for i, split in enumerate(splits):
+            _frame(ROWS, i).with_columns(pl.lit("").alias("cat")).write_csv(_csv(ws, split))
+
+    return setup
+
+
+def _bad_byte_line_3(ws):
+    frame = _frame(ROWS, 0)
+    frame.write_csv(_csv(ws))
+    with open(_csv(ws), "rb") as fd:
+        lines = fd.read().split(b"\n")
+    lines[2] = (
+        lines[2].replace(b",a,", b",caf\xe9,").replace(b",b,", b",caf\xe9,").replace(b",c,", b",caf\xe9,")
+    )
+    lines[2] = lines[2].replace(b",d,", b",caf\xe9,")
+    with open(_csv(ws), "wb") as fd:
+        fd.write(b"\n".join(lines))
 
 
 ERRORS = [
@@ -245,6 +290,32 @@ ERRORS = [
         [],
         ["train.csv is a parquet file, not csv", "set data_format: parquet"],
     ),
+    (
+        "data-root-is-a-file",
+        _edit_bad("data_root: ../raw/", "data_root: ../afile/", _data_root_file),
+        [],
+        ["afile is a file, not a folder", "point data_root (--data-root"],
+    ),
+    (
+        "data-root-symlink-loop",
+        _edit_bad("data_root: ../raw/", "data_root: ../loop/", _data_root_loop),
+        [],
+        ["loop is a symbolic link that loops", "point data_root"],
+    ),
+    (
+        "empty-categorical-train-only",
+        _empty_cat("train"),
+        [],
+        ["categorical column 'cat' is empty in every row of the train split", "train.csv", "active: False"],
+    ),
+    (
+        "empty-categorical-everywhere",
+        _empty_cat("train", "valid", "test"),
+        ["build_in_memory=false"],
+        ["categorical column 'cat' is empty in every row of the train split"],
+    ),
+    ("bad-byte-at-line-3", _bad_byte_line_3, [], ["train.csv: line 3 is not valid UTF-8", "iconv"]),
+    ("jobs-negative", None, ["--jobs=-3"], ["--jobs -3", "files built at once"]),
     ("header-only-valid", _header_only("valid"), [], ["valid.csv has no rows", "the valid split"]),
     ("header-only-train", _header_only("train"), [], ["train.csv has no rows"]),
     (
@@ -497,3 +568,24 @@ def test_disk_full_is_one_line_and_keeps_earlier_builds(ws, capsys, monkeypatch,
         assert snapshot(os.path.join(ws, "built", "bad")) == earlier
     else:
         assert not os.path.exists(os.path.join(ws, "built", "bad"))
+
+
+def test_synthetic_dataset_with_a_missing_split_is_regenerated(tmp_path, caplog):
+    """A generated fixture whose valid split was deleted is written again from its seed (and said so),
+    not reported as a download to fetch."""
+    import logging
+
+    from benchmark.config import load_dataset_config
+    from benchmark.data.build import build
+    from tests.conftest import CONFIG
+
+    params = load_dataset_config(CONFIG, "tiny", str(tmp_path))
+    build(params, quiet=True)
+    with open(params["valid_data"], "rb") as fd:
+        valid = fd.read()
+    os.remove(params["valid_data"])
+    with caplog.at_level(logging.INFO, logger="ctrbench"):
+        build(params, quiet=True)
+    assert "valid.csv is missing; regenerating synthetic dataset 'tiny' from its seed" in caplog.text
+    with open(params["valid_data"], "rb") as fd:
+        assert fd.read() == valid

@@ -28,6 +28,8 @@ def data_build(
 
     params = _dataset_params(dataset_id, config, data_root, build_root, set_)
     if jobs is not None:
+        if jobs < 0:
+            raise CTRBenchError(f"--jobs {jobs}: give the number of files built at once (0: the cores)")
         params["build_jobs"] = jobs
     directory = build(params, force=force)
     out.print(directory, highlight=False)

@@ -176,9 +176,16 @@ def build(params: dict, force: bool = False, quiet: bool = False) -> str:
         if not quiet:
             log.info("Using h5 directory %s", target)
         return target
-    if params.get("synthetic") and not os.path.exists(params["train_data"]):
+    absent = [p for p in raw_paths(params).values() if p and not os.path.exists(p)]
+    if params.get("synthetic") and absent:
         from .synth import write_from_params
 
+        if os.path.exists(params["train_data"]):  # a split was deleted: all are written again, same seed
+            log.info(
+                "%s is missing; regenerating synthetic dataset '%s' from its seed",
+                absent[0],
+                params["dataset_id"],
+            )
         write_from_params(params)
     fmt = params.get("data_format", "csv")
     for split, path in raw_paths(params).items():

@@ -201,6 +201,12 @@ class Processor(
         if col["type"] == "meta":
             return
         threshold = col.get("min_categr_count", self.min_count)
+        if vc.kept_values(counts, 1, col.get("fill_na", "")).height == 0:
+            raise CTRBenchError(
+                f"categorical column '{col['name']}' is empty in every row of the train split "
+                f"({self.train_source}, {self.where}); fill it in the raw file or drop the column "
+                f"(active: False in its feature_cols entry)"
+            )
         if vc.kept_values(counts, threshold, col.get("fill_na", "")).height == 0:
             raise CTRBenchError(
                 f"categorical column '{col['name']}' in {self.where}: no value occurs "

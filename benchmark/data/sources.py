@@ -4,6 +4,7 @@ for raw files polars cannot read (file, line, column, value)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
@@ -15,7 +16,37 @@ from .rawtext import QUOTE, Lines, line_chunks
 from .spec import raw_paths, source_files
 
 
+def unreadable_path(path: str) -> str | None:
+    """Why ``path`` cannot exist although a folder above it does: a folder on the way is a file, or a
+    symbolic link loops. None when it is simply missing."""
+    target = current = os.path.abspath(path)
+    loop = None
+    while True:
+        try:
+            os.stat(current)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                loop = current  # the highest path that loops is the link itself
+            parent = os.path.dirname(current)
+            if parent == current:
+                return None
+            current = parent
+            continue
+        if loop:
+            return f"{loop} is a symbolic link that loops (it leads back to itself)"
+        if current != target and not os.path.isdir(current):
+            return f"{current} is a file, not a folder"
+        return None
+
+
 def missing_data_message(params: dict, missing: list[str]) -> str:
+    reasons = [r for r in (unreadable_path(p) for p in missing) if r]
+    if reasons:
+        return (
+            f"dataset '{params['dataset_id']}': {', '.join(missing)} cannot be read: {reasons[0]}; point "
+            f"data_root (--data-root, now {params.get('data_root')}) or the split paths at the folder "
+            f"holding the files"
+        )
     source = params.get("download") or params.get("source")
     hint = f"get it from {source}" if source else "download it (see 'ctrbench data list')"
     return (
@@ -129,9 +160,9 @@ def csv_header(path: str, sep: str) -> list[str]:
                 f"{path} is {kind}-compressed, not plain csv; decompress it first "
                 f"({command} {os.path.basename(path)}) and point the config at the result"
             )
-    try:
-        with open(path, "r", encoding="utf-8", newline="") as fd:
-            line = fd.readline()
+    try:  # only the first line: a text reader decodes a whole buffer, so a bad byte further down
+        with open(path, "rb") as fd:  # would be blamed on line 1
+            line = fd.readline().decode("utf-8")
     except UnicodeDecodeError:
         raise CTRBenchError(
             f"{path}: line 1 (the header) is not valid UTF-8; re-encode the file as UTF-8 "
