@@ -12,7 +12,10 @@ hyper-parameters (TensorBoard's HParams tab, MLflow params) with the final valid
 also stores the run record and the run log as artifacts. The run records file is not touched: it
 stays the source of truth for ``report``.
 
-TensorBoard writes one folder per run: ``<DIR>/<run_id>_seed<seed>_<YYYYmmdd-HHMMSS>``.
+TensorBoard writes one folder per run: ``<DIR>/<run_id>_seed<seed>_<YYYYmmdd-HHMMSS>``. An MLflow
+``file:DIR`` URI (or a plain folder) is stored as MLflow 3 accepts it: a SQLite store ``DIR/mlflow.db``
+with the artifacts in ``DIR/artifacts`` (MLflow 3 keeps the file store in maintenance mode and refuses it);
+``mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db`` shows it. Other URIs are used as given.
 The libraries are optional extras (``pip install 'ctrbench[track]'``); a flag whose library is missing
 is a one-line error naming the extra.
 """
@@ -25,6 +28,8 @@ import logging
 import math
 import os
 import time
+import urllib.parse
+import urllib.request
 
 from .errors import CTRBenchError
 
@@ -124,13 +129,49 @@ class TensorBoardCallback:
             self.writer.close()
 
 
+def mlflow_store(uri: str) -> tuple[str, str | None]:
+    """(tracking URI, artifact location of new experiments) for ``uri``: ``file:DIR`` or a folder becomes a
+    SQLite store ``DIR/mlflow.db`` with artifacts in ``DIR/artifacts``; any other URI is kept (None)."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise CTRBenchError(f"--mlflow {uri}: a file: URI names a local folder, e.g. file:./mlruns")
+        path = urllib.request.url2pathname(parsed.path)
+    elif parsed.scheme == "":
+        path = uri
+    else:
+        return uri, None
+    folder = os.path.abspath(path)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CTRBenchError(f"--mlflow {uri}: {folder} is a file; give a folder for the MLflow store")
+    os.makedirs(folder, exist_ok=True)
+    return f"sqlite:///{os.path.join(folder, 'mlflow.db')}", urllib.parse.urljoin(
+        "file:", urllib.request.pathname2url(os.path.join(folder, "artifacts"))
+    )
+
+
 class MLflowCallback:
     """Params, per-step metrics and the record/log artifacts of one run in an MLflow tracking store."""
 
     def __init__(self, uri: str, params: dict, run_name: str, log_file: str | None = None):
         self.mlflow = require("mlflow", "--mlflow")
-        self.mlflow.set_tracking_uri(uri)
-        self.mlflow.set_experiment(str(params.get("dataset_id", "ctrbench")))
+        tracking_uri, artifacts = mlflow_store(uri)
+        if tracking_uri != uri:
+            log.info(
+                "MLflow: %s is stored in %s (mlflow ui --backend-store-uri %s)",
+                uri,
+                tracking_uri,
+                tracking_uri,
+            )
+        self.mlflow.set_tracking_uri(tracking_uri)
+        name = str(params.get("dataset_id", "ctrbench"))
+        if artifacts and self.mlflow.get_experiment_by_name(name) is None:
+            try:
+                self.mlflow.create_experiment(name, artifact_location=artifacts)
+            except self.mlflow.exceptions.MlflowException:  # created at the same moment by a parallel run
+                if self.mlflow.get_experiment_by_name(name) is None:
+                    raise
+        self.mlflow.set_experiment(name)
         self.run = self.mlflow.start_run(run_name=run_name)
         self.log_file = log_file
         self.step = 0

@@ -3,6 +3,7 @@ MLflow when it is installed, and the one-line error when a tracking extra is mis
 
 import glob
 import importlib.util
+import json
 import os
 import sys
 
@@ -71,18 +72,34 @@ def test_tensorboard_leaves_the_record_as_it_was(load, tmp_path):
     assert a["config"] == b["config"]
 
 
+MLFLOW_URIS = [
+    # (id, the --mlflow value ({tmp}: the test's folder; the run's working directory), the store it lands in)
+    ("file-relative", "file:./mlruns", "sqlite:///{tmp}/mlruns/mlflow.db"),
+    ("file-absolute", "file://{tmp}/store", "sqlite:///{tmp}/store/mlflow.db"),
+    ("plain-folder", "runs_here", "sqlite:///{tmp}/runs_here/mlflow.db"),
+    ("sqlite", "sqlite:///{tmp}/own.db", "sqlite:///{tmp}/own.db"),
+]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("mlflow") is None, reason="mlflow (ctrbench[track]) not installed"
 )
-def test_mlflow_run_has_params_metrics_and_artifacts(load, tmp_path):
+@pytest.mark.parametrize("given,store", [c[1:] for c in MLFLOW_URIS], ids=[c[0] for c in MLFLOW_URIS])
+def test_mlflow_run_has_params_metrics_and_artifacts(given, store, load, tmp_path, monkeypatch, capsys):
+    """Every form the --help names works with mlflow 3 (whose file store refuses to start): a file: URI or
+    a folder becomes a SQLite store in that folder, with the artifacts beside it."""
     import mlflow
 
-    from benchmark.runner import RunOptions, run
+    from tests.test_bad_input_runs import ctrbench
 
-    params = load("LR_tiny", f"model_root={tmp_path}/ck", "log_steps=2")
-    uri = (tmp_path / "mlruns").as_uri()
-    record = run(params, RunOptions(quiet=True, mlflow=uri)).record
-    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    monkeypatch.chdir(tmp_path)
+    tmp = str(tmp_path)
+    args = ["run", "--expid", "LR_tiny", "--config", CONFIG, "--data-root", str(tmp_path / "data")]
+    args += ["--results", str(tmp_path / "r.jsonl"), "--set", f"model_root={tmp}/ck", "--set", "log_steps=2"]
+    code, _, err = ctrbench(args + ["--mlflow", given.replace("{tmp}", tmp)], capsys)
+    assert code == 0, err[-3000:]
+    record = json.loads((tmp_path / "r.jsonl").read_text())
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.replace("{tmp}", tmp))
     (exp,) = [e for e in client.search_experiments() if e.name == "tiny"]
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["model"] == "LR" and run.info.status == "FINISHED"
@@ -90,6 +107,15 @@ def test_mlflow_run_has_params_metrics_and_artifacts(load, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "valid/AUC")] == [7]
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "record.json" in names
+
+
+def test_tracking_flags_name_their_extra_in_help():
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert text.count("needs ctrbench[track]") == 2, text
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,13 @@ def run(
     tensorboard: Optional[str] = typer.Option(
         None,
         "--tensorboard",
-        help="Write TensorBoard event files under DIR (one folder per run); needs ctrbench[track].",
+        help="Write TensorBoard event files under DIR (one folder per run); needs ctrbench\\[track].",
     ),
     mlflow: Optional[str] = typer.Option(
         None,
         "--mlflow",
         help="Log params, metrics and artifacts to this "
-        "MLflow tracking URI (e.g. file:./mlruns); needs ctrbench[track].",
+        "MLflow tracking URI (e.g. file:./mlruns); needs ctrbench\\[track].",
     ),
     restart: bool = typer.Option(
         False,
