@@ -219,7 +219,7 @@ def run_cells(
                 highlight=False,
             )
         try:
-            run(params, RunOptions(results=results_path, quiet=quiet, console=console))
+            run(params, RunOptions(results=results_path, resume=True, quiet=quiet, console=console))
         except USER_ERRORS as exc:  # the config's or the model's own check
             message = str(exc)
             if "is missing" in message:
