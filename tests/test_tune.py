@@ -521,3 +521,29 @@ def test_tune_errors_are_one_line(tmp_path, data_root, extra, expect):
     assert "Traceback" not in output and "failed with parameters" not in output, output
     for part in expect:
         assert part in lines[0], (part, lines[0])
+
+
+# ---- an empty list of choices is an error wherever a grid is read (table-driven) ----------------------------
+
+
+@pytest.mark.parametrize(
+    "reader, tuner_file, space",
+    [
+        ("tune", False, {"embedding_dim": [], "net_dropout": [0, 0.1]}),
+        ("tune", True, {"embedding_dim": [], "net_dropout": [0, 0.1]}),
+        ("sweep", True, {"embedding_dim": [], "net_dropout": [0, 0.1]}),
+        ("sweep", True, {"embedding_dim": [4], "min_categr_count": []}),
+    ],
+    ids=["tune-space", "tune-tuner-file", "sweep-tuner-file", "sweep-tuner-file-dataset-key"],
+)
+def test_empty_choice_list_is_an_error(tmp_path, data_root, reader, tuner_file, space):
+    from benchmark import sweep as sweep_mod
+
+    empty = next(k for k, v in space.items() if v == [])
+    doc = {"base_config": CONFIG, "base_expid": "DNN_tiny", "dataset_id": "tiny", "tuner_space": space}
+    path = _space(tmp_path, doc if tuner_file else space, "DNN_tiny_tuner.yaml")
+    with pytest.raises(CTRBenchError, match=f"'{empty}' in .* is an empty list"):
+        if reader == "tune":
+            tune_mod.load_space(path, None if tuner_file else "DNN_tiny", CONFIG, None, data_root)
+        else:
+            sweep_mod.expand_tuner(path, data_root=data_root)

@@ -141,6 +141,12 @@ def expand_tuner(
         raise CTRBenchError(
             f"tuner_space in {tuner_file} must map setting names to a value or a list of choices"
         )
+    empty = [k for k, v in space.items() if isinstance(v, list) and not v]
+    if empty:  # an empty list would make the whole grid empty: 0 runs, said as success
+        raise CTRBenchError(
+            f"tuner_space '{empty[0]}' in {tuner_file} is an empty list, so the grid has no points; "
+            f"give at least one choice (or a single value)"
+        )
     space = {k: config_mod.coerce_numbers(v if isinstance(v, list) else [v], k) for k, v in space.items()}
     base_expid = str(doc["base_expid"])
     if doc.get("base_config"):
