@@ -172,7 +172,16 @@ def resolve_cells(
             sets["gpu"] = gpu
         try:
             resolved.append(
-                (cell, config_mod.load_config(config_dir, cell.expid, _as_set_args(sets), data_root))
+                (
+                    cell,
+                    config_mod.load_config(
+                        config_dir,
+                        cell.expid,
+                        _as_set_args(sets),
+                        data_root,
+                        overrides_from=f"the targets cell {cell.row} / {cell.column}",
+                    ),
+                )
             )
         except USER_ERRORS as exc:
             errors.setdefault((cell.row, cell.column), str(exc))
