@@ -248,3 +248,44 @@ def test_eulernet_gets_the_tables_dropout_through_its_own_keys():
         if cell.row == "EulerNet":
             assert params["net_ex_dropout"] == params["net_im_dropout"] == dropout[cell.column], cell
             assert "net_dropout" not in params or params["net_dropout"] == 0
+
+
+_BOOKKEEPING = {"report_name", "table_name", "table_column"}
+
+
+def _without_bookkeeping(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in _BOOKKEEPING}
+
+
+@pytest.mark.parametrize(
+    "name,rows",
+    [
+        (
+            "ibnet_table7_8.yaml",
+            {
+                f"{m} ReLU": m
+                for m in (
+                    "DNN",
+                    "WideDeep",
+                    "xDeepFM",
+                    "AutoIntPlus",
+                    "AFNPlus",
+                    "DCNv2",
+                    "CL4CTR",
+                    "FinalMLP",
+                )
+            },
+        ),
+        ("ibnet_table9.yaml", {m: m for m in ("DNN", "DeepFM", "AutoIntPlus", "WideDeep")}),
+    ],
+)
+def test_ibnet_tables_reuse_table4_networks(name, rows):
+    """Rows of Tables VII-IX that are Table IV's runs (ReLU activations, plain bases) resolve to the very
+    config of their Table IV cell, sizes found for the printed #Params included."""
+    table4 = {(c.row, c.column): p for c, p in _resolved("ibnet_table4.yaml")}
+    cells = _resolved(name, rows=list(rows))
+    assert len(cells) >= len(rows)
+    for cell, params in cells:
+        assert _without_bookkeeping(params) == _without_bookkeeping(table4[(rows[cell.row], cell.column)]), (
+            cell
+        )
