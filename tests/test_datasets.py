@@ -808,3 +808,46 @@ def test_default_configs_build_apart_from_the_raw_files(dataset_id, tmp_path):
     with pytest.raises(CTRBenchError, match="is missing .*(get it from|download it)") as err:
         build_mod.build(params, quiet=True)
     assert str(tmp_path / "raw") in err.value.message and not os.path.exists(build_mod.data_dir(params))
+
+
+@pytest.mark.parametrize(
+    "days, train_days, eval_day",
+    [([5], [5], None), ([0, 7], [0], 7), ([3, 9, 23], [3, 9], 23)],
+    ids=["one-day", "two-days-no-day-23", "with-day-23"],
+)
+def test_prepare_terabyte_with_a_subset_of_days(tmp_path, caplog, days, train_days, eval_day):
+    """Criteo Terabyte as users have it: any subset of days prepares, the split rule is logged, and the
+    result builds."""
+    import logging
+
+    src = tmp_path / "tb"
+    rows = {d: criteo_rows(200 if len(days) == 1 else 40, seed=200 + d) for d in days}
+    for d in days:
+        write_text(str(src / f"day_{d}"), rows[d])
+    with caplog.at_level(logging.INFO, logger="ctrbench"):
+        prep.prepare("Criteo_Terabyte", str(src), str(tmp_path / "data"))
+    assert f"({len(days)} of 24 days present)" in caplog.text
+    out = tmp_path / "data" / "Criteo_Terabyte"
+    assert sorted(os.listdir(out / "train")) == [f"day_{d:02d}.csv" for d in train_days]
+    test = open(out / "test.csv").read().splitlines()[1:]
+    valid = open(out / "valid.csv").read().splitlines()[1:]
+    train = [
+        line for d in train_days for line in open(out / "train" / f"day_{d:02d}.csv").read().splitlines()[1:]
+    ]
+    converted = {d: [r.replace("\t", ",") for r in rows[d]] for d in days}
+    if eval_day is None:  # one day: first 90% train, the last 10% halved into test and valid, in order
+        assert train + test + valid == converted[days[0]]
+        assert (len(train), len(test), len(valid)) == (180, 10, 10)
+        assert "its last 10% held out in order" in caplog.text
+    else:
+        assert train == [line for d in train_days for line in converted[d]]
+        assert test + valid == converted[eval_day] and len(test) == 20
+        assert f"day {eval_day} (the" in caplog.text
+    params, directory = built(
+        "Criteo_Terabyte", tmp_path / "data", tmp_path / "built", "hash_buckets=97", "build_in_memory=false"
+    )
+    assert build_mod.read_info(directory)["rows"] == {
+        "train": len(train),
+        "valid": len(valid),
+        "test": len(test),
+    }

@@ -144,7 +144,8 @@ def _prepare_x4(path: str, out: Outputs, folder: str, layout: TextLayout, seed: 
 
 
 # --------------------------------------------------------------------------------------------------
-# Criteo Terabyte: days 0-22 -> train/day_NN.csv, day 23 -> test (first half) / valid (second half)
+# Criteo Terabyte: days 0-22 -> train/day_NN.csv, day 23 -> test (first half) / valid (second half); a subset
+# of the days as users have it: see ``terabyte_split``
 
 
 def _day_file(src: str, day: int) -> str | None:
@@ -155,50 +156,118 @@ def _day_file(src: str, day: int) -> str | None:
     return None
 
 
+TERABYTE_SINGLE_DAY_EVAL = 0.1  # share of a lone day's last lines held out (half test, then half valid)
+
+
+def terabyte_split(days: list[int]) -> tuple[list[int], int | None, str]:
+    """The split rule for the days present: (train days, the evaluation day, the rule in words). With
+    two or more days the evaluation day is day 23 when present, else the last day, and its lines are
+    halved in order (first half test, second half valid, as DLRM does with day 23); every other day is
+    train. A single day is split in order itself: its last 10% of lines are held out, halved the same
+    way, and the rest is train (evaluation day None)."""
+    days = sorted(days)
+    if len(days) == 1:
+        share = f"{TERABYTE_SINGLE_DAY_EVAL:.0%}"
+        return (
+            days,
+            None,
+            (
+                f"one day (day {days[0]}): its first lines train, its last {share} held out in order, the "
+                f"first half of them test and the second half valid"
+            ),
+        )
+    eval_day = 23 if 23 in days else days[-1]
+    train = [d for d in days if d != eval_day]
+    named = ", ".join(map(str, train))
+    return (
+        train,
+        eval_day,
+        (
+            f"days {named} train; day {eval_day} (the {'last day' if eval_day != 23 else 'DLRM evaluation day'})"
+            f" halved in order: first half test, second half valid"
+        ),
+    )
+
+
+def _copy_day(path: str, parts: list, neg_drop: float, rng) -> tuple[list[int], int]:
+    """Stream one day into ``parts`` ``(fd, first line, end line, train)`` by line number (end None: to the
+    end); train parts drop ``neg_drop`` of the negatives. Returns the lines each part received and the
+    day's lines."""
+    written, total = [0] * len(parts), 0
+    for lines, first in _text_chunks(path, TERABYTE_RAW):
+        check_fields(lines, TAB, 40, path, first)
+        lines = _convert(lines, TERABYTE_RAW, path, first)
+        labels = binary_labels(lines.arr[lines.starts], lines, lines.starts, COMMA, path, first)
+        index = first + np.arange(len(lines))
+        drop = rng.random(len(lines)) if neg_drop > 0 and any(p[3] for p in parts) else None
+        for i, (fd, start, end, train) in enumerate(parts):
+            keep = (index >= start) & (index < (end if end is not None else np.inf))
+            if train and drop is not None:
+                keep &= (labels == 1) | (drop >= neg_drop)
+            fd.write(lines.select(keep))
+            written[i] += int(keep.sum())
+        total += len(lines)
+    return written, total
+
+
 def _prepare_terabyte(src: str, out: Outputs, folder: str, neg_drop: float, seed: int) -> None:
     if not os.path.isdir(src):
-        raise CTRBenchError(f"--from {src} must be the folder holding day_0 .. day_23 (or day_N.gz)")
-    days = {d: _day_file(src, d) for d in range(24)}
-    missing = [f"day_{d}" for d, p in days.items() if p is None]
-    if missing:
         raise CTRBenchError(
-            f"{src} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
-            f"download every day from {registry.RAW_SOURCES['criteo_terabyte'].download}"
+            f"--from {src} must be the folder holding day_0 .. day_23 (or day_N.gz), or some of them"
+        )
+    days = {d: p for d in range(24) if (p := _day_file(src, d)) is not None}
+    if not days:
+        raise CTRBenchError(
+            f"{src} holds no day_N file (day_0 .. day_23, .gz ok); download one or more days from "
+            f"{registry.RAW_SOURCES['criteo_terabyte'].download}"
         )
     if not 0 <= neg_drop < 1:
         raise CTRBenchError(
             f"--neg-sample-rate {neg_drop} must be in [0, 1): the fraction of negative "
             f"training rows to drop (DLRM uses 0.875 for Terabyte)"
         )
+    train_days, eval_day, rule = terabyte_split(list(days))
+    log.info("Criteo Terabyte split (%d of 24 days present): %s", len(days), rule)
     header = (",".join(TERABYTE_RAW.header) + "\n").encode()
-    for day in registry.TERABYTE_TRAIN_DAYS:
+    test, valid = out.open(f"{folder}/test.csv", header), out.open(f"{folder}/valid.csv", header)
+    for day in train_days:
         path = days[day]
         fd = out.open(f"{folder}/train/day_{day:02d}.csv", header)
         rng = np.random.default_rng([seed, day])
-        kept = total = 0
-        for lines, first in _text_chunks(path, TERABYTE_RAW):
-            check_fields(lines, TAB, 40, path, first)
-            lines = _convert(lines, TERABYTE_RAW, path, first)
-            labels = binary_labels(lines.arr[lines.starts], lines, lines.starts, COMMA, path, first)
-            keep = np.ones(len(lines), dtype=bool)
-            if neg_drop > 0:
-                keep = (labels == 1) | (rng.random(len(lines)) >= neg_drop)
-            fd.write(lines.select(keep))
-            kept += int(keep.sum())
-            total += len(lines)
+        if eval_day is not None:
+            (kept,), total = _copy_day(path, [(fd, 0, None, True)], neg_drop, rng)
+            fd.close()
+            log.info("day %d: %s of %s rows -> train", day, f"{kept:,}", f"{total:,}")
+            continue
+        n = sum(len(lines) for lines, _ in _text_chunks(path, TERABYTE_RAW))
+        held = math.ceil(n * TERABYTE_SINGLE_DAY_EVAL)
+        n_train, n_test = n - held, math.ceil(held / 2)
+        parts = [
+            (fd, 0, n_train, True),
+            (test, n_train, n_train + n_test, False),
+            (valid, n_train + n_test, None, False),
+        ]
+        (kept, t, v), _ = _copy_day(path, parts, neg_drop, rng)
         fd.close()
-        log.info("day %d: %s of %s rows -> train", day, f"{kept:,}", f"{total:,}")
-    path = days[23]
-    n = sum(len(lines) for lines, _ in _text_chunks(path, TERABYTE_RAW))
-    n_test = math.ceil(n / 2)
-    test, valid = out.open(f"{folder}/test.csv", header), out.open(f"{folder}/valid.csv", header)
-    for lines, first in _text_chunks(path, TERABYTE_RAW):
-        check_fields(lines, TAB, 40, path, first)
-        lines = _convert(lines, TERABYTE_RAW, path, first)
-        in_test = (first + np.arange(len(lines))) < n_test
-        test.write(lines.select(in_test))
-        valid.write(lines.select(~in_test))
-    log.info("day 23: %s rows -> test %s / valid %s", f"{n:,}", f"{n_test:,}", f"{n - n_test:,}")
+        log.info(
+            "day %d: %s rows -> train %s of %s, test %s, valid %s",
+            day,
+            f"{n:,}",
+            f"{kept:,}",
+            f"{n_train:,}",
+            f"{t:,}",
+            f"{v:,}",
+        )
+    if eval_day is not None:
+        path = days[eval_day]
+        n = sum(len(lines) for lines, _ in _text_chunks(path, TERABYTE_RAW))
+        n_test = math.ceil(n / 2)
+        _copy_day(
+            path, [(test, 0, n_test, False), (valid, n_test, None, False)], 0.0, np.random.default_rng(0)
+        )
+        log.info(
+            "day %d: %s rows -> test %s / valid %s", eval_day, f"{n:,}", f"{n_test:,}", f"{n - n_test:,}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------

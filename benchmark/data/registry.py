@@ -295,7 +295,9 @@ SPLIT_SETS: dict[str, SplitSet] = {
                 SplitFile("test", "Criteo_Terabyte/test.csv"),
             ),
             ("label",) + CRITEO_COLUMNS,
-            "days 0-22 train; day 23: first half test, second half valid (DLRM)",
+            "days 0-22 train; day 23: first half test, second half valid (DLRM). With some of the days: "
+            "day 23 (else the last day present) halved the same way, the others train; one day alone: "
+            "its first 90% of lines train, the last 10% halved into test then valid",
             "https://ailab.criteo.com/download-criteo-1tb-click-logs-dataset/ (Criteo 1TB click logs "
             "day_0..day_23; build the split with 'ctrbench data prepare Criteo_Terabyte --from DIR')",
             line_end="lf",
