@@ -98,7 +98,8 @@ def build(
             )
         tables += paper
     studies = []
-    for storage in list(dict.fromkeys(list(tune_storages) + tuning.find_storages(results))):
+    storages = [s if "://" in s else os.path.abspath(s) for s in tune_storages]
+    for storage in list(dict.fromkeys(storages + tuning.find_storages(results))):
         studies += tuning.load_studies(storage)
     written = site.render(out_dir, tables, studies, sources, config_dir, split, alpha)
     return {**written, "tables": len(tables), "studies": len(studies)}

@@ -118,6 +118,7 @@ class Table:
     column: str | None = None
     notes: list = field(default_factory=list)
     source: str | None = None
+    long_title: str | None = None  # a paper table's own title
 
 
 def group_id(group) -> str:
@@ -342,7 +343,8 @@ def paper_tables(
         metrics += [m for m in _metric_order(col_rows) if m not in metrics]
         table = Table(
             id=f"paper-{slug(name)}-{slug(column)}",
-            title=f"{targets.get('title') or name} — {column}",
+            title=f"{name} — {column}",
+            long_title=targets.get("title"),
             kind="paper",
             dataset_id=", ".join(dict.fromkeys(r.dataset_id for r in col_rows)),
             metrics=metrics,

@@ -170,6 +170,7 @@ class Defaults:
     def resolve(self, model: str, dataset_id: str, record_config_dir: str | None):
         """(expid, params or None, note, dataset keys to leave out)."""
         folders = [d for d in (record_config_dir, self.config_dir) if d and os.path.isdir(d)]
+        folders = list(dict.fromkeys(os.path.abspath(d) for d in folders))
         expid = f"{model}_default"
         key = (tuple(folders), expid, dataset_id)
         if key in self.cache:
@@ -270,7 +271,7 @@ def learning_curves(row: Row) -> str:
 
 
 def seed_spread(row: Row) -> str:
-    """Test metrics of every seed around their mean and 95% interval, one panel per metric."""
+    """Test metrics of every seed, and beside them the mean with its 95% interval; one panel per metric."""
     from plotly.subplots import make_subplots
 
     metrics = list(row.cells)
@@ -281,22 +282,34 @@ def seed_spread(row: Row) -> str:
         cell = row.cells[metric]
         k = scale(metric)
         fig.add_scatter(
-            x=[str(s) for s in cell.values],
+            x=[f"seed {s}" for s in cell.values],
             y=[v * k for v in cell.values.values()],
             mode="markers",
-            marker={"size": 10, "color": [_color(row.seeds.index(s)) for s in cell.values]},
-            name=metric,
+            marker={"size": 11, "color": [_color(row.seeds.index(s)) for s in cell.values]},
             showlegend=False,
-            hovertemplate="seed %{x}: %{y}<extra></extra>",
+            hovertemplate="%{x}: %{y}<extra></extra>",
             row=1,
             col=col,
         )
-        fig.add_hline(y=cell.mean * k, line={"color": "#444"}, row=1, col=col)
-        if cell.lo is not None and cell.hi is not None and cell.hi > cell.lo:
-            fig.add_hrect(
-                y0=cell.lo * k, y1=cell.hi * k, fillcolor="#888", opacity=0.15, line_width=0, row=1, col=col
-            )
-        fig.update_xaxes(title_text="seed", type="category", row=1, col=col)
+        interval = cell.lo is not None and cell.hi is not None
+        fig.add_scatter(
+            x=["mean ± 95% CI" if interval else "mean"],
+            y=[cell.mean * k],
+            mode="markers",
+            marker={"size": 12, "symbol": "diamond", "color": "#222"},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [(cell.hi - cell.mean) * k] if interval else [0],
+                "arrayminus": [(cell.mean - cell.lo) * k] if interval else [0],
+                "width": 8,
+            },
+            showlegend=False,
+            hovertemplate="%{x}: %{y}<extra></extra>",
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(type="category", row=1, col=col)
     return _figure_html(_layout(fig, 300), f"spread-{row.id}")
 
 
