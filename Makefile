@@ -36,6 +36,11 @@ test: install
 test-install: install
 	CTRBENCH_INSTALL_TEST=1 $(PYTHON) -m pytest -p no:xdist tests/test_install.py
 
+# every registered model trained a few steps under torch.compile (inductor on the CPU) against eager
+.PHONY: test-compile
+test-compile: install
+	CTRBENCH_COMPILE_TEST=1 $(PYTHON) -m pytest -n 2 --dist worksteal -m compile tests/test_compile_bf16.py
+
 # the results board in headless Chromium: Debian's chromium and chromium-driver, installed when missing
 .PHONY: test-browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
