@@ -39,10 +39,12 @@ class GDCN(CTRModel):
     ``forward`` = ``embed`` -> ``crossnet`` -> ``dnn``.
     """
 
+    parallel = False  # GDCN-P: the DNN beside the cross network, fc on both
+
     def __init__(
         self,
         feature_map,
-        model_id="GDCN",
+        model_id=None,
         embedding_dim=10,
         num_cross_layers=3,
         dnn_hidden_units=(400, 400, 400),
@@ -51,13 +53,19 @@ class GDCN(CTRModel):
         batch_norm=False,
         **kwargs,
     ):
-        super().__init__(feature_map, model_id=model_id, **kwargs)
+        super().__init__(feature_map, model_id=model_id or type(self).__name__, **kwargs)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
-        input_dim = feature_map.num_fields * embedding_dim
+        input_dim = feature_map.sum_emb_out_dim()
         self.crossnet = GatedCrossNet(input_dim, int(num_cross_layers))
-        self.dnn = self.dnn_tower(
-            dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False, input_dim=input_dim
-        )
+        if self.parallel:
+            self.dnn = self.dnn_tower(
+                dnn_hidden_units, dnn_activations, net_dropout, batch_norm, output_dim=None
+            )
+            self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
+        else:  # on the cross output, of the embeddings' width
+            self.dnn = self.dnn_tower(
+                dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False
+            )
         self.finish()
 
     def forward(self, inputs):
@@ -67,30 +75,12 @@ class GDCN(CTRModel):
 
 
 @register_model
-class GDCNP(ParallelCrossModel):
+class GDCNP(ParallelCrossModel, GDCN):
     """GDCN-P (Wang et al. CIKM 2023): gated cross network in parallel with a DNN, concat -> linear, no FDO.
 
     Attributes: ``embedding_layer`` (``field_embedding``), ``crossnet`` (``GatedCrossNet``), ``dnn``
     (``model_zoo.layers.MLP`` on the embedding, no output unit), ``fc`` (linear on [cross; dnn]).
-    ``forward`` = ``embed`` -> (``crossnet`` || ``dnn``) -> ``fc``.
+    ``forward`` = ``embed`` -> (``crossnet`` || ``dnn``) -> ``fc`` (``ParallelCrossModel``).
     """
 
-    def __init__(
-        self,
-        feature_map,
-        model_id="GDCNP",
-        embedding_dim=10,
-        num_cross_layers=3,
-        dnn_hidden_units=(400, 400, 400),
-        dnn_activations="relu",
-        net_dropout=0.0,
-        batch_norm=False,
-        **kwargs,
-    ):
-        super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
-        input_dim = feature_map.sum_emb_out_dim()
-        self.crossnet = GatedCrossNet(input_dim, int(num_cross_layers))
-        self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, output_dim=None)
-        self.fc = nn.Linear(input_dim + self.tower_width(dnn_hidden_units), 1)
-        self.finish()
+    parallel = True
