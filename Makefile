@@ -29,7 +29,7 @@ demo: install
 # cell is checked without epochs (resolves, builds its model, takes one step); worksteal shares the
 # slow ones out as the workers free up.
 test: install
-	$(PYTHON) -m pytest -n 2 --dist worksteal tests
+	$(PYTHON) -m pytest -n 2 --dist worksteal tests -m "not browser"
 
 # the ordinary installs in a fresh venv (pip install -e ., -e '.[tune]', pip install .), then ctrbench
 # from another folder: a few minutes, most of it pip
@@ -51,7 +51,7 @@ test-browser: install
 
 # without the end-to-end tests marked slow (the table smokes and checks among them)
 test-fast:
-	$(PYTHON) -m pytest -n 2 --dist worksteal tests -m "not slow"
+	$(PYTHON) -m pytest -n 2 --dist worksteal tests -m "not slow and not browser"
 
 # every row of every column of every paper table trained for one epoch at the table's own settings
 test-tables: install
