@@ -27,7 +27,7 @@ from .commands import (
     sweep,
     tune,
 )
-from .commands.common import console
+from .commands.common import console, out
 from .errors import USER_ERRORS
 
 app = typer.Typer(
@@ -38,6 +38,30 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Build, generate and check datasets.")
 app.add_typer(data_app, name="data")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from . import __version__
+
+        try:
+            number = version("ctrbench")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = __version__
+        out.print(f"ctrbench {number}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    pass
+
 
 app.command("run")(run.run)
 app.command("models")(listing.models)

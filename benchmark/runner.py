@@ -52,15 +52,29 @@ from .train import Trainer, TrainResult, amp_name
 log = logging.getLogger("ctrbench")
 
 
+def check_gpus(gpus: list[int], flag: str = "--gpus") -> None:
+    """Every CUDA index of ``gpus`` is a device torch sees (negative ones mean the CPU)."""
+    wanted = [g for g in gpus if g >= 0]
+    if not wanted:
+        return
+    if not torch.cuda.is_available():
+        raise CTRBenchError(
+            f"{flag} {','.join(map(str, gpus))} asks for CUDA devices, but torch sees no GPU; leave {flag} out "
+            f"(or give -1) to run on the CPU"
+        )
+    count = torch.cuda.device_count()
+    missing = [g for g in wanted if g >= count]
+    if missing:
+        raise CTRBenchError(
+            f"{flag} {','.join(map(str, gpus))}: only {count} CUDA device(s) are visible "
+            f"(0..{count - 1}); {','.join(map(str, missing))} is not one of them"
+        )
+
+
 def select_device(gpu) -> str:
     gpu = int(gpu if gpu is not None else -1)
-    if gpu < 0:
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise CTRBenchError(f"--gpu {gpu} asks for CUDA device {gpu}, but torch sees no GPU; use --gpu -1")
-    if gpu >= torch.cuda.device_count():
-        raise CTRBenchError(f"--gpu {gpu}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return f"cuda:{gpu}"
+    check_gpus([gpu], "--gpu")
+    return "cpu" if gpu < 0 else f"cuda:{gpu}"
 
 
 # ---- the run's files --------------------------------------------------------------------------------

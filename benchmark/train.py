@@ -402,14 +402,11 @@ class Trainer:
     # ---- validation and early stopping ------------------------------------------------------------
     def validate(self, valid_loader) -> dict:
         metrics = self.monitor.get_metrics()
-        wanted = (
-            list(dict.fromkeys([*metrics, *self.params.get("metrics", [])])) if self.callbacks else metrics
-        )
-        every = self.evaluate(valid_loader, wanted)
-        logs = {k: every[k] for k in metrics}  # history and early stopping see the monitored ones
+        every = self.evaluate(valid_loader, list(dict.fromkeys([*metrics, *self.params.get("metrics", [])])))
+        logs = {k: every[k] for k in metrics}  # early stopping and the epoch line see the monitored ones
         lr = self.lr()
-        state = self.state
-        state.history.append({"epoch": state.epoch + 1, "step": state.total_steps, **logs, "lr": lr})
+        state = self.state  # the history keeps every metric (plot --metric logloss)
+        state.history.append({"epoch": state.epoch + 1, "step": state.total_steps, **every, "lr": lr})
         self.early_stopping(self, logs)
         self._notify(
             "on_eval",

@@ -53,12 +53,19 @@ def default_results() -> str:
 
 
 def setup_logging(verbose: bool = True) -> None:
+    """The console shows ctrbench's INFO lines (``verbose``) or only its warnings; a run's log file gets
+    every INFO line either way (the level is the console handler's, not the logger's)."""
+    root = logging.getLogger()
+    if not root.handlers:  # else fuxictr's first logging.info() runs basicConfig and every line prints twice
+        root.addHandler(logging.NullHandler())
     logger = logging.getLogger("ctrbench")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if isinstance(h, RichHandler)), None)
+    if handler is None:
         handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
         handler.addFilter(lambda record: not record.name.startswith("ctrbench.train"))
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(logging.INFO)
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config directory (FuxiCTR layout). Default: ./config")

@@ -68,6 +68,10 @@ def sweep(
     results_path = results or default_results()
     seed_spec = sweep_mod.parse_seeds(seeds)
     gpu_list = split_list(gpus, "--gpus", int)
+    if gpu_list and not ray_address:  # Ray's GPUs are the cluster's, not this machine's
+        from ..runner import check_gpus
+
+        check_gpus(gpu_list)
     if tuner:
         generated, specs = sweep_mod.expand_tuner(tuner, seed_spec, set_, data_root, config_dir)
         console.print(f"tuner {tuner}: {len(specs)} runs; configs in {generated}", highlight=False)
