@@ -230,6 +230,74 @@ def prepare_data(params: dict, quiet: bool = False):
     return directory, feature_map
 
 
+# optimiser state per parameter value (fp32 moments), by lower-case torch.optim name; others count 2
+STATE_PER_VALUE = {"sgd": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2, "adamw": 2, "nadam": 2}
+
+
+def embedding_rows(params: dict, feature_map) -> tuple[int, int]:
+    """(rows, values) of the model's embedding tables from the feature map alone: a table per feature
+    (shared ones once), ``vocab_size`` rows of its ``embedding_dim`` (the feature's, else the model's)."""
+    rows = values = 0
+    for spec in feature_map.features.values():
+        if spec.get("share_embedding") or spec.get("type") not in ("categorical", "sequence"):
+            continue
+        n, dim = (
+            int(spec.get("vocab_size") or 0),
+            int(spec.get("embedding_dim") or params.get("embedding_dim") or 10),
+        )
+        rows, values = rows + n, values + n * dim
+    return rows, values
+
+
+def device_memory(device: str) -> tuple[int | None, str]:
+    """Bytes a run may still allocate on ``device`` and what they are: CUDA's free memory, the host's
+    available memory."""
+    if device == "cpu":
+        return build_mod.available_memory(), "available memory"
+    return torch.cuda.mem_get_info(torch.device(device))[0], "free memory"
+
+
+def check_table_memory(params: dict, feature_map, device: str, training: bool = True) -> None:
+    """Before the model exists: its embedding tables, and in training their gradients and optimiser
+    state, must fit in what ``device`` has left; otherwise one line with the sizes and what to change."""
+    rows, values = embedding_rows(params, feature_map)
+    per_value = 4  # fp32 parameters
+    optimizer = str(params.get("embedding_optimizer") or "dense")
+    if training and optimizer == "dense":  # a dense gradient and the model optimiser's state per value
+        extra = 1 + STATE_PER_VALUE.get(str(params.get("optimizer", "adam")).lower(), 2)
+    elif training:  # sparse gradients of the batch's rows; SparseAdam keeps two moments per value
+        extra = 2 if optimizer == "sparse_adam" else 0
+    else:
+        extra = 0
+    need = values * per_value * (1 + extra) + (
+        rows * per_value if training and optimizer == "rowwise_adagrad" else 0
+    )
+    have, what = device_memory(device)
+    if have is None or need <= 0.9 * have:
+        return
+    hashed = sorted({int(s["hash_buckets"]) for s in feature_map.features.values() if s.get("hash_buckets")})
+    fewer = (
+        f"fewer hash buckets (--set hash_buckets=N, now {', '.join(f'{b:,}' for b in hashed)})"
+        if hashed
+        else "smaller vocabularies (a higher min_categr_count) or a smaller embedding_dim"
+    )
+    sparse = (
+        "the sparse embedding optimiser (--set embedding_optimizer=rowwise_adagrad: one state value per row)"
+        if training and optimizer != "rowwise_adagrad"
+        else None
+    )
+    state = (
+        f" and training {extra}x that again (gradients, {params.get('optimizer', 'adam')} state)"
+        if extra
+        else ""
+    )
+    raise CTRBenchError(
+        f"{params['expid']}: {params['model']}'s embedding tables ({rows:,} rows, {values * per_value / 2**30:.2f} "
+        f"GiB){state} need {need / 2**30:.2f} GiB, but {device} has {have / 2**30:.2f} GiB of {what}; use "
+        f"{', '.join(x for x in (fewer, sparse) if x)} or a device with more memory"
+    )
+
+
 @dataclass
 class RunSetup:
     """A run ready to train or predict: its data, loaders, model (on its device) and files."""
@@ -287,6 +355,7 @@ def prepare_run(
     if missing:
         hint = " (set valid_data or valid_size)" if "valid" in missing else ""
         raise CTRBenchError(f"dataset '{params['dataset_id']}' has no {' or '.join(missing)} split{hint}")
+    check_table_memory(params, feature_map, device, training="train" in splits)
     model = model_zoo.create_model({**params, "gpu": gpu}, feature_map)
     model.checkpoint = paths.checkpoint
     return RunSetup(params, paths, dist, device, directory, feature_map, loaders, model)

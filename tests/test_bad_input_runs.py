@@ -500,3 +500,73 @@ def test_a_full_disk_while_saving_is_one_line(
         (state,) = states
         saved = torch.load(state, map_location="cpu", weights_only=True)
         assert saved["trainer"]["total_steps"] == state_step
+
+
+# ---- embedding tables that do not fit the device: one line before anything is allocated ----------------
+
+
+def _table_need(ws, *sets) -> tuple[int, int]:
+    """(embedding values, rows) of DLRM_tiny's tables with ``sets``, from the built feature map."""
+    from benchmark.config import load_config
+    from benchmark.runner import embedding_rows, prepare_data
+
+    params = load_config(CONFIG, "DLRM_tiny", ["verbose=0", *sets], f"{ws}/data")
+    _, feature_map = prepare_data(params, quiet=True)
+    rows, values = embedding_rows(params, feature_map)
+    return values, rows
+
+
+TABLES_TOO_BIG = [
+    # (id, --set, bytes the device has left as a function of (values, rows), exit code, substrings)
+    (
+        "adam",
+        [],
+        lambda v, r: 4 * v * 3,
+        2,
+        ["embedding tables", "adam state", "embedding_optimizer=rowwise_adagrad"],
+    ),
+    ("adam-fits", [], lambda v, r: 4 * v * 5, 0, []),
+    ("sgd-fits-where-adam-does-not", ["optimizer=sgd"], lambda v, r: 4 * v * 3.5, 0, []),
+    ("rowwise-adagrad-fits", ["embedding_optimizer=rowwise_adagrad"], lambda v, r: 4 * v * 3, 0, []),
+    (
+        "rowwise-adagrad-too",
+        ["embedding_optimizer=rowwise_adagrad"],
+        lambda v, r: 4 * v,
+        2,
+        ["a device with more"],
+    ),
+    ("hashed", ["hash_buckets=300"], lambda v, r: 4 * v * 3, 2, ["--set hash_buckets=N, now 300"]),
+]
+
+
+@pytest.mark.parametrize(
+    "sets,have,code,expect", [c[1:] for c in TABLES_TOO_BIG], ids=[c[0] for c in TABLES_TOO_BIG]
+)
+def test_embedding_tables_that_do_not_fit_are_one_line(
+    sets, have, code, expect, earlier, tmp_path, capsys, monkeypatch
+):
+    from benchmark import runner
+
+    values, rows = _table_need(earlier, *sets)
+    monkeypatch.setattr(runner, "device_memory", lambda device: (int(have(values, rows)), "available memory"))
+    args = [
+        "run",
+        "--expid",
+        "DLRM_tiny",
+        "--data-root",
+        f"{earlier}/data",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+    ]
+    for s in ["verbose=0", f"model_root={tmp_path}/ck", *sets]:
+        args += ["--set", s]
+    got, out, err = ctrbench(args, capsys)
+    assert got == code, err[-2000:]
+    if code == 2:
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert "Traceback" not in err and len(errors) == 1, err
+        text = " ".join(err.split())
+        for piece in ["DLRM_tiny", f"{rows:,} rows", "GiB of available memory", *expect]:
+            assert piece in text, text
+        assert not (tmp_path / "r.jsonl").exists()
+        assert not [p for p in (tmp_path / "ck").rglob("*") if p.suffix in (".model", ".pt")]
