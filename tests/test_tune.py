@@ -547,3 +547,34 @@ def test_empty_choice_list_is_an_error(tmp_path, data_root, reader, tuner_file, 
             tune_mod.load_space(path, None if tuner_file else "DNN_tiny", CONFIG, None, data_root)
         else:
             sweep_mod.expand_tuner(path, data_root=data_root)
+
+
+def test_ctrl_c_mid_trial_is_one_line(tmp_path, data_root):
+    """Ctrl-C (SIGINT) while a trial trains: ctrbench's line on how to continue, exit 130, and no traceback
+    from Optuna's log of the failed trial before it."""
+    space = _space(tmp_path, {"embedding_dim": [4, 8]})
+    args = _args(tmp_path, data_root, space, 2, "--sampler", "grid", study="c")
+    marker = tmp_path / "blocked"
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", BLOCK_AT="0", MARKER=str(marker))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_TUNE, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline and proc.poll() is None and not marker.exists():
+            time.sleep(0.1)
+        assert marker.exists()
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output
+    assert "interrupted; rerun the same command to continue" in output
+    assert "Traceback" not in output and "failed with parameters" not in output, output
