@@ -283,11 +283,11 @@ def check_keys(params: dict, where: Callable[[str], str], model_cls=None) -> Non
 
     ``where(dotted_key)`` says where a key came from (``file:line``, ``--set key=value``)."""
     known = known_keys(params, model_cls)
-    model = params.get("model", "?")
+    readers = f"model {params['model']}" if params.get("model") else "the dataset's build"
     for key, value in params.items():
         key = str(key)
         if key not in known:
-            _unknown(params, key, known, where, f"ctrbench, fuxictr 2.3.10 and model {model} read no key")
+            _unknown(params, key, known, where, f"ctrbench, fuxictr 2.3.10 and {readers} read no key")
         schema = known[key]
         if isinstance(schema, dict) and isinstance(value, dict) and key not in FREE_MAPPINGS:
             _check_block(params, key, value, schema, where)
@@ -307,7 +307,8 @@ def _unknown(params: dict, dotted: str, known, where, nobody: str, last: str | N
     name = last or dotted
     matches = close_matches(name, [k for k in known if not str(k).startswith("_")])
     hint = f"; did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+    expid = f", expid '{params['expid']}'" if params.get("expid") else ""
     raise CTRBenchError(
-        f"unknown key '{dotted}' ({where(dotted)}, expid '{params.get('expid', '?')}'): {nobody} "
+        f"unknown key '{dotted}' ({where(dotted)}{expid}): {nobody} "
         f"'{name}', so it would be ignored{hint} (a deliberate extra key goes under {NOTES_KEY}:)"
     )

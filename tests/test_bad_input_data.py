@@ -339,6 +339,12 @@ ERRORS = [
     ),
     ("empty-file", lambda ws: open(_csv(ws), "w").close(), [], ["train.csv is empty"]),
     ("build-jobs-zero-point-five", None, ["build_jobs=0.5"], ["build_jobs=0.5", "positive integer"]),
+    (
+        "set-key-nobody-reads",
+        None,
+        ["min_categr_cont=2"],
+        ["unknown key 'min_categr_cont' (--set min_categr_cont)", "did you mean 'min_categr_count'"],
+    ),
 ]
 
 

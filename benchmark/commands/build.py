@@ -56,10 +56,13 @@ def data_verify_build(
 
 def _dataset_params(dataset_id, config, data_root, build_root, set_) -> dict:
     from ..config import apply_overrides, load_dataset_config, parse_set
+    from ..keys import check_keys
 
     setup_logging()
     params = load_dataset_config(os.path.abspath(config or default_config_dir()), dataset_id, data_root)
-    apply_overrides(params, parse_set(set_))
+    overrides = parse_set(set_)
+    check_keys(apply_overrides({}, overrides), where=lambda key: f"--set {key}")
+    apply_overrides(params, overrides)
     if build_root:
         params["build_root"] = os.path.abspath(build_root)
     return params
