@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
 from torch import nn
 
 from .errors import ModelConfigError
+from .layers.embedding import field_embedding_layer
 from .layers.losses import get_loss_fn
 from .layers.mlp import MLP
+from .optim import check_embedding_optimizer, split_optimizers
 from .options import check_choice, optimizer_class
 
 
@@ -98,8 +99,11 @@ class CTRModel(BaseModel):
         use_sharing=True,
     ) -> nn.Module:
         """The field-embedding layer every model builds its tables with (fuxictr's ``FeatureEmbedding``
-        arguments, and its interface: ``layer(X, flatten_emb=...)``). Models read it through ``embed``."""
-        return FeatureEmbedding(
+        arguments, and its interface: ``layer(X, flatten_emb=...)``). Models read it through ``embed``.
+        By default one fused table (``layers.embedding.FusedFeatureEmbedding``, the same network);
+        ``fused_embedding: false`` builds fuxictr's per-field layer; a sparse ``embedding_optimizer``
+        gives the table sparse gradients (``model_zoo.optim``)."""
+        return field_embedding_layer(
             feature_map,
             embedding_dim,
             embedding_initializer=embedding_initializer,
@@ -107,6 +111,9 @@ class CTRModel(BaseModel):
             not_required_feature_columns=not_required_feature_columns,
             use_pretrain=use_pretrain,
             use_sharing=use_sharing,
+            fused=bool(self.params.get("fused_embedding", True)),
+            sparse=check_embedding_optimizer(self.params.get("embedding_optimizer", "dense")) != "dense",
+            regularizer=self._embedding_regularizer,
         )
 
     def main_parameters(self):
@@ -118,9 +125,16 @@ class CTRModel(BaseModel):
         return []
 
     def compile(self, optimizer, loss, lr):
-        self.optimizer = make_optimizer(optimizer, self.main_parameters(), lr)
+        main, embedding = split_optimizers(
+            self,
+            self.main_parameters(),
+            self.params.get("embedding_optimizer", "dense"),
+            lr,
+            self._net_regularizer,
+        )
+        self.optimizer = make_optimizer(optimizer, main, lr)
         self.loss_fn = get_loss_fn(loss, **self.params)
-        self.aux_optimizers = self.build_aux_optimizers()
+        self.aux_optimizers = [*self.build_aux_optimizers(), *embedding]
 
     def finish(self):
         """Compile, initialise and move to the device; the last line of every model's __init__."""

@@ -69,10 +69,16 @@ def fingerprint(expid: str) -> dict:
             continue
         model.eval()
         torch.manual_seed(0)  # models that draw noise at evaluation (IBNet's masks) draw the same
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        with torch.no_grad():  # each parameter by its checkpoint key (fused tables load per field)
+            buffers = {name for name, _ in model.named_buffers()}
+            state = {
+                name: v
+                if name in buffers
+                else torch.randn(v.shape, generator=torch.Generator().manual_seed(zlib.crc32(name.encode())))
+                * 0.1
+                for name, v in model.state_dict().items()
+            }
+            model.load_state_dict(state)
             y = model(batch(fmap))["y_pred"]
         out[tag] = {"params": model.count_parameters(), "output_sum": round(float(y.double().sum()), 6)}
     return out

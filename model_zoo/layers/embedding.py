@@ -34,6 +34,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from fuxictr.pytorch.layers.embeddings.feature_embedding import FeatureEmbedding, FeatureEmbeddingDict
+from fuxictr.pytorch.torch_utils import get_regularizer
 from fuxictr.utils import not_in_whitelist
 from torch import nn
 
@@ -48,32 +49,42 @@ class _Lookup(torch.autograd.Function):
     positions from the sparse COO gradient (``sparse=True``, for the row-wise optimisers)."""
 
     @staticmethod
-    def forward(ctx, weight, idx, pad_rows, sparse: bool):
-        ctx.save_for_backward(idx, pad_rows)
-        ctx.num_rows, ctx.sparse = weight.shape[0], sparse
+    def forward(ctx, weight, idx, pad_rows, sparse: bool, regularizer: tuple):
+        ctx.save_for_backward(weight, idx, pad_rows)
+        ctx.num_rows, ctx.sparse, ctx.regularizer = weight.shape[0], sparse, regularizer
         return F.embedding(idx, weight)
 
     @staticmethod
     def backward(ctx, grad):
-        idx, pad_rows = ctx.saved_tensors
+        weight, idx, pad_rows = ctx.saved_tensors
         if ctx.sparse:
             flat = idx.reshape(-1)
             values = grad.reshape(flat.numel(), -1)
             if pad_rows.numel():
                 keep = ~torch.isin(flat, pad_rows)
                 flat, values = flat[keep], values[keep]
+            if ctx.regularizer:  # d/dw of (lambda/p)*||w||_p^p on the batch's rows
+                rows = torch.unique(flat)
+                w = weight[rows]
+                reg = sum(
+                    lam * (w if p == 2 else w.sign() if p == 1 else w.abs().pow(p - 1) * w.sign())
+                    for p, lam in ctx.regularizer
+                )
+                flat, values = torch.cat([flat, rows]), torch.cat([values, reg])
             size = (ctx.num_rows, values.shape[1])
-            return torch.sparse_coo_tensor(flat.unsqueeze(0), values, size), None, None, None
+            return torch.sparse_coo_tensor(flat.unsqueeze(0), values, size), None, None, None, None
         g = torch.ops.aten.embedding_dense_backward(grad, idx, ctx.num_rows, -1, False)
         if pad_rows.numel():
             g.index_fill_(0, pad_rows, 0)
-        return g, None, None, None
+        return g, None, None, None, None
 
 
 class FusedFeatureEmbedding(nn.Module):
     """fuxictr's ``FeatureEmbedding`` with one table for every categorical and sequence field (see the
     module docstring). ``sparse=True`` makes the table's gradient a sparse COO tensor of the batch's rows
-    (``model_zoo.optim``'s row-wise optimisers)."""
+    (``model_zoo.optim``'s row-wise optimisers): the table then lives on this module, outside fuxictr's
+    ``FeatureEmbeddingDict``, so fuxictr's regulariser does not sweep it densely, and ``regularizer``
+    (the model's ``embedding_regularizer``) is applied to the gradient of the looked-up rows instead."""
 
     def __init__(
         self,
@@ -85,6 +96,7 @@ class FusedFeatureEmbedding(nn.Module):
         use_pretrain=True,
         use_sharing=True,
         sparse: bool = False,
+        regularizer=None,
     ):
         super().__init__()
         self.embedding_layer = FeatureEmbeddingDict(
@@ -97,11 +109,16 @@ class FusedFeatureEmbedding(nn.Module):
             use_sharing=use_sharing,
         )
         self.sparse = bool(sparse)
+        self._regularizer = tuple(get_regularizer(regularizer)) if sparse and regularizer else ()
         self._fuse(feature_map)
-        inner = self.embedding_layer
         # partials, not bound methods: torch marks public-API hooks with an attribute
-        inner.register_state_dict_post_hook(functools.partial(FusedFeatureEmbedding._per_field_state, self))
-        inner.register_load_state_dict_pre_hook(functools.partial(FusedFeatureEmbedding._fused_state, self))
+        for module in {id(m): m for m in (self.embedding_layer, self._table_owner())}.values():
+            module.register_state_dict_post_hook(
+                functools.partial(FusedFeatureEmbedding._per_field_state, self)
+            )
+            module.register_load_state_dict_pre_hook(
+                functools.partial(FusedFeatureEmbedding._fused_state, self)
+            )
 
     # ---- construction ---------------------------------------------------------------------------
     def _fuse(self, feature_map):
@@ -138,7 +155,7 @@ class FusedFeatureEmbedding(nn.Module):
         self.register_buffer("pad_rows", torch.tensor(pads, dtype=torch.long), persistent=False)
         if tables:
             weight = torch.cat([m.weight.detach() for _, m, _ in tables], dim=0)
-            inner.register_parameter(FUSED, nn.Parameter(weight))
+            self._table_owner().register_parameter(FUSED, nn.Parameter(weight))
             for _, module, _ in tables:
                 del module._parameters["weight"]
         if numeric:
@@ -164,11 +181,19 @@ class FusedFeatureEmbedding(nn.Module):
         self._order = None if order == list(range(len(order))) else order
         self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
 
+    def _table_owner(self) -> nn.Module:
+        """The module holding ``fused_weight``: fuxictr's dict (dense), this layer (sparse)."""
+        return self if self.sparse else self.embedding_layer
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The tables whose gradients are sparse (for ``model_zoo.optim``)."""
+        return [getattr(self, FUSED)] if self.sparse and self._tables else []
+
     # ---- views of the fused rows while fuxictr's initialisers run -------------------------------
     def _install_views(self):
         inner = self.embedding_layer
         if self._tables:
-            weight = getattr(inner, FUSED).detach()
+            weight = getattr(self._table_owner(), FUSED).detach()
             for name, (off, rows) in self._table_of.items():
                 inner.embedding_layers[name].weight = weight[off : off + rows]
         if self._numeric:
@@ -191,20 +216,27 @@ class FusedFeatureEmbedding(nn.Module):
             self._remove_views()
 
     # ---- checkpoints in fuxictr's per-field layout ----------------------------------------------
+    def _prefix(self, module, prefix: str) -> str:
+        """The state-dict prefix of fuxictr's dict, from the prefix of ``module`` (the dict or this layer)."""
+        return prefix if module is self.embedding_layer else prefix + "embedding_layer."
+
     def _per_field_state(self, module, state_dict, prefix, local_metadata):
+        inner = self._prefix(module, prefix)
         fused = state_dict.pop(prefix + FUSED, None)
         if fused is not None:
             for name, (off, rows) in self._table_of.items():
-                state_dict[f"{prefix}embedding_layers.{name}.weight"] = fused[off : off + rows]
+                state_dict[f"{inner}embedding_layers.{name}.weight"] = fused[off : off + rows]
         numeric = state_dict.pop(prefix + NUMERIC, None)
         if numeric is not None:
             for k, name in enumerate(self._numeric):
-                state_dict[f"{prefix}embedding_layers.{name}.weight"] = numeric[k].view(-1, 1)
+                state_dict[f"{inner}embedding_layers.{name}.weight"] = numeric[k].view(-1, 1)
 
     def _fused_state(self, module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
-        key = f"{prefix}embedding_layers.{{}}.weight".format
+        key = f"{self._prefix(module, prefix)}embedding_layers.{{}}.weight".format
         groups = ((FUSED, list(self._table_of)), (NUMERIC, self._numeric))
         for param, fields in groups:
+            if getattr(module, param, None) is None:
+                continue
             if not fields or prefix + param in state_dict or not all(key(f) in state_dict for f in fields):
                 continue
             per_field = {f: state_dict.pop(key(f)) for f in fields}
@@ -216,8 +248,8 @@ class FusedFeatureEmbedding(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------------
     def _lookup(self, idx):
-        weight = getattr(self.embedding_layer, FUSED)
-        return _Lookup.apply(weight, idx, self.pad_rows, self.sparse)
+        weight = getattr(self._table_owner(), FUSED)
+        return _Lookup.apply(weight, idx, self.pad_rows, self.sparse, self._regularizer)
 
     def _field(self, name, value):
         """One field's embedding (the slow path), as fuxictr's ``FeatureEmbeddingDict.forward``."""
@@ -280,6 +312,7 @@ def field_embedding_layer(
     use_sharing=True,
     fused: bool = True,
     sparse: bool = False,
+    regularizer=None,
 ) -> nn.Module:
     """The zoo's field-embedding layer: ``FusedFeatureEmbedding`` (``fused=True``, the default) or
     fuxictr's per-field ``FeatureEmbedding`` (``fused_embedding: false``); the same network either way."""
@@ -297,4 +330,4 @@ def field_embedding_layer(
                 "set fused_embedding: true or embedding_optimizer: dense"
             )
         return FeatureEmbedding(feature_map, embedding_dim, **kwargs)
-    return FusedFeatureEmbedding(feature_map, embedding_dim, sparse=sparse, **kwargs)
+    return FusedFeatureEmbedding(feature_map, embedding_dim, sparse=sparse, regularizer=regularizer, **kwargs)
