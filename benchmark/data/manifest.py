@@ -175,8 +175,15 @@ def active_readers(directory: str) -> list[int]:
     pids = set()
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         pid = name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if process_alive(int(pid)):
             pids.add(int(pid))
+        else:  # left by a killed job: its number may be reused by an unrelated process later
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
     return sorted(pids)
 
 
@@ -225,10 +232,12 @@ class BuildReader:
             )
 
     def close(self) -> None:
-        path, self.path = self.path, None
+        path, self.path = getattr(self, "path", None), None
         if path:
-            with contextlib.suppress(OSError):
+            try:
                 os.remove(path)
+            except OSError:
+                pass
 
     def __del__(self):
         self.close()
