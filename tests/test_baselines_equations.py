@@ -313,8 +313,8 @@ def test_eulernet_embedding_initializer_option():
     """EulerNet (embeddings as phases) can start from a wider init."""
     default = build("EulerNet", order_list=[4])
     wide = build("EulerNet", embedding_initializer="partial(nn.init.normal_, std=1e-2)", order_list=[4])
-    std_default = dict(default.named_parameters())[TABLE][1:].std()
-    std_wide = dict(wide.named_parameters())[TABLE][1:].std()
+    std_default = default.state_dict()[TABLE][1:].std()
+    std_wide = wide.state_dict()[TABLE][1:].std()
     assert std_default < 3e-4 and 3e-3 < std_wide < 3e-2
 
 

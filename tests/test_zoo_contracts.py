@@ -65,7 +65,8 @@ def test_embeddings_are_built_by_the_factory_and_read_through_embed(model, monke
 
     # fuxictr's LogisticRegression holds its own 1-wide table of first-order weights and reads it itself
     first_order = {id(m) for lr in net.modules() if isinstance(lr, LogisticRegression) for m in lr.modules()}
-    tables = [m for m in net.modules() if isinstance(m, FeatureEmbedding) and id(m) not in first_order]
+    kinds = (FeatureEmbedding, *{type(m) for m in built})  # fuxictr's layer and whatever the factory makes
+    tables = [m for m in net.modules() if isinstance(m, kinds) and id(m) not in first_order]
     assert {id(m) for m in tables} <= {id(m) for m in built}, (
         f"{model} builds an embedding outside field_embedding"
     )
