@@ -72,7 +72,8 @@ class _Lookup(torch.autograd.Function):
                 )
                 flat, values = torch.cat([flat, rows]), torch.cat([values, reg])
             size = (ctx.num_rows, values.shape[1])
-            return torch.sparse_coo_tensor(flat.unsqueeze(0), values, size), None, None, None, None
+            grad_weight = torch.sparse_coo_tensor(flat.unsqueeze(0), values, size, check_invariants=False)
+            return grad_weight, None, None, None, None
         g = torch.ops.aten.embedding_dense_backward(grad, idx, ctx.num_rows, -1, False)
         if pad_rows.numel():
             g.index_fill_(0, pad_rows, 0)
