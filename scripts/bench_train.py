@@ -17,6 +17,15 @@ Paths:
   ctrbench+device  the default loop with ``data_on_device: true`` (the split kept on the training device)
   fuxictr          RankDataLoader(data_format="parquet") + BaseModel.train_step / BaseModel.evaluate
 
+``--ops``: the operator budget instead. aten operators dispatched per training step by phase (forward,
+regulariser, loss, backward, clip, optimiser, zero_grad; counted by a TorchDispatchMode) and CPU samples/s
+for DNN, DCNv2, DeepFM and IBNet on 13 numeric + 26 categorical fields (Criteo's cardinalities capped at
+``--max-card``), batch 4,096, embedding 16: fuxictr (per-field FeatureEmbedding, foreach Adam,
+``BaseModel.train_step``) against ctrbench (the fused table, fused Adam, ``Trainer.train_step``), from the
+same initial weights on the same synthetic batches.
+
+    OMP_NUM_THREADS=2 python scripts/bench_train.py --ops [--steps 8] [--models ...] [--reg 1e-5]
+
 Before the models, the loader alone (in a fresh process): train rows/s over one epoch without a model,
 the bytes of its tensors, and its peak RSS growth (after building the loader and over the epoch) as a
 ratio of those bytes.
@@ -42,6 +51,7 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 MODELS = {
     "DNN": {"model": "DNN", "hidden_units": [400, 400, 400], "hidden_activations": "relu"},
@@ -52,6 +62,7 @@ MODELS = {
         "dnn_hidden_units": [400, 400, 400],
         "dnn_activations": "relu",
     },
+    "DeepFM": {"model": "DeepFM", "dnn_hidden_units": [400, 400, 400], "dnn_activations": "relu"},
     "IBNet": {"model": "IBNet", "num_cross_layers": 3, "dnn_hidden_units": [400, 400, 400]},
 }
 FALLBACK = {"DCNv2": "DCN", "IBNet": "DCN"}
@@ -111,7 +122,7 @@ def data(work: str, rows: int, max_card: int, seed: int) -> tuple[dict, str, dic
     return params, directory, parquet
 
 
-def make_model(name: str, fmap, base: dict, seed: int):
+def make_model(name: str, fmap, base: dict, seed: int, fused: bool = True):
     from fuxictr.pytorch.torch_utils import seed_everything
 
     import model_zoo
@@ -122,7 +133,7 @@ def make_model(name: str, fmap, base: dict, seed: int):
         print(f"  {spec['model']} is not registered; measuring {fallback} in its place", flush=True)
         spec = {"model": fallback, "num_cross_layers": 3, "dnn_hidden_units": [400, 400, 400]}
     seed_everything(seed)
-    params = {**base, **spec, "embedding_dim": 16, "model_id": f"bench_{name}"}
+    params = {**base, **spec, "embedding_dim": 16, "model_id": f"bench_{name}", "fused_embedding": fused}
     return model_zoo.create_model(params, fmap), params
 
 
@@ -225,6 +236,7 @@ def bench_ctrbench(model, params, directory, fmap, epochs: int, fused: bool, on_
 
 def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
     from fuxictr.pytorch.dataloaders import RankDataLoader
+    from fuxictr.pytorch.models import BaseModel
 
     t = time.perf_counter()
     gens = RankDataLoader(
@@ -240,7 +252,11 @@ def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
     init = time.perf_counter() - t
     model._max_gradient_norm = 10.0
     model.train()
-    train_s, wait, steps, rows = timed_training(lambda epoch: iter(train_gen), model.train_step, epochs)
+
+    def step(batch):  # fuxictr's own step (the zoo's override counts fit's steps, which do not run here)
+        return BaseModel.train_step(model, batch)
+
+    train_s, wait, steps, rows = timed_training(lambda epoch: iter(train_gen), step, epochs)
     t = time.perf_counter()
     metrics = model.evaluate(valid_gen, ["logloss", "AUC"])
     eval_s = time.perf_counter() - t
@@ -252,6 +268,170 @@ def bench_fuxictr(model, params, parquet, fmap, epochs: int) -> dict:
         "steps": steps,
         "AUC": metrics["AUC"],
     }
+
+
+# ---- the operator budget of one training step (--ops) ---------------------------------------------------
+PHASES = ("forward", "regulariser", "loss", "backward", "clip", "optimiser", "zero_grad")
+
+
+class OpCounter:
+    """Counts the aten operators dispatched inside it, by phase (a ``TorchDispatchMode``)."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                counter.counts[counter.phase] = counter.counts.get(counter.phase, 0) + 1
+                return func(*args, **(kwargs or {}))
+
+        self.mode, self.counts, self.phase = _Mode(), {}, None
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+
+
+def synthetic_fmap(n_numeric: int, n_categorical: int, max_card: int):
+    from benchmark.data.synth import CRITEO_CARDINALITY
+    from model_zoo.testing import feature_map_from_vocab
+
+    vocab = {f"C{i + 1}": min(CRITEO_CARDINALITY[i % 26], max_card) + 2 for i in range(n_categorical)}
+    return feature_map_from_vocab(vocab, 16, numeric=[f"I{i + 1}" for i in range(n_numeric)])
+
+
+def synthetic_batch(fmap, rows: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    X = {}
+    for name, spec in fmap.features.items():
+        if spec["type"] == "numeric":
+            X[name] = torch.rand(rows, generator=g)
+        else:
+            X[name] = torch.randint(1, spec["vocab_size"], (rows,), generator=g, dtype=torch.int32)
+    X["label"] = torch.randint(0, 2, (rows,), generator=g).float()
+    return X
+
+
+def op_model(name: str, fmap, fused: bool, seed: int, reg: float):
+    base = {
+        "gpu": -1,
+        "verbose": 0,
+        "model_root": "/tmp/ctrbench_bench_ops",
+        "metrics": ["logloss", "AUC"],
+        "optimizer": "adam",
+        "loss": "binary_crossentropy",
+        "learning_rate": 1e-3,
+        "embedding_regularizer": reg,
+        "net_regularizer": 0,
+        "net_dropout": 0.0,
+        "batch_norm": False,
+    }
+    model, _ = make_model(name, fmap, base, seed, fused=fused)
+    for group in model.optimizer.param_groups:  # fuxictr: foreach Adam; ctrbench: the fused kernel
+        group["foreach"], group["fused"] = not fused, fused
+    return model
+
+
+def phased_step(model, batch, counter: OpCounter, max_norm: float = 10.0):
+    """fuxictr's train_step cut into phases (the same operators as BaseModel.train_step)."""
+    counter.phase = "zero_grad"
+    for opt in model.optimizers():
+        opt.zero_grad()
+    counter.phase = "forward"
+    out = model.forward(batch)
+    counter.phase = "loss"
+    y = model.get_labels(batch)
+    loss = model.add_loss(out, y)
+    counter.phase = "regulariser"
+    loss = loss + model.regularization_loss()
+    counter.phase = "backward"
+    loss.backward()
+    counter.phase = "clip"
+    nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    counter.phase = "optimiser"
+    for opt in model.optimizers():
+        opt.step()
+    counter.phase = None
+
+
+def count_ops(model, batch) -> dict:
+    phased_step(model, batch, OpCounter())  # optimiser state exists from here on
+    with OpCounter() as counter:
+        phased_step(model, batch, counter)
+    counts = {p: counter.counts.get(p, 0) for p in PHASES}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def time_steps(step, batches) -> float:
+    for b in batches[:2]:
+        step(b)
+    started, rows = time.perf_counter(), 0
+    for b in batches[2:]:
+        step(b)
+        rows += len(b["label"])
+    return rows / (time.perf_counter() - started)
+
+
+def op_budget(args) -> dict:
+    """Operators per training step and CPU samples/s: ctrbench (fused table, fused Adam, the trainer's step)
+    against fuxictr (per-field FeatureEmbedding, foreach Adam, BaseModel.train_step), same model and batch."""
+    from fuxictr.pytorch.models import BaseModel
+
+    from benchmark.train import Trainer
+
+    fmap = synthetic_fmap(13, 26, args.max_card)
+    batches = [synthetic_batch(fmap, args.batch_size, args.seed + i) for i in range(2 + args.steps)]
+    print(
+        f"operators per training step, {len(fmap.features)} fields (13 numeric + 26 categorical, "
+        f"{sum(s.get('vocab_size', 0) for s in fmap.features.values()):,} embedding rows), batch "
+        f"{args.batch_size:,}, dim 16, embedding_regularizer {args.reg}; torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
+    header = "".join(f"{p:>12s}" for p in (*PHASES, "total"))
+    results = {}
+    for name in [m for m in args.models.split(",") if m]:
+        row = {}
+        for path, fused in (("fuxictr", False), ("ctrbench", True)):
+            model = op_model(name, fmap, fused, args.seed, args.reg)
+            model.train()
+            counts = count_ops(model, batches[0])
+            if fused:
+                trainer = Trainer(
+                    model, {"gpu": -1, "verbose": 0, "max_gradient_norm": 10.0, "seed": args.seed}
+                )
+
+                def step(b, trainer=trainer):
+                    return trainer.train_step(b)
+            else:
+                model._max_gradient_norm = 10.0
+
+                def step(b, model=model):
+                    return BaseModel.train_step(model, b)
+
+            with OpCounter() as counter:
+                counter.phase = "step"
+                step(batches[1])
+            counts["real step"] = counter.counts.get("step", 0)
+            counts["samples/s"] = time_steps(step, batches) if args.steps else float("nan")
+            row[path] = counts
+        results[name] = row
+        print(f"\n{name:8s}{header}{'real step':>12s}{'samples/s':>12s}")
+        for path, c in row.items():
+            cells = "".join(f"{c[p]:>12,d}" for p in (*PHASES, "total"))
+            print(f"{path:8s}{cells}{c['real step']:>12,d}{c['samples/s']:>12,.0f}", flush=True)
+        f, c = row["fuxictr"], row["ctrbench"]
+        print(
+            f"ratio   ctrbench/fuxictr operators {c['total'] / f['total']:.2f} (phased), "
+            f"{c['real step'] / f['real step']:.2f} (each path's own step; target <= 0.40); "
+            f"samples/s x{c['samples/s'] / f['samples/s']:.2f}"
+        )
+    return results
 
 
 def main() -> None:
@@ -268,6 +448,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2023)
     ap.add_argument("--work", default="/tmp/ctrbench_bench_train")
     ap.add_argument("--json", default=None, help="Also write the results here.")
+    ap.add_argument(
+        "--ops", action="store_true", help="Operators per step and CPU samples/s on synthetic batches."
+    )
+    ap.add_argument("--steps", type=int, default=10, help="--ops: timed steps per path (0: count only)")
+    ap.add_argument("--reg", type=float, default=1e-5, help="--ops: embedding_regularizer")
     args = ap.parse_args()
     logging.disable(logging.INFO)
     results = {}
@@ -275,6 +460,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from benchmark.data.loader import load_feature_map
 
+    if args.ops:
+        if args.models == "DNN,DCNv2,IBNet":
+            args.models = "DNN,DCNv2,DeepFM,IBNet"
+        if args.batch_size == 10_000:
+            args.batch_size = 4096
+        res = op_budget(args)
+        if args.json:
+            with open(args.json, "w") as fd:
+                json.dump(res, fd, indent=2)
+        return
     if args.child_loader:
         params = json.loads(sys.stdin.read())
         print(json.dumps(loader_child(args.work, params, args.batch_size)))
@@ -333,7 +528,7 @@ def main() -> None:
     )
     for name in [m for m in args.models.split(",") if m]:
         for path in paths:
-            model, mparams = make_model(name, fmap, base, args.seed)
+            model, mparams = make_model(name, fmap, base, args.seed, fused=path != "fuxictr")
             n_params = sum(p.numel() for p in model.parameters())
             if path == "fuxictr":
                 res = bench_fuxictr(model, mparams, parquet, fmap, args.epochs)
