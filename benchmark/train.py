@@ -127,6 +127,31 @@ class TrainResult:
     def as_record(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def build(
+        cls, trainer, state: TrainState, valid: dict, test: dict | None, seconds: float
+    ) -> "TrainResult":
+        """The result of ``trainer`` after ``fit`` (``seconds`` of wall time) and the final evaluations."""
+        infer = None
+        if test is not None and trainer.last_predict_rows:
+            infer = round(trainer.last_predict_seconds * 1000.0 / trainer.last_predict_rows * 100.0, 4)
+        busy = max(state.train_seconds, 1e-9)
+        return cls(
+            valid=valid,
+            test=test,
+            best_epoch=state.best_epoch,
+            epochs_run=state.epoch,
+            history=state.history,
+            train_seconds=round(seconds, 3),
+            seconds_per_epoch=round(state.train_seconds / max(1, state.epoch), 3),
+            samples_per_second=round(state.train_samples / busy, 1),
+            loader_wait_pct=round(100.0 * state.loader_seconds / busy, 3),
+            infer_ms_per_100=infer,
+            fused_optimizer=trainer.fused_optimizer,
+            world_size=trainer.dist.world_size,
+            resumed=state.resumed,
+        )
+
 
 def use_fused_optimizers(optimizers, wanted) -> bool:
     """``fused_optimizer: true``: Adam/AdamW take torch's fused kernel (one pass over each
@@ -238,6 +263,26 @@ class LossGuard:
         self.first_bad = None
         bad = [s for s in self.dist.all_gather(local) if s >= 0]
         return min(bad) if bad else None
+
+    @staticmethod
+    def error(trainer, step: int, what: str) -> CTRBenchError:
+        """The one line for a run whose loss went NaN/inf at ``step``: where, at which learning rate, what
+        to try, and the resume state that is kept (saved before that step)."""
+        state, resume, max_norm = trainer.state, trainer.resume, trainer.max_norm
+        batch = step - (state.total_steps - state.batch)
+        lr = trainer.lr()
+        kept = (
+            f"the resume state saved at step {resume.saved_step} is kept ({resume.path})"
+            if resume.path and resume.saved_step is not None
+            else "no resume state was saved before it"
+        )
+        return CTRBenchError(
+            f"training diverged at epoch {state.epoch + 1}, step {step} (batch {batch} of the epoch): "
+            f"{what.splitlines()[0]} with learning rate {lr:g}; lower learning_rate (e.g. --set "
+            f"learning_rate={min(lr / 10, 1e-3):g}) or clip gradients harder (e.g. --set max_gradient_norm="
+            f"{min(max_norm / 10, 1) if max_norm > 0 else 1:g}, now {max_norm:g}); no record "
+            f"was written and {kept}"
+        )
 
 
 class EarlyStopping:
@@ -424,17 +469,8 @@ class Trainer:
         state = self.state  # the history keeps every metric (plot --metric logloss)
         state.history.append({"epoch": state.epoch + 1, "step": state.total_steps, **every, "lr": lr})
         self.early_stopping(self, logs)
-        self._notify(
-            "on_eval",
-            state.epoch + 1,
-            {
-                "epoch": state.epoch + 1,
-                "step": state.total_steps,
-                "evaluation": len(state.history),
-                **every,
-                "lr": lr,
-            },
-        )
+        evaluation = {"epoch": state.epoch + 1, "step": state.total_steps, "evaluation": len(state.history)}
+        self._notify("on_eval", state.epoch + 1, {**evaluation, **every, "lr": lr})
         self.model.train()
         return logs
 
@@ -524,9 +560,13 @@ class Trainer:
                 except RuntimeError as exc:  # e.g. Adam's step size overflows float32 at a huge learning rate
                     if "overflow" not in str(exc):
                         raise
-                    raise self._diverged(state.total_steps + 1, f"the optimiser step overflowed ({exc})")
+                    raise self.loss_guard.error(
+                        self, state.total_steps + 1, f"the optimiser step overflowed ({exc})"
+                    )
                 if self.loss_guard.step(loss, state.total_steps + 1):
-                    raise self._diverged(state.total_steps + 1, f"the training loss is {float(loss)}")
+                    raise self.loss_guard.error(
+                        self, state.total_steps + 1, f"the training loss is {float(loss)}"
+                    )
                 self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
                 self._loss_n += 1
                 state.batch += 1
@@ -559,32 +599,13 @@ class Trainer:
         state = self.state
         bad = self.loss_guard.check()
         if bad is not None:
-            raise self._diverged(bad, "the training loss is not finite")
+            raise self.loss_guard.error(self, bad, "the training loss is not finite")
         if self._loss_sum is not None:
             state.epoch_loss += float(self._loss_sum)
             state.epoch_batches += self._loss_n
             self._loss_sum, self._loss_n = None, 0
         sync(self.device)
         state.train_seconds += time.perf_counter() - self._started
-
-    def _diverged(self, step: int, what: str) -> CTRBenchError:
-        """The one line for a run whose loss went NaN/inf at ``step``: where, at which learning rate, what
-        to try, and the resume state that is kept (saved before that step)."""
-        state = self.state
-        batch = step - (state.total_steps - state.batch)
-        lr = self.lr()
-        kept = (
-            f"the resume state saved at step {self.resume.saved_step} is kept ({self.resume.path})"
-            if self.resume.path and self.resume.saved_step is not None
-            else "no resume state was saved before it"
-        )
-        return CTRBenchError(
-            f"training diverged at epoch {state.epoch + 1}, step {step} (batch {batch} of the epoch): "
-            f"{what.splitlines()[0]} with learning rate {lr:g}; lower learning_rate (e.g. --set "
-            f"learning_rate={min(lr / 10, 1e-3):g}) or clip gradients harder (e.g. --set max_gradient_norm="
-            f"{min(self.max_norm / 10, 1) if self.max_norm > 0 else 1:g}, now {self.max_norm:g}); no record "
-            f"was written and {kept}"
-        )
 
     def _pause(self, valid_loader, evaluate: bool, on_checkpoint) -> None:
         """A pause inside an epoch: the clock stops, a validation (when due) and the resume state."""
@@ -624,26 +645,7 @@ class Trainer:
         (when there is one) test, timed: the result the run record is made of."""
         started = time.time()
         state = self.fit(loaders["train"], loaders["valid"], epochs)
-        train_seconds = time.time() - started
+        seconds = time.time() - started
         valid = self.evaluate(loaders["valid"])
-        test, infer = None, None
-        if "test" in loaders:
-            test = self.evaluate(loaders["test"])
-            if self.last_predict_rows:
-                infer = round(self.last_predict_seconds * 1000.0 / self.last_predict_rows * 100.0, 4)
-        busy = max(state.train_seconds, 1e-9)
-        return TrainResult(
-            valid=valid,
-            test=test,
-            best_epoch=state.best_epoch,
-            epochs_run=state.epoch,
-            history=state.history,
-            train_seconds=round(train_seconds, 3),
-            seconds_per_epoch=round(state.train_seconds / max(1, state.epoch), 3),
-            samples_per_second=round(state.train_samples / busy, 1),
-            loader_wait_pct=round(100.0 * state.loader_seconds / busy, 3),
-            infer_ms_per_100=infer,
-            fused_optimizer=self.fused_optimizer,
-            world_size=self.dist.world_size,
-            resumed=state.resumed,
-        )
+        test = self.evaluate(loaders["test"]) if "test" in loaders else None
+        return TrainResult.build(self, state, valid, test, seconds)

@@ -293,12 +293,19 @@ def test_around_a_killed_run(flags, sets, code, expect, after, data_root, tmp_pa
         assert not os.path.exists(state)
 
 
+@pytest.fixture(scope="module")
+def killed(data_root, tmp_path_factory):
+    """One interrupted run's state file and its bytes (the cases below cut it and put it back)."""
+    tmp = tmp_path_factory.mktemp("killed")
+    state = _interrupted(data_root, tmp)
+    return tmp, state, open(state, "rb").read()
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1e-4, 1e-3, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0])
-def test_a_resume_state_cut_short_is_one_line(fraction, data_root, tmp_path, capsys):
+def test_a_resume_state_cut_short_is_one_line(fraction, killed, data_root, capsys):
     from tests.test_bad_input_runs import ctrbench
 
-    state = _interrupted(data_root, tmp_path)
-    data = open(state, "rb").read()
+    tmp_path, state, data = killed
     cut = min(int(len(data) * fraction), len(data) - 1)  # 1.0: all but the last byte
     with open(state, "wb") as fd:
         fd.write(data[:cut])
