@@ -14,8 +14,8 @@ gives each variant its own dataset id. A file with ``base_expid`` and ``tuner_sp
 file: it is expanded by ``sweep``'s expansion (the same generated expids, dataset variants and config
 directory) and its choices become the categorical space (grid sampler by default).
 
-**Trials.** Each trial resolves to a ``sweep.RunSpec`` and runs through ``runner.run_experiment`` with
-``resume=True`` (run id ``<expid>_s<seed>_<config hash>``, as every run): it appends an ordinary record to
+**Trials.** Each trial resolves to a ``sweep.RunSpec`` and runs through ``runner.run`` with
+``RunOptions(resume=True)`` (run id ``<expid>_s<seed>_<config hash>``, as every run): it appends an ordinary record to
 the records file. A trial whose config already has a record reuses it; one identical to a pruned trial is
 pruned again without training; two processes that draw the same config take turns (a file lock per run), so
 no config is trained twice. The intermediate values are the validation monitor (``monitor``, e.g. ``AUC`` or
