@@ -102,19 +102,19 @@ def test_version():
     assert res.returncode == 0 and res.stdout.strip() == f"ctrbench {version('ctrbench')}", res
 
 
-def test_sweep_on_gpus_torch_does_not_see_is_one_line_before_any_run(tmp_path):
+def test_sweep_on_gpus_torch_does_not_see_is_one_line_before_any_run(tmp_path, capsys):
     import torch
+
+    from tests.test_bad_input_runs import ctrbench as in_process
 
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     for gpus in ("0", "0,1", str(visible + 3)):
-        res = ctrbench(
-            "sweep", "--expids", "DCN_tiny", "--gpus", gpus, "--results", str(tmp_path / "r.jsonl"),
-            "--data-root", str(tmp_path / "data"),
-        )  # fmt: skip
         if visible > max(int(g) for g in gpus.split(",")):
             continue
-        lines = [line for line in res.stderr.splitlines() if line.strip()]
-        assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --gpus"), res.stderr
+        args = ["sweep", "--expids", "DCN_tiny", "--gpus", gpus, "--results", str(tmp_path / "r.jsonl")]
+        code, _, err = in_process(args + ["--data-root", str(tmp_path / "data")], capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --gpus"), err
         assert "sees no GPU" in lines[0] if not visible else "CUDA device(s) are visible" in lines[0]
         assert not (tmp_path / "data").exists() and not (tmp_path / "r.jsonl").exists()
 
@@ -128,17 +128,19 @@ def test_data_build_logs_each_line_once(tmp_path):
     assert len(lines) == 1, res.stderr
 
 
-def test_plot_every_validation_metric_of_a_real_run(tmp_path):
+def test_plot_every_validation_metric_of_a_real_run(tmp_path, capsys):
     """The history keeps every metric of ``metrics`` (logloss and AUC), not only the monitored one."""
+    from tests.test_bad_input_runs import ctrbench as in_process
+
     results = str(tmp_path / "runs.jsonl")
-    res = ctrbench(
-        "run", "--expid", "DCN_tiny", "--data-root", str(tmp_path / "data"), "--results", results,
-        "--set", f"model_root={tmp_path}/ck", "--set", "epochs=2",
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    args = ["run", "--expid", "DCN_tiny", "--data-root", str(tmp_path / "data"), "--results", results]
+    code, _, err = in_process(args + ["--set", f"model_root={tmp_path}/ck", "--set", "epochs=2"], capsys)
+    assert code == 0, err
     (record,) = [json.loads(line) for line in open(results)]
     assert all({"logloss", "AUC"} <= set(h) for h in record["history"]), record["history"]
     for metric in ("logloss", "AUC"):
-        res = ctrbench("plot", "--results", results, "--out", str(tmp_path / "plots"), "--metric", metric)
-        assert res.returncode == 0, res.stderr
+        code, _, err = in_process(
+            ["plot", "--results", results, "--out", str(tmp_path / "plots"), "--metric", metric], capsys
+        )
+        assert code == 0, err
         assert (tmp_path / "plots" / f"curves_tiny_{metric}.png").is_file()
