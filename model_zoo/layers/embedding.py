@@ -57,22 +57,20 @@ class _Lookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight, idx, pad_rows = ctx.saved_tensors
-        if ctx.sparse:
-            flat = idx.reshape(-1)
-            values = grad.reshape(flat.numel(), -1)
+        if ctx.sparse:  # one sort: the batch's unique rows, their summed gradients (coalesced already)
+            rows, inverse = torch.unique(idx.reshape(-1), return_inverse=True)
+            values = grad.new_zeros(rows.numel(), grad.shape[-1])
+            values.index_add_(0, inverse, grad.reshape(inverse.numel(), -1))
             if pad_rows.numel():
-                keep = ~torch.isin(flat, pad_rows)
-                flat, values = flat[keep], values[keep]
-            if ctx.regularizer:  # d/dw of (lambda/p)*||w||_p^p on the batch's rows
-                rows = torch.unique(flat)
+                keep = ~torch.isin(rows, pad_rows)
+                rows, values = rows[keep], values[keep]
+            for p, lam in ctx.regularizer:  # d/dw of (lambda/p)*||w||_p^p on the batch's rows
                 w = weight[rows]
-                reg = sum(
-                    lam * (w if p == 2 else w.sign() if p == 1 else w.abs().pow(p - 1) * w.sign())
-                    for p, lam in ctx.regularizer
-                )
-                flat, values = torch.cat([flat, rows]), torch.cat([values, reg])
+                values = values + lam * (w if p == 2 else w.sign() * w.abs().pow(p - 1))
             size = (ctx.num_rows, values.shape[1])
-            grad_weight = torch.sparse_coo_tensor(flat.unsqueeze(0), values, size, check_invariants=False)
+            grad_weight = torch.sparse_coo_tensor(
+                rows.unsqueeze(0), values, size, check_invariants=False, is_coalesced=True
+            )
             return grad_weight, None, None, None, None
         g = torch.ops.aten.embedding_dense_backward(grad, idx, ctx.num_rows, -1, False)
         if pad_rows.numel():
