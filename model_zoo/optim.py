@@ -96,8 +96,8 @@ def split_optimizers(model, params, name, lr: float, net_regularizer=None):
         return params, []
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         raise ModelConfigError(
-            f"embedding_optimizer: {name} is not supported under torchrun (DistributedDataParallel "
-            f"all-reduces dense gradients only with NCCL); use embedding_optimizer: dense"
+            f"embedding_optimizer: {name} is not supported under torchrun (the sparse table's row "
+            f"gradients are not all-reduced across ranks here); use embedding_optimizer: dense"
         )
     if net_regularizer:
         raise ModelConfigError(

@@ -146,3 +146,16 @@ def test_refusals():
         get_model_class("DNN")(fm, **model_kwargs(embedding_optimizer="sparse_adam", fused_embedding=False))
     params, extra = split_optimizers(torch.nn.Linear(2, 2), [], "dense", 1e-3)
     assert extra == []
+
+
+def test_refused_under_torchrun(tmp_path):
+    import torch.distributed as dist
+
+    fm = feature_map_from_vocab({"a": 9}, 4)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        with pytest.raises(ModelConfigError, match="torchrun"):
+            get_model_class("DNN")(fm, **model_kwargs(embedding_optimizer="rowwise_adagrad"))
+        get_model_class("DNN")(fm, **model_kwargs(embedding_dim=4))  # dense: builds
+    finally:
+        dist.destroy_process_group()
