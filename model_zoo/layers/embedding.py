@@ -50,7 +50,8 @@ class _Lookup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, idx, pad_rows, sparse: bool, regularizer: tuple):
-        ctx.save_for_backward(weight, idx, pad_rows)
+        # the table itself only for the batch-row regulariser of the sparse path
+        ctx.save_for_backward(weight if sparse and regularizer else None, idx, pad_rows)
         ctx.num_rows, ctx.sparse, ctx.regularizer = weight.shape[0], sparse, regularizer
         return F.embedding(idx, weight)
 
