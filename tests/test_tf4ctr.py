@@ -509,7 +509,7 @@ def test_tf_loss_alone_reads_deepfm_branch_logits():
                 "cin_output_dim=16",
             ],
         ),
-        ("TwinFocusWrapper_tiny", ["base_model=DeepFM", "loss=focal_loss"]),
+        ("TwinFocusWrapper_tiny", ["base_model=DCNv2", "loss=focal_loss"]),  # reads every key of the expid
     ],
 )
 def test_wrappers_train_on_tiny(train, expid, sets):
