@@ -27,6 +27,7 @@ import typer
 
 from ..errors import CTRBenchError
 from ..inference import bench_infer, render
+from .common import ConfigOpt, DataRootOpt, DebugOpt, GpuOpt
 
 __all__ = ["bench_infer", "bench_infer_cmd"]
 
@@ -43,13 +44,13 @@ def bench_infer_cmd(
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Rows per batch (default: the expid's eval batch size)."
     ),
-    gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device index; -1 for CPU."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config directory."),
+    gpu: Optional[int] = GpuOpt,
+    config: Optional[str] = ConfigOpt,
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Overrides for --expid: key=value."),
     baseline_set: Optional[List[str]] = typer.Option(
         None, "--baseline-set", help="Overrides for --baseline-expid."
     ),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the raw datasets."),
+    data_root: Optional[str] = DataRootOpt,
     checkpoint: Optional[str] = typer.Option(
         None,
         "--checkpoint",
@@ -60,7 +61,7 @@ def bench_infer_cmd(
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="Time the initial weights."),
     evaluate: bool = typer.Option(False, "--evaluate", help="Also report the split's metrics."),
     out_file: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DebugOpt,
 ):
     """Time inference (ms per 100 samples) of EXPID, and its ratio to --baseline-expid on the same data."""
     from ..config import load_config

@@ -72,3 +72,5 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Config directory (FuxiCTR
 DataRootOpt = typer.Option(None, "--data-root", help="Folder holding the raw datasets (replaces data_root).")
 SetOpt = typer.Option(None, "--set", help="Override any config key: --set key=value (YAML typed).")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
+ResultsOpt = typer.Option(None, "--results", help="Run records file. Default: results/runs.jsonl")
+GpuOpt = typer.Option(None, "--gpu", help="CUDA device index; -1 for CPU.")

@@ -10,11 +10,11 @@ import typer
 
 from ..errors import CTRBenchError
 from ..util import split_list
-from .common import default_results, out
+from .common import ResultsOpt, default_results, out
 
 
 def plot(
-    results: Optional[str] = typer.Option(None, "--results", help="Run records file."),
+    results: Optional[str] = ResultsOpt,
     out_dir: str = typer.Option(os.path.join("results", "plots"), "--out", help="Folder for the PNGs."),
     metric: str = typer.Option("AUC", "--metric", help="Metric to plot (AUC, logloss, ...)."),
     split: str = typer.Option("test", "--split", help="Split of the per-model bars (test or valid)."),

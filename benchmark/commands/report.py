@@ -9,11 +9,11 @@ import typer
 
 from ..errors import CTRBenchError
 from ..util import split_list
-from .common import console, default_results, out
+from .common import ResultsOpt, console, default_results, out
 
 
 def report(
-    results: str = typer.Option(None, "--results", help="Run records file."),
+    results: Optional[str] = ResultsOpt,
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Model for RelaImp."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated dataset ids."),
     models_: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names."),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..util import split_list as _split
+from .common import ConfigOpt, DataRootOpt, GpuOpt
 
 
 def reproduce(
@@ -22,9 +23,9 @@ def reproduce(
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Columns to run, e.g. frappe,movielens."),
     models: Optional[str] = typer.Option(None, "--models", help="Rows to run."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 1,2,3."),
-    gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device; -1 for CPU."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config directory."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding raw datasets."),
+    gpu: Optional[int] = GpuOpt,
+    config: Optional[str] = ConfigOpt,
+    data_root: Optional[str] = DataRootOpt,
     out_dir: str = typer.Option("results", "--out-dir", help="Where tables and records go."),
 ):
     """Run every cell of a paper's table (resumable) and write <name>.md/.csv beside the paper's numbers."""

@@ -11,6 +11,8 @@ from .common import (
     ConfigOpt,
     DataRootOpt,
     DebugOpt,
+    GpuOpt,
+    ResultsOpt,
     SetOpt,
     console,
     default_config_dir,
@@ -23,11 +25,11 @@ from .common import (
 def run(
     expid: str = typer.Option(..., "--expid", "-e", help="Experiment id in model_config."),
     config: Optional[str] = ConfigOpt,
-    gpu: Optional[int] = typer.Option(None, "--gpu", help="CUDA device index; -1 for CPU."),
+    gpu: Optional[int] = GpuOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (overrides the config)."),
     set_: Optional[List[str]] = SetOpt,
     data_root: Optional[str] = DataRootOpt,
-    results: str = typer.Option(None, "--results", help="Run records file. Default: results/runs.jsonl"),
+    results: Optional[str] = ResultsOpt,
     resume: bool = typer.Option(
         False,
         "--resume",

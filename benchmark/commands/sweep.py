@@ -12,6 +12,7 @@ from ..util import split_list
 from .common import (
     ConfigOpt,
     DataRootOpt,
+    DebugOpt,
     SetOpt,
     console,
     default_config_dir,
@@ -56,7 +57,7 @@ def sweep(
     ),
     ray_gpus: float = typer.Option(1.0, "--ray-gpus", help="GPUs per Ray task (0 for CPU clusters)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether they are done."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DebugOpt,
 ):
     """Run many experiments (expid globs or a FuxiCTR tuner file) x seeds; skips finished runs."""
     from .. import sweep as sweep_mod

@@ -10,6 +10,8 @@ import typer
 from .common import (
     ConfigOpt,
     DataRootOpt,
+    DebugOpt,
+    ResultsOpt,
     SetOpt,
     console,
     default_config_dir,
@@ -64,9 +66,7 @@ def tune(
     config: Optional[str] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
     data_root: Optional[str] = DataRootOpt,
-    results: Optional[str] = typer.Option(
-        None, "--results", help="Run records file. Default: results/runs.jsonl"
-    ),
+    results: Optional[str] = ResultsOpt,
     out_dir: Optional[str] = typer.Option(
         None,
         "--out",
@@ -86,7 +86,7 @@ def tune(
     ),
     warmup: int = typer.Option(0, "--warmup", help="Evaluations of a trial before it can be pruned."),
     worker: bool = typer.Option(False, "--worker", hidden=True, help="Run trials only (no results)."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DebugOpt,
 ):
     """Search EXPID's settings with Optuna (TPE/random/grid, median/ASHA pruning), resumable; writes
     <expid>_tuned, the top trials and Optuna's plots."""
