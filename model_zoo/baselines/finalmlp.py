@@ -57,6 +57,12 @@ class MultiHeadBilinearFusion(nn.Module):
         return self.linear_a(a) + self.linear_b(b) + bilinear
 
 
+def _streams(model: CTRModel, input_dim: int, *streams, **tower):
+    """The two MLP streams, each ``model.dnn_tower(units, activations, dropout, batch_norm)`` on the same
+    input (``output_dim=None``: no output unit)."""
+    return [model.dnn_tower(*stream, optional=False, input_dim=input_dim, **tower) for stream in streams]
+
+
 @register_model
 class DualMLP(CTRModel):
     """DualMLP (Mao et al. AAAI 2023 baseline): two parallel MLPs on the embedding, logits summed.
@@ -83,21 +89,11 @@ class DualMLP(CTRModel):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         input_dim = feature_map.num_fields * embedding_dim
-        self.mlp1 = self.dnn_tower(
-            mlp1_hidden_units,
-            mlp1_hidden_activations,
-            mlp1_dropout,
-            mlp1_batch_norm,
-            optional=False,
-            input_dim=input_dim,
-        )
-        self.mlp2 = self.dnn_tower(
-            mlp2_hidden_units,
-            mlp2_hidden_activations,
-            mlp2_dropout,
-            mlp2_batch_norm,
-            optional=False,
-            input_dim=input_dim,
+        self.mlp1, self.mlp2 = _streams(
+            self,
+            input_dim,
+            (mlp1_hidden_units, mlp1_hidden_activations, mlp1_dropout, mlp1_batch_norm),
+            (mlp2_hidden_units, mlp2_hidden_activations, mlp2_dropout, mlp2_batch_norm),
         )
         self.finish()
 
@@ -149,23 +145,12 @@ class FinalMLP(CTRModel):
         else:
             self.fs_gate1 = self.fs_gate2 = None
         units1, units2 = list(mlp1_hidden_units or []), list(mlp2_hidden_units or [])
-        self.mlp1 = self.dnn_tower(
-            units1,
-            mlp1_hidden_activations,
-            mlp1_dropout,
-            mlp1_batch_norm,
-            optional=False,
+        self.mlp1, self.mlp2 = _streams(
+            self,
+            input_dim,
+            (units1, mlp1_hidden_activations, mlp1_dropout, mlp1_batch_norm),
+            (units2, mlp2_hidden_activations, mlp2_dropout, mlp2_batch_norm),
             output_dim=None,
-            input_dim=input_dim,
-        )
-        self.mlp2 = self.dnn_tower(
-            units2,
-            mlp2_hidden_activations,
-            mlp2_dropout,
-            mlp2_batch_norm,
-            optional=False,
-            output_dim=None,
-            input_dim=input_dim,
         )
         self.fusion = MultiHeadBilinearFusion(
             units1[-1] if units1 else input_dim, units2[-1] if units2 else input_dim, int(num_heads)

@@ -80,6 +80,12 @@ class FinalBlock(nn.Module):
         return x
 
 
+def _block_and_head(input_dim: int, hidden_units, hidden_activations, dropout, shared: dict):
+    """One FinalNet block on ``input_dim`` inputs and its one-unit logit head."""
+    block = FinalBlock(input_dim, hidden_units or [], hidden_activations, dropout, **shared)
+    return block, nn.Linear(block.output_dim, 1)
+
+
 @register_model
 class FinalNet(CTRModel):
     """FinalNet (Zhu et al. SIGIR 2023): FINAL blocks of factorized interaction layers, 1B or 2B with feature gating.
@@ -114,27 +120,22 @@ class FinalNet(CTRModel):
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.field_gate = FieldGate(num_fields, gating_residual) if use_feature_gating else None
         gated_fields = self.field_gate.num_output_fields if self.field_gate is not None else num_fields
-        self.block1 = FinalBlock(
+        shared = dict(batch_norm=batch_norm, residual_type=residual_type, activation_options=kwargs)
+        self.block1, self.fc1 = _block_and_head(
             gated_fields * embedding_dim,
-            block1_hidden_units or [],
+            block1_hidden_units,
             block1_hidden_activations,
             block1_dropout,
-            batch_norm,
-            residual_type,
-            activation_options=kwargs,
+            shared,
         )
-        self.fc1 = nn.Linear(self.block1.output_dim, 1)
         if self.block_type == "2B":
-            self.block2 = FinalBlock(
+            self.block2, self.fc2 = _block_and_head(
                 num_fields * embedding_dim,
-                block2_hidden_units or [],
+                block2_hidden_units,
                 block2_hidden_activations,
                 block2_dropout,
-                batch_norm,
-                residual_type,
-                activation_options=kwargs,
+                shared,
             )
-            self.fc2 = nn.Linear(self.block2.output_dim, 1)
         self.finish()
 
     def gate_features(self, feature_emb: torch.Tensor) -> torch.Tensor:
