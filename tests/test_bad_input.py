@@ -507,20 +507,6 @@ DUP_DATASET = KEYS_DATASET.replace("typo_ds", "dup_ds").replace("  min_categ_cou
 NOTES = "(a deliberate extra key goes under notes:)"
 
 
-def _declare_maskfusion_schema(monkeypatch):
-    """MaskFusion's block declared as a model declares a nested schema (``config_schema``)."""
-    import functools
-
-    import model_zoo
-    from benchmark import keys
-    from model_zoo.maskfusion.model import DEFAULTS
-
-    monkeypatch.setattr(
-        model_zoo.get_model_class("MaskFusion_DNN"), "config_schema", {"maskfusion": DEFAULTS}, raising=False
-    )
-    monkeypatch.setattr(keys, "_class_keys", functools.cache(keys._class_keys.__wrapped__))
-
-
 def keys_case(id: str, expid: str, expect: list[str], model=KEYS_MODEL, dataset=KEYS_DATASET, **kw) -> Case:
     """A run of ``expid`` from the config folder {ws}/cases/<id>: m.yaml, an optional base.yaml, and d.yaml
     beside ctrbench's synthetic.yaml (the ``tiny`` dataset)."""
@@ -585,7 +571,6 @@ CASES += [
             "the maskfusion.smooth_l0 block has no key 'x_inti'",
             "'x_init'",
         ],
-        patch=lambda mp, ws: _declare_maskfusion_schema(mp),
     ),
     keys_case(
         "yaml-dataset-typo",

@@ -203,6 +203,37 @@ def test_a_model_declares_keys_and_nested_blocks(tmp_path, monkeypatch):
     assert "the schedule.decay block has no key 'rat'" in err.value.message and "'rate'" in err.value.message
 
 
+@pytest.mark.parametrize(
+    "model, sets, key, block",
+    [
+        (
+            "MaskFusion_DNN",
+            ["maskfusion.smooth_l0.x_inti=0.1"],
+            "maskfusion.smooth_l0.x_inti",
+            "maskfusion.smooth_l0",
+        ),
+        ("MaskFusion_DCNv2", ["maskfusion.mask_typ=static"], "maskfusion.mask_typ", "maskfusion"),
+        (
+            "MaskFusion_DeepFM",
+            ["maskfusion.dcn_controller.mod=stacked"],
+            "maskfusion.dcn_controller.mod",
+            "maskfusion.dcn_controller",
+        ),
+    ],
+)
+def test_maskfusion_hosts_refuse_a_misspelt_block_key_with_its_source(tmp_path, model, sets, key, block):
+    """The hosts declare the ``maskfusion:`` block (``config_schema``): a typo stops at config resolution,
+    naming the --set it came from, not at model build."""
+    cfg = _config(tmp_path, f"E: {{model: {model}, dataset_id: tiny, maskfusion: {{enabled: true}}}}\n")
+    assert load_config(cfg, "E", ["maskfusion.smooth_l0.x_init=0.1"])["maskfusion"]["smooth_l0"] == {
+        "x_init": 0.1
+    }
+    with pytest.raises(CTRBenchError) as err:
+        load_config(cfg, "E", sets)
+    assert err.value.message.startswith(f"unknown key '{key}' (--set {sets[0]}, expid 'E')")
+    assert f"the {block} block has no key '{key.rsplit('.', 1)[1]}'" in err.value.message
+
+
 def test_overrides_name_the_file_that_passed_them(tmp_path):
     """reproduce and tune pass a cell's settings as overrides: the line names their file."""
     cfg = _config(tmp_path, "E: {model: DNN, dataset_id: tiny}\n")

@@ -211,6 +211,9 @@ class FusionSites:
 class MaskFusion:
     """MaskFusion composed onto the host class that follows it in the bases (see the module docstring)."""
 
+    # the ``maskfusion:`` block's keys, so config resolution refuses a misspelt one with its source line
+    config_schema = {"maskfusion": DEFAULTS}
+
     @classmethod
     def check_params(cls, params: dict) -> None:
         """The host's settings, the ``maskfusion:`` block and ``numeric_encoder``, checked before any data
