@@ -285,6 +285,66 @@ class LossGuard:
         )
 
 
+class StepMeter:
+    """The steps of a trainer since its last pause: each one taken and counted, their losses summed on the
+    device and the training clock running, so that a step waits for nothing; ``book`` adds them to the
+    trainer's state where the loop pauses anyway. A step whose loss is NaN or inf ends the run
+    (:class:`LossGuard`: at once on a lone CPU, else at the next ``book``)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.guard = LossGuard(trainer.device, trainer.dist)
+        self.start()
+
+    def start(self) -> None:
+        """A new stretch of steps: the clock starts now, no loss is pending."""
+        self.started = time.perf_counter()
+        self.loss_sum, self.count = None, 0
+
+    def take(self, batch, weight: float, rows: int) -> torch.Tensor:
+        """One ``train_step`` of the trainer, counted in its state; returns the detached loss."""
+        trainer, state = self.trainer, self.trainer.state
+        step = state.total_steps + 1
+        try:
+            loss = trainer.train_step(batch, weight)
+        except RuntimeError as exc:  # e.g. Adam's step size overflows float32 at a huge learning rate
+            if "overflow" not in str(exc):
+                raise
+            raise self.guard.error(trainer, step, f"the optimiser step overflowed ({exc})")
+        if self.guard.step(loss, step):
+            raise self.guard.error(trainer, step, f"the training loss is {float(loss)}")
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.count += 1
+        state.batch += 1
+        state.total_steps += 1
+        state.train_samples += rows
+        return loss
+
+    def mean_loss(self) -> float:
+        """The mean loss of the epoch so far (booked and pending steps)."""
+        state = self.trainer.state
+        return (state.epoch_loss + float(self.loss_sum)) / (state.epoch_batches + self.count)
+
+    def samples_per_second(self, now: float) -> float:
+        state = self.trainer.state
+        return state.train_samples / max(state.train_seconds + now - self.started, 1e-9)
+
+    def book(self) -> None:
+        """Add the pending step losses and the training time since the clock started to the state (waits
+        for the device). A step whose loss was not finite ends the run here, before anything is saved."""
+        trainer = self.trainer
+        state = trainer.state
+        bad = self.guard.check()
+        if bad is not None:
+            raise self.guard.error(trainer, bad, "the training loss is not finite")
+        if self.loss_sum is not None:
+            state.epoch_loss += float(self.loss_sum)
+            state.epoch_batches += self.count
+            self.loss_sum, self.count = None, 0
+        sync(trainer.device)
+        state.train_seconds += time.perf_counter() - self.started
+
+
 class EarlyStopping:
     """fuxictr's rule after each validation: on an improvement of ``monitor`` by more than 1e-6 save the
     best checkpoint, else count a non-improvement and (``reduce_lr_on_plateau``) decay the learning
@@ -354,12 +414,10 @@ class Trainer:
         self.amp = amp_dtype(params.get("amp"))
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.resume = ResumeState.from_params(state_file, params, config_hash, self.dist)
-        self.loss_guard = LossGuard(self.device, self.dist)
         self.progress_file = ProgressFile(progress_file, enabled=self.dist.is_main)
         self.last_predict_seconds = 0.0
         self.last_predict_rows = 0
-        self._started = time.perf_counter()  # the training clock of the current stretch of steps
-        self._loss_sum, self._loss_n = None, 0  # the epoch's step losses not yet booked
+        self.meter = StepMeter(self)  # the steps since the last pause: losses, clock, divergence
         self.fused_optimizer = use_fused_optimizers(self.optimizers(), params.get("fused_optimizer", False))
         self.train_module, self.eval_module = step_modules(model, params, self.dist)
 
@@ -551,32 +609,15 @@ class Trainer:
         state = self.state
         loader.set_epoch(state.epoch)
         self.model.train()
-        self._started = time.perf_counter()
-        self._loss_sum, self._loss_n = None, 0
+        self.meter.start()
         with EpochBar(self.console, self.show_progress, state.epoch + 1, n_batches, state.batch) as bar:
             for batch, weight, rows in device_batches(self, loader, state.batch):
-                try:
-                    loss = self.train_step(batch, weight)
-                except RuntimeError as exc:  # e.g. Adam's step size overflows float32 at a huge learning rate
-                    if "overflow" not in str(exc):
-                        raise
-                    raise self.loss_guard.error(
-                        self, state.total_steps + 1, f"the optimiser step overflowed ({exc})"
-                    )
-                if self.loss_guard.step(loss, state.total_steps + 1):
-                    raise self.loss_guard.error(
-                        self, state.total_steps + 1, f"the training loss is {float(loss)}"
-                    )
-                self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
-                self._loss_n += 1
-                state.batch += 1
-                state.total_steps += 1
-                state.train_samples += rows
+                loss = self.meter.take(batch, weight, rows)
                 if self.callbacks:
                     logs = self.step_log(loss, state, self.lr)
                     if logs is not None:
                         self._notify("on_step", state.total_steps, logs)
-                bar.update(state.batch, self._mean_epoch_loss, self._samples_per_second)
+                bar.update(state.batch, self.meter.mean_loss, self.meter.samples_per_second)
                 evaluate = state.total_steps % eval_steps == 0 and state.batch < n_batches
                 if evaluate or self.resume.due(state.total_steps, self.device):
                     self._pause(valid_loader, evaluate, on_checkpoint)
@@ -584,38 +625,17 @@ class Trainer:
                         break
                 else:
                     self.write_progress("train")
-        self._book()
-
-    def _mean_epoch_loss(self) -> float:
-        state = self.state
-        return (state.epoch_loss + float(self._loss_sum)) / (state.epoch_batches + self._loss_n)
-
-    def _samples_per_second(self, now: float) -> float:
-        return self.state.train_samples / max(self.state.train_seconds + now - self._started, 1e-9)
-
-    def _book(self) -> None:
-        """Add the step losses and the training time since the clock started to the state (waits for
-        the device). A step whose loss was not finite ends the run here, before anything is saved."""
-        state = self.state
-        bad = self.loss_guard.check()
-        if bad is not None:
-            raise self.loss_guard.error(self, bad, "the training loss is not finite")
-        if self._loss_sum is not None:
-            state.epoch_loss += float(self._loss_sum)
-            state.epoch_batches += self._loss_n
-            self._loss_sum, self._loss_n = None, 0
-        sync(self.device)
-        state.train_seconds += time.perf_counter() - self._started
+        self.meter.book()
 
     def _pause(self, valid_loader, evaluate: bool, on_checkpoint) -> None:
         """A pause inside an epoch: the clock stops, a validation (when due) and the resume state."""
-        self._book()
+        self.meter.book()
         if evaluate:
             self.validate(valid_loader)
             if on_checkpoint:
                 on_checkpoint(self)
         self.save_state()
-        self._started = time.perf_counter()
+        self.meter.start()
 
     def _end_epoch(self, valid_loader, eval_steps: int, on_checkpoint) -> None:
         """The epoch's line, with a validation when the epoch's last step is one of every ``eval_steps``
