@@ -27,8 +27,10 @@ from typing import Any, Callable
 
 import yaml
 
+from model_zoo.options import closest
+
 from .errors import CTRBenchError
-from .keys import NOTES_KEY, check_keys, close_matches
+from .keys import NOTES_KEY, check_keys
 
 # A YAML 1.1 loader reads "1e-3" as a string; anything matching this becomes a number.
 _NUMBER = re.compile(r"^[+-]?((\d+(\.\d*)?)|(\.\d+))([eE][+-]?\d+)?$")
@@ -237,12 +239,6 @@ def load_sections(config_dir: str, kind: str) -> dict[str, tuple[dict, str]]:
                 body = merged
             sections[name] = (body, path)
     return sections
-
-
-def closest(name: str, candidates) -> str:
-    """' (did you mean X?)' for the closest candidate (case-insensitive: dcn_tiny -> DCN_tiny), or ''."""
-    match = close_matches(str(name), candidates, n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:

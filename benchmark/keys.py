@@ -30,12 +30,13 @@ mapping of the block's keys; a value that is itself a mapping is a nested block,
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import re
 import sys
 from typing import Any, Callable
+
+from model_zoo.options import close_matches
 
 from .errors import CTRBenchError
 
@@ -256,23 +257,6 @@ def known_keys(params: dict, model_cls=None) -> dict[str, Schema | None]:
         for k, v in model_keys(model_cls, params, model_zoo.get_model_class).items():
             keys[k] = v if v is not None else keys.get(k)
     return keys
-
-
-# ---- suggestions ---------------------------------------------------------------------------------
-
-
-def close_matches(name: str, candidates, n: int = 3, cutoff: float = 0.6) -> list[str]:
-    """The closest candidates, case-insensitively; a candidate whose words' initials spell the name
-    (``lr`` -> ``learning_rate``) comes first."""
-    by_lower: dict[str, str] = {}
-    for c in map(str, candidates):
-        by_lower.setdefault(c.lower(), c)
-    low = str(name).lower()
-    out = []
-    if len(low) >= 2 and "_" not in low:
-        out = [c for lc, c in by_lower.items() if "_" in lc and "".join(w[:1] for w in lc.split("_")) == low]
-    out += [by_lower[m] for m in difflib.get_close_matches(low, list(by_lower), n=n, cutoff=cutoff)]
-    return list(dict.fromkeys(out))[:n]
 
 
 # ---- the check -----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
   class name in any case (``adam``, ``Adam``, ``nadam``, ``SparseAdam``, ...). fuxictr's
   ``get_optimizer`` takes a ``torch.optim`` attribute name as written (``NAdam``) and ``adam`` in lower
   case; this table is the case-insensitive form of the same set,
-- ``closest``: the "did you mean" hint of these errors.
+- ``close_matches`` / ``closest``: the "did you mean" hint of these errors and of config validation's
+  (case-insensitive; ``lr`` -> ``learning_rate`` by initials).
 """
 
 from __future__ import annotations
@@ -17,9 +18,24 @@ import torch
 from .errors import ModelConfigError
 
 
+def close_matches(name: str, candidates, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The closest candidates, case-insensitively; a candidate whose words' initials spell the name
+    (``lr`` -> ``learning_rate``) comes first."""
+    by_lower: dict[str, str] = {}
+    for c in map(str, candidates):
+        by_lower.setdefault(c.lower(), c)
+    low = str(name).lower()
+    out = []
+    if len(low) >= 2 and "_" not in low:
+        out = [c for lc, c in by_lower.items() if "_" in lc and "".join(w[:1] for w in lc.split("_")) == low]
+    out += [by_lower[m] for m in difflib.get_close_matches(low, list(by_lower), n=n, cutoff=cutoff)]
+    return list(dict.fromkeys(out))[:n]
+
+
 def closest(name: str, candidates) -> str:
-    """`` (did you mean 'X'?)`` for the candidate closest to ``name``, or ''."""
-    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    """`` (did you mean 'X'?)`` for the candidate closest to ``name`` (case-insensitive: dcn_tiny ->
+    DCN_tiny), or ''."""
+    match = close_matches(str(name), candidates, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 

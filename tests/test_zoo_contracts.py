@@ -14,8 +14,9 @@ from benchmark.config import load_config
 from benchmark.errors import CTRBenchError
 from model_zoo import get_model_class
 from model_zoo.base import CTRModel, make_optimizer
+from model_zoo.baselines.edcn import BRIDGE_TYPES
 from model_zoo.errors import ModelConfigError
-from model_zoo.options import OPTIMIZERS, optimizer_class
+from model_zoo.options import OPTIMIZERS, check_choice, optimizer_class
 from model_zoo.testing import feature_map_from_vocab
 from tests.conftest import CONFIG
 from tests.test_zoo_pinned import NOT_MODEL_KEYS, NUMERIC, VOCAB, batch, one_expid_per_model
@@ -106,6 +107,22 @@ def test_optimizer_table_is_fuxictrs_set_in_any_case():
     for lower, cls_name in OPTIMIZERS.items():
         assert type(get_optimizer(cls_name, weights, 1e-3)) is optimizer_class(lower)
     assert "nadam" in OPTIMIZERS and "optimizer" not in OPTIMIZERS
+
+
+@pytest.mark.parametrize(
+    "check, hint",
+    [
+        (lambda: get_model_class("AUTOINTPLUS"), "did you mean 'AutoIntPlus'"),
+        (lambda: get_model_class("DEEPFM"), "did you mean 'DeepFM'"),
+        (lambda: check_choice("bridge_type", "HADAMARD_PRODUCT", BRIDGE_TYPES), "'hadamard_product'"),
+        (lambda: optimizer_class("rmsProp_"), "did you mean 'rmsprop'"),
+    ],
+    ids=["model", "model-in-capitals", "choice", "optimizer"],
+)
+def test_the_zoos_suggestions_ignore_case_as_config_validations_do(check, hint):
+    """The zoo's errors suggest names the way config validation does (one ``close_matches``)."""
+    with pytest.raises(ModelConfigError, match=hint):
+        check()
 
 
 # ---- choices: checked when the config resolves, with the same table the model builds with --------------
