@@ -16,7 +16,7 @@ from fuxictr.pytorch.models import BaseModel
 from torch import nn
 
 from .errors import ModelConfigError
-from .layers.embedding import field_embedding_layer
+from .layers.embedding import FieldLogisticRegression, field_embedding_layer
 from .layers.losses import get_loss_fn
 from .layers.mlp import MLP
 from .optim import check_embedding_optimizer, split_optimizers
@@ -115,6 +115,13 @@ class CTRModel(BaseModel):
             sparse=check_embedding_optimizer(self.params.get("embedding_optimizer", "dense")) != "dense",
             regularizer=self._embedding_regularizer,
         )
+
+    def logistic_regression(self, feature_map, use_bias: bool = True) -> nn.Module:
+        """The first-order term (fuxictr's ``LogisticRegression``: one weight per feature value, summed over
+        the fields, plus an optional bias) on a 1-wide table from ``field_embedding``: fused like the
+        model's own table, with fuxictr's checkpoint keys and initial values."""
+        table = self.field_embedding(feature_map, 1, use_pretrain=False, use_sharing=False)
+        return FieldLogisticRegression(table, use_bias=use_bias)
 
     def main_parameters(self):
         """Parameters of the main optimiser; models with their own optimiser groups override this."""

@@ -15,12 +15,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from fuxictr.pytorch.layers import FeatureEmbedding
+from fuxictr.pytorch.layers import FeatureEmbedding, LogisticRegression
 from torch import nn
 
 from benchmark.config import list_expids, load_config
 from model_zoo import get_model_class
-from model_zoo.layers.embedding import FusedFeatureEmbedding, field_embedding_layer
+from model_zoo.layers.embedding import FieldLogisticRegression, FusedFeatureEmbedding, field_embedding_layer
 from model_zoo.testing import feature_map_from_vocab, model_kwargs
 from tests.conftest import CONFIG
 from tests.test_zoo_pinned import NOT_MODEL_KEYS
@@ -248,6 +248,45 @@ def test_pretrained_and_frozen_fields_stay_per_field(tmp_path):
     assert not frozen.requires_grad
     X = inputs(fm)
     assert torch.equal(a.embedding_layer(X), b.embedding_layer(X))
+
+
+@pytest.mark.parametrize("case", ["categorical+numeric", "shared table and sequence"])
+def test_first_order_term_is_fuxictrs_logistic_regression_on_one_fused_table(case, tmp_path):
+    """The zoo's LR reads a 1-wide table from the factory: fuxictr's draws, forward and checkpoint keys."""
+    fm = fmap(**CASES[case])
+    torch.manual_seed(1)
+    a = Host(LogisticRegression(fm, use_bias=True))
+    a.reset()
+    torch.manual_seed(1)
+    table = field_embedding_layer(fm, 1, use_pretrain=False, use_sharing=False)
+    b = Host(FieldLogisticRegression(table, use_bias=True))
+    b.reset()
+    assert isinstance(b.embedding_layer, LogisticRegression)  # what the TF4CTR wrappers look for
+    first = [next(iter(h.embedding_layer.named_parameters()))[0] for h in (a, b)]
+    assert first == ["bias"] * 2  # fuxictr's parameter order (the clip norm's, Adam's)
+    assert_same_state(a, b)
+    X = inputs(fm)
+    with torch.no_grad():
+        a.embedding_layer.bias.fill_(0.25)
+        b.embedding_layer.bias.fill_(0.25)
+    assert torch.equal(a.embedding_layer(X), b.embedding_layer(X))
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(torch.randn_like(p))
+    torch.save(a.state_dict(), tmp_path / "per_field.pt")
+    b.load_state_dict(torch.load(tmp_path / "per_field.pt", weights_only=True))
+    assert torch.equal(a.embedding_layer(X), b.embedding_layer(X))
+
+
+@pytest.mark.parametrize("model", ["DeepFM", "WideDeep", "FM"])
+def test_models_with_a_first_order_term_hold_every_table_in_the_fused_parameters(model):
+    fm = fmap()
+    net = build_model(model, True, fm, torch.float32)
+    per_field = [n for n, p in net.named_parameters() if ".embedding_layers." in n]
+    assert not per_field  # every table's weights are in fused_weight / numeric_weight
+    lr = net.lr_layer.embedding_layer
+    assert isinstance(lr, FusedFeatureEmbedding) and lr.embedding_layer.fused_weight.shape[1] == 1
+    assert "lr_layer.embedding_layer.embedding_layer.embedding_layers.c0.weight" in net.state_dict()
 
 
 # ---- whole models: one per family, 50 steps in float64 ---------------------------------------------

@@ -9,7 +9,6 @@ uniform weights (plain sum of the pair-wise products, then ``p``).
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -50,7 +49,7 @@ class AFM(CTRModel):
         if len(drops) != 2:
             raise ModelConfigError(f"attention_dropout={attention_dropout!r}: give [p_attention, p_pooled]")
         self.use_attention = bool(use_attention)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=True)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.pairs = PairIndex(feature_map.num_fields)
         if self.use_attention:

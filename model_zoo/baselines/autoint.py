@@ -12,7 +12,6 @@ attention projections, identity residual when widths match, optional scaling and
 optional wide LR without bias); the BARS parameter counts of FuxiCTR's AutoInt match this layout.
 """
 
-from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -73,7 +72,7 @@ class AutoInt(ShallowDeepModel):
             ]
         )
         self.fc = nn.Linear(feature_map.num_fields * int(attention_dim), 1)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_wide else None
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=False) if use_wide else None
         self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish()
 

@@ -12,7 +12,7 @@ computes sum_{i<j} <feature_emb_i, other_emb_j>, so a caller can replace the sec
 every raw x raw product (SFG) without touching the model.
 """
 
-from fuxictr.pytorch.layers import InnerProductInteraction, LogisticRegression
+from fuxictr.pytorch.layers import InnerProductInteraction
 
 from .. import register_model
 from ..base import ShallowDeepModel
@@ -44,7 +44,7 @@ class DeepFM(ShallowDeepModel):
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=bool(lr_bias))
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=bool(lr_bias))
         self.fm_layer = InnerProductInteraction(feature_map.num_fields, output="product_sum")
         self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False)
         self.finish()

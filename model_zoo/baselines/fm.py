@@ -1,7 +1,5 @@
 """FM (Rendle, ICDM 2010): bias + linear weights + pairwise inner products of field embeddings."""
 
-from fuxictr.pytorch.layers import LogisticRegression
-
 from .. import register_model
 from ..base import CTRModel
 from ..layers.pairwise import pairwise_product_sum
@@ -19,7 +17,7 @@ class FM(CTRModel):
     def __init__(self, feature_map, model_id="FM", embedding_dim=10, **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=True)
         self.finish()
 
     def fm_interact(self, feature_emb, other_emb=None):

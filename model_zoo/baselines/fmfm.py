@@ -19,7 +19,6 @@ field of each pair i < j (the side FmFM's M multiplies) and ``right`` the higher
 from __future__ import annotations
 
 import torch
-from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -54,7 +53,7 @@ class FmFM(CTRModel):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.matrixed = self.choose("field_interaction_type", field_interaction_type) == "matrixed"
         self.embedding_dim = embedding_dim
-        self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=True)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
         self.pairs = PairIndex(feature_map.num_fields)
         shape = (
@@ -104,7 +103,7 @@ class FwFM(CTRModel):
         self.pairs = PairIndex(num_fields)
         self.pair_weights = nn.Linear(self.pairs.num_pairs, 1)
         if self.linear_type == "LW":
-            self.lr_layer = LogisticRegression(feature_map, use_bias=False)
+            self.lr_layer = self.logistic_regression(feature_map, use_bias=False)
         elif self.linear_type == "FeLV":
             self.linear_embedding = self.field_embedding(feature_map, embedding_dim)
         else:

@@ -32,7 +32,6 @@ so the second operand of each raw x raw product can be replaced (SFG).
 
 import torch
 import torch.nn.functional as F
-from fuxictr.pytorch.layers import LogisticRegression
 from torch import nn
 
 from .. import register_model
@@ -121,7 +120,7 @@ class GraphFM(CTRModel):
             GraphFMLayer(num_fields, int(embedding_dim), m, num_heads) for m in num_neighbors
         )
         self.fc = nn.Linear(num_layers * int(embedding_dim), 1)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=False) if use_lr else None
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=False) if use_lr else None
         self.finish()
 
     def interact(self, layer, h, other=None):

@@ -1,7 +1,5 @@
 """LR: logistic regression over all features (one weight per feature value plus a bias)."""
 
-from fuxictr.pytorch.layers import LogisticRegression
-
 from .. import register_model
 from ..base import CTRModel
 
@@ -12,7 +10,7 @@ class LR(CTRModel):
 
     def __init__(self, feature_map, model_id="LR", **kwargs):
         super().__init__(feature_map, model_id=model_id, **kwargs)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=True)
         self.finish()
 
     def forward(self, inputs):

@@ -6,8 +6,6 @@ features; like FuxiCTR/BARS, the wide part here is logistic regression over the 
 The two logits are summed before the sigmoid: y = sigmoid(w_wide . x + MLP(e) ).
 """
 
-from fuxictr.pytorch.layers import LogisticRegression
-
 from .. import register_model
 from ..base import CTRModel
 
@@ -35,7 +33,7 @@ class WideDeep(CTRModel):
     ):
         super().__init__(feature_map, model_id=model_id, **kwargs)
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=False)
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=False)
         self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm, optional=False)
         self.finish()
 

@@ -14,7 +14,7 @@ carry one bias each (the BARS parameter counts of FuxiCTR's xDeepFM match this l
 """
 
 import torch
-from fuxictr.pytorch.layers import CompressedInteractionNet, LogisticRegression
+from fuxictr.pytorch.layers import CompressedInteractionNet
 
 from .. import register_model
 from ..base import ShallowDeepModel
@@ -52,7 +52,7 @@ class xDeepFM(ShallowDeepModel):
                 "e.g. cin_hidden_units: [16, 16]"
             )
         self.embedding_layer = self.field_embedding(feature_map, embedding_dim)
-        self.lr_layer = LogisticRegression(feature_map, use_bias=False)
+        self.lr_layer = self.logistic_regression(feature_map, use_bias=False)
         self.cin = CompressedInteractionNet(feature_map.num_fields, cin_hidden_units, output_dim=1)
         self.dnn = self.dnn_tower(dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish()

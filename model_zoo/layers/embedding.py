@@ -25,6 +25,9 @@ same network:
 
 Fields sharing a table (``share_embedding``) map to one slice. Pretrained fields, ``embedding``-type fields
 and fields of another width keep their own modules and are looked up per field.
+
+``FieldLogisticRegression`` is fuxictr's first-order ``LogisticRegression`` reading a 1-wide layer that the
+model's factory built (so fused as well), with fuxictr's attributes, checkpoint keys and forward.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from fuxictr.pytorch.layers import LogisticRegression
 from fuxictr.pytorch.layers.embeddings.feature_embedding import FeatureEmbedding, FeatureEmbeddingDict
 from fuxictr.pytorch.torch_utils import get_regularizer
 from fuxictr.utils import not_in_whitelist
@@ -331,3 +335,17 @@ def field_embedding_layer(
             )
         return FeatureEmbedding(feature_map, embedding_dim, **kwargs)
     return FusedFeatureEmbedding(feature_map, embedding_dim, sparse=sparse, regularizer=regularizer, **kwargs)
+
+
+class FieldLogisticRegression(LogisticRegression):
+    """fuxictr's ``LogisticRegression`` (sum over the fields of each value's weight, plus an optional bias)
+    whose 1-wide table is ``embedding_layer``, a layer built by the model's ``field_embedding(feature_map, 1,
+    use_pretrain=False, use_sharing=False)`` as fuxictr builds its own; so the first-order weights are one
+    fused table too (one lookup, one regulariser norm, the sparse optimisers' rows). fuxictr's attributes
+    (``bias`` registered before ``embedding_layer``), checkpoint keys and ``forward``; the bias is zeros, so
+    building the table first draws the same numbers as fuxictr's constructor."""
+
+    def __init__(self, embedding_layer: nn.Module, use_bias: bool = True):
+        nn.Module.__init__(self)  # fuxictr's __init__ would build a second, per-field table
+        self.bias = nn.Parameter(torch.zeros(1)) if use_bias else None
+        self.embedding_layer = embedding_layer

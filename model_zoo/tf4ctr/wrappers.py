@@ -19,12 +19,14 @@ from torch import nn
 from .. import get_model_class, register_model
 from ..base import CTRModel
 from ..errors import ModelConfigError
+from ..layers.embedding import FieldLogisticRegression
 from .layers import SERSSEM, DynamicFusion, make_ssem, ssem_outputs
 from .twin_focus import TwinFocusLoss, TwinFocusLossMixin
 
 # how a base model's shallow part is called on (X, easy embedding of shape (B, F, d_e))
 _SIMPLE_CALLS = {
     LogisticRegression: lambda part, X, emb: part(X),
+    FieldLogisticRegression: lambda part, X, emb: part(X),  # the zoo's models' LR (a subclass)
     FactorizationMachine: lambda part, X, emb: part(X, emb),
     InnerProductInteraction: lambda part, X, emb: part(emb),
     CompressedInteractionNet: lambda part, X, emb: part(emb),
