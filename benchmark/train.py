@@ -58,6 +58,8 @@ import torch
 from fuxictr.utils import Monitor
 from rich.console import Console
 
+from model_zoo.base import clip_grad_norm
+
 from .checkpoint import ResumeState, load_weights, save_torch
 from .distributed import DistContext
 from .errors import CTRBenchError
@@ -168,22 +170,6 @@ def use_fused_optimizers(optimizers, wanted) -> bool:
                 group["fused"], group["foreach"] = True, False
             fused = True
     return fused
-
-
-def clip_grad_norm(parameters, max_norm: float) -> None:
-    """torch's ``clip_grad_norm_`` (one 2-norm over every gradient), also over the sparse gradients a sparse
-    ``embedding_optimizer`` gives its table (torch's norm kernels have no sparse version: their values count)."""
-    params = [p for p in parameters if p.grad is not None]
-    if not any(p.grad.is_sparse for p in params):
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return
-    for p in params:
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-    norms = [torch.linalg.vector_norm(p.grad.values() if p.grad.is_sparse else p.grad) for p in params]
-    coef = torch.clamp(max_norm / (torch.linalg.vector_norm(torch.stack(norms)) + 1e-6), max=1.0)
-    for p in params:
-        p.grad.mul_(coef)
 
 
 def step_modules(model, params: dict, dist: DistContext):

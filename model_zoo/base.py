@@ -47,6 +47,22 @@ def _regularizer(value):
     return value
 
 
+def clip_grad_norm(parameters, max_norm: float) -> None:
+    """torch's ``clip_grad_norm_`` (one 2-norm over every gradient), also over the sparse gradients a sparse
+    ``embedding_optimizer`` gives its table (torch's norm kernels have no sparse version: their values count)."""
+    params = [p for p in parameters if p.grad is not None]
+    if not any(p.grad.is_sparse for p in params):
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+    norms = [torch.linalg.vector_norm(p.grad.values() if p.grad.is_sparse else p.grad) for p in params]
+    coef = torch.clamp(max_norm / (torch.linalg.vector_norm(torch.stack(norms)) + 1e-6), max=1.0)
+    for p in params:
+        p.grad.mul_(coef)
+
+
 class CTRModel(BaseModel):
     """Base class of the zoo's models (not registered itself)."""
 
@@ -227,7 +243,7 @@ class CTRModel(BaseModel):
         loss = self.compute_loss(return_dict, self.get_labels(batch_data))
         loss.backward()
         if self._max_gradient_norm and self._max_gradient_norm > 0:
-            nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
+            clip_grad_norm(self.parameters(), self._max_gradient_norm)
         for opt in self.optimizers():
             opt.step()
         self.on_train_step_end(self._total_steps - 1)  # fit counts the step before running it

@@ -17,7 +17,7 @@ from model_zoo.base import CTRModel, make_optimizer
 from model_zoo.baselines.edcn import BRIDGE_TYPES
 from model_zoo.errors import ModelConfigError
 from model_zoo.options import OPTIMIZERS, check_choice, optimizer_class
-from model_zoo.testing import feature_map_from_vocab
+from model_zoo.testing import feature_map_from_vocab, model_kwargs
 from tests.conftest import CONFIG
 from tests.test_zoo_pinned import NOT_MODEL_KEYS, NUMERIC, VOCAB, batch, one_expid_per_model
 
@@ -153,3 +153,30 @@ def test_a_bad_choice_is_refused_when_the_config_resolves(expid, setting, key):
         params[key] = value
     with pytest.raises(ModelConfigError, match=name):
         build(params)
+
+
+# ---- fuxictr's fit: the zoo's step clips sparse embedding gradients as the trainer does ------------------
+@pytest.mark.parametrize("embedding_optimizer", ["sparse_adam", "rowwise_adagrad"])
+def test_fuxictr_fit_with_gradient_clipping_steps_a_sparse_embedding_optimizer(tmp_path, embedding_optimizer):
+    """``model.fit(..., max_gradient_norm=...)`` (fuxictr's loop, the zoo's ``train_step``) clips the sparse
+    gradients of the embedding table (torch's ``clip_grad_norm_`` cannot) and steps both optimisers."""
+    fmap = feature_map_from_vocab(VOCAB, 4, numeric=NUMERIC)
+    model = get_model_class("DNN")(
+        fmap,
+        **model_kwargs(
+            embedding_optimizer=embedding_optimizer,
+            hidden_units=[8],
+            embedding_dim=4,
+            model_root=str(tmp_path),
+            learning_rate=0.1,
+        ),
+    )
+    main, sparse = model.optimizers()
+    table = sparse.param_groups[0]["params"][0]
+    table_before = table.detach().clone()
+    main_params = [p for g in main.param_groups for p in g["params"]]
+    main_before = [p.detach().clone() for p in main_params]
+    train = [batch(fmap, rows=16, seed=s) for s in range(3)]
+    model.fit(train, epochs=1, validation_data=[batch(fmap, rows=16, seed=9)], max_gradient_norm=1e-3)
+    assert not torch.equal(table.detach(), table_before)
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(main_before, main_params))
