@@ -104,32 +104,21 @@ class CTRModel(BaseModel):
         self.aux_optimizers: list[torch.optim.Optimizer] = []
 
     # ---- construction -----------------------------------------------------------------------
-    def field_embedding(
-        self,
-        feature_map,
-        embedding_dim,
-        embedding_initializer="partial(nn.init.normal_, std=1e-4)",
-        required_feature_columns=None,
-        not_required_feature_columns=None,
-        use_pretrain=True,
-        use_sharing=True,
-    ) -> nn.Module:
-        """The field-embedding layer every model builds its tables with (fuxictr's ``FeatureEmbedding``
-        arguments, and its interface: ``layer(X, flatten_emb=...)``). Models read it through ``embed``.
-        By default one fused table (``layers.embedding.FusedFeatureEmbedding``, the same network);
-        ``fused_embedding: false`` builds fuxictr's per-field layer; a sparse ``embedding_optimizer``
-        gives the table sparse gradients (``model_zoo.optim``)."""
+    def field_embedding(self, feature_map, embedding_dim, **options) -> nn.Module:
+        """The field-embedding layer every model builds its tables with (``options``: fuxictr's
+        ``FeatureEmbedding`` keyword arguments, ``embedding_initializer``, ``required_feature_columns``,
+        ``not_required_feature_columns``, ``use_pretrain``, ``use_sharing``, with its defaults; and its
+        interface: ``layer(X, flatten_emb=...)``). Models read it through ``embed``. By default one fused
+        table (``layers.embedding.FusedFeatureEmbedding``, the same network); ``fused_embedding: false``
+        builds fuxictr's per-field layer; a sparse ``embedding_optimizer`` gives the table sparse gradients
+        (``model_zoo.optim``). The layer is ``layers.embedding.field_embedding_layer``'s."""
         return field_embedding_layer(
             feature_map,
             embedding_dim,
-            embedding_initializer=embedding_initializer,
-            required_feature_columns=required_feature_columns,
-            not_required_feature_columns=not_required_feature_columns,
-            use_pretrain=use_pretrain,
-            use_sharing=use_sharing,
             fused=bool(self.params.get("fused_embedding", True)),
             sparse=check_embedding_optimizer(self.params.get("embedding_optimizer", "dense")) != "dense",
             regularizer=self._embedding_regularizer,
+            **options,
         )
 
     def logistic_regression(self, feature_map, use_bias: bool = True) -> nn.Module:
