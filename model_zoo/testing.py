@@ -1,5 +1,5 @@
 """Test support for the zoo: feature maps without data, for parameter counts against the papers' logged
-vocab sizes, and the keyword arguments a model needs when built outside a run.
+vocab sizes, the keyword arguments a model needs when built outside a run, and random batches for them.
 
 ``feature_map_from_vocab({"C1": 9, "C14": 2556, ...}, embedding_dim=20)`` gives a fuxictr
 ``FeatureMap`` of categorical fields with those vocab sizes (padding and OOV included, as in
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
+
 from .base import count_parameters
 
-__all__ = ["count_parameters", "feature_map_from_vocab", "model_kwargs"]
+__all__ = ["count_parameters", "feature_map_from_vocab", "model_kwargs", "random_batch"]
 
 
 def feature_map_from_vocab(
@@ -67,3 +69,20 @@ def model_kwargs(**overrides) -> dict:
     }
     kwargs.update(overrides)
     return kwargs
+
+
+def random_batch(
+    feature_map, rows: int = 32, seed: int = 0, numeric=torch.randn, id_dtype: torch.dtype = torch.int64
+) -> dict:
+    """A batch of ``rows`` random inputs for ``feature_map``, drawn field by field from one generator seeded
+    with ``seed``: ids in 1 .. vocab_size - 1 (0 is padding), numerics from ``numeric`` (``torch.randn`` or
+    ``torch.rand``), and 0/1 labels under ``label``."""
+    gen = torch.Generator().manual_seed(seed)
+    X = {}
+    for name, spec in feature_map.features.items():
+        if spec["type"] == "numeric":
+            X[name] = numeric(rows, generator=gen)
+        else:
+            X[name] = torch.randint(1, spec["vocab_size"], (rows,), generator=gen, dtype=id_dtype)
+    X["label"] = torch.randint(0, 2, (rows,), generator=gen).float()
+    return X

@@ -11,7 +11,7 @@ import torch
 
 import model_zoo
 from benchmark.data.synth import CRITEO_CARDINALITY
-from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs
+from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs, random_batch
 from tests.oracles import bilinear_fusion_param_count, mlp_param_count
 
 VOCAB = {"f0": 7, "f1": 11, "f2": 5, "f3": 13, "f4": 3}  # n = 5 fields, V = 39 rows
@@ -31,15 +31,7 @@ def build(name, feature_map=None, **over):
 
 
 def batch(feature_map, size=32, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    X = {}
-    for name, spec in feature_map.features.items():
-        if spec["type"] == "numeric":
-            X[name] = torch.randn(size, generator=gen)
-        else:
-            X[name] = torch.randint(1, spec["vocab_size"], (size,), generator=gen)
-    X["label"] = torch.randint(0, 2, (size,), generator=gen).float()
-    return X
+    return random_batch(feature_map, size, seed)
 
 
 def emb(model, X):

@@ -8,7 +8,7 @@ import torch
 
 from model_zoo.errors import ModelConfigError
 from model_zoo.layers.attention import MultiHeadSelfAttention
-from model_zoo.testing import feature_map_from_vocab
+from model_zoo.testing import feature_map_from_vocab, random_batch
 from tests.test_baselines_logged_counts import F_SMALL, MODELS, SMALL, build
 
 # ---- forward / backward on every model ---------------------------------------------------------
@@ -35,18 +35,6 @@ TINY_PARAMS = {
 
 def mixed_map(dim=4):
     return feature_map_from_vocab({f"c{i}": 5 + i for i in range(5)}, dim, numeric=["n0", "n1"])
-
-
-def random_batch(fmap, batch=32, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, spec in fmap.features.items():
-        if spec["type"] == "numeric":
-            out[name] = torch.randn(batch, generator=gen)
-        else:
-            out[name] = torch.randint(1, spec["vocab_size"], (batch,), generator=gen)
-    out["label"] = torch.randint(0, 2, (batch,), generator=gen).float()
-    return out
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -157,7 +145,7 @@ def test_graphfm_keeps_exactly_m_neighbours_per_node():
 def test_graphfm_residual_keeps_first_order_signal_at_init():
     torch.manual_seed(9)
     fmap = feature_map_from_vocab(SMALL, 4)
-    batch = random_batch(fmap, batch=64)
+    batch = random_batch(fmap, rows=64)
     spread = {}
     for residual in (True, False):
         model = build("GraphFM", fmap, embedding_dim=4, num_layers=2, use_residual=residual).eval()

@@ -11,7 +11,7 @@ from benchmark.reproduce import load_targets, plan
 from model_zoo.dlf import DLF, GatedResidual
 from model_zoo.dlf.block_fusion import BlockAttentionFusion
 from model_zoo.errors import ModelConfigError
-from model_zoo.testing import feature_map_from_vocab, model_kwargs
+from model_zoo.testing import feature_map_from_vocab, model_kwargs, random_batch
 from tests.conftest import REPO
 
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
@@ -162,15 +162,7 @@ def test_paper_preset_full_size_criteo():
 
 
 def fake_batch(fmap, batch=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    inputs = {}
-    for name, spec in fmap.features.items():
-        if spec["type"] == "numeric":
-            inputs[name] = torch.randn(batch, generator=g)
-        else:
-            inputs[name] = torch.randint(1, spec["vocab_size"], (batch,), generator=g)
-    inputs["label"] = torch.randint(0, 2, (batch,), generator=g).float()
-    return inputs
+    return random_batch(fmap, batch, seed)
 
 
 @pytest.mark.parametrize("name", ["full", "no_rli_naf", "late_fusion", "naf2"])

@@ -23,7 +23,7 @@ import torch
 from benchmark.config import list_expids, load_config
 from model_zoo import get_model_class, registry
 from model_zoo.errors import ModelConfigError
-from model_zoo.testing import feature_map_from_vocab
+from model_zoo.testing import feature_map_from_vocab, random_batch
 from tests.conftest import CONFIG
 
 PINNED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo_pinned.json")
@@ -43,15 +43,7 @@ def one_expid_per_model() -> dict[str, str]:
 
 
 def batch(fmap, rows=16, seed=7):
-    g = torch.Generator().manual_seed(seed)
-    X = {}
-    for name, spec in fmap.features.items():
-        if spec["type"] == "numeric":
-            X[name] = torch.rand(rows, generator=g)
-        else:
-            X[name] = torch.randint(1, spec["vocab_size"], (rows,), generator=g)
-    X["label"] = torch.randint(0, 2, (rows,), generator=g).float()
-    return X
+    return random_batch(fmap, rows, seed, numeric=torch.rand)
 
 
 def fingerprint(expid: str) -> dict:
