@@ -476,77 +476,42 @@ _DOC = (
 )
 
 
-@register_model
-class MaskFusion_DNN(MaskFusion, DNN):
-    __doc__ = _DOC.format(host="DNN")
-    sites = FusionSites(towers=("mlp",))
-
-
-@register_model
-class MaskFusion_IPNN(MaskFusion, IPNN):
-    __doc__ = _DOC.format(host="IPNN")
-    sites = FusionSites(towers=("dnn",))
-
-
-@register_model
-class MaskFusion_DeepFM(MaskFusion, DeepFM):
-    __doc__ = _DOC.format(host="DeepFM")
-    sites = FusionSites(towers=("dnn",))
-
-
-@register_model
-class MaskFusion_xDeepFM(MaskFusion, xDeepFM):
-    __doc__ = _DOC.format(host="xDeepFM")
-    sites = FusionSites(towers=("dnn",))
-
-
-@register_model
-class MaskFusion_DCN(MaskFusion, DCN):
-    __doc__ = _DOC.format(host="DCN") + (
-        "\n\nThe DNN has no output unit: fc on [cross ; h] is its fused output layer."
-    )
-    sites = FusionSites(towers=("dnn",), head="fc")
-
-
-@register_model
-class MaskFusion_DCNv2(MaskFusion, DCNv2):
-    __doc__ = _DOC.format(host="DCNv2") + (
-        "\n\nThe parallel DNN (the stacked one for model_structure "
-        "stacked), completed by fc as its fused output layer."
-    )
-    sites = FusionSites(towers=("dnn", "stacked_dnn"), head="fc")
-
-
-@register_model
-class MaskFusion_AutoIntPlus(MaskFusion, AutoIntPlus):
-    __doc__ = _DOC.format(host="AutoIntPlus")
-    sites = FusionSites(towers=("dnn",))
-
-
-@register_model
-class MaskFusion_DLRM(MaskFusion, DLRM):
-    __doc__ = _DOC.format(host="DLRM") + "\n\nThe top MLP is fused; the bottom MLP's dense vector is field 1."
-    sites = FusionSites(towers=("dnn",), encodes_numerics=True)
-
-
-@register_model
-class MaskFusion_MaskNet(MaskFusion, MaskNet):
-    __doc__ = _DOC.format(host="MaskNet")
-    sites = FusionSites(towers=("dnn",))
-
-
-MASKFUSION_CLASSES = {
-    cls.__mro__[2].__name__: cls
-    for cls in (
-        MaskFusion_DNN,
-        MaskFusion_IPNN,
-        MaskFusion_DeepFM,
-        MaskFusion_xDeepFM,
-        MaskFusion_DCN,
-        MaskFusion_DCNv2,
-        MaskFusion_AutoIntPlus,
-        MaskFusion_DLRM,
-        MaskFusion_MaskNet,
-    )
+# host -> (where it is fused, what its docstring adds)
+HOST_SITES = {
+    DNN: (FusionSites(towers=("mlp",)), ""),
+    IPNN: (FusionSites(towers=("dnn",)), ""),
+    DeepFM: (FusionSites(towers=("dnn",)), ""),
+    xDeepFM: (FusionSites(towers=("dnn",)), ""),
+    DCN: (
+        FusionSites(towers=("dnn",), head="fc"),
+        "The DNN has no output unit: fc on [cross ; h] is its fused output layer.",
+    ),
+    DCNv2: (
+        FusionSites(towers=("dnn", "stacked_dnn"), head="fc"),
+        "The parallel DNN (the stacked one for model_structure stacked), completed by fc as its fused output "
+        "layer.",
+    ),
+    AutoIntPlus: (FusionSites(towers=("dnn",)), ""),
+    DLRM: (
+        FusionSites(towers=("dnn",), encodes_numerics=True),
+        "The top MLP is fused; the bottom MLP's dense vector is field 1.",
+    ),
+    MaskNet: (FusionSites(towers=("dnn",)), ""),
 }
+
+
+def _host_class(host: type, sites: FusionSites, note: str) -> type:
+    """``MaskFusion_<host>``: MaskFusion composed onto ``host``, fused at ``sites``, registered."""
+    name = f"MaskFusion_{host.__name__}"
+    namespace = {
+        "__doc__": _DOC.format(host=host.__name__) + (f"\n\n{note}" if note else ""),
+        "__module__": __name__,
+        "__qualname__": name,
+        "sites": sites,
+    }
+    return register_model(type(name, (MaskFusion, host), namespace))
+
+
+MASKFUSION_CLASSES = {host.__name__: _host_class(host, *entry) for host, entry in HOST_SITES.items()}
+globals().update({cls.__name__: cls for cls in MASKFUSION_CLASSES.values()})  # importable by name
 HOSTS = tuple(MASKFUSION_CLASSES)
