@@ -107,12 +107,23 @@ def run_ctrbench(p):
     return time.perf_counter() - start
 
 
+def processor_args(p) -> dict:
+    """The arguments of a fuxictr ``FeatureProcessor`` (or a subclass) for the built dataset ``p``."""
+    from benchmark.data.build import feature_specs, label_specs
+
+    return dict(
+        feature_cols=feature_specs(p),
+        label_col=label_specs(p),
+        dataset_id=p["dataset_id"],
+        data_root=p["build_root"],
+    )
+
+
 def run_processor(p):
     import numpy as np
     from fuxictr.datasets import avazu, criteo
 
     from benchmark.data import h5io
-    from benchmark.data.build import feature_specs, label_specs
 
     global Ref  # module level, so that fit can pickle it
 
@@ -121,12 +132,7 @@ def run_processor(p):
 
     Ref.__qualname__ = "Ref"
     start = time.perf_counter()
-    fp = Ref(
-        feature_cols=feature_specs(p),
-        label_col=label_specs(p),
-        dataset_id=p["dataset_id"],
-        data_root=p["build_root"],
-    )
+    fp = Ref(**processor_args(p))
     frames = {s: fp.preprocess(fp.read_data(p[f"{s}_data"])) for s in h5io.SPLITS}
     fp.fit(frames["train"], min_categr_count=p["min_categr_count"])
     for split, frame in frames.items():
@@ -142,15 +148,8 @@ def run_fuxictr(p):
     logging.disable(logging.INFO)
     from fuxictr.preprocess import FeatureProcessor, build_dataset
 
-    from benchmark.data.build import feature_specs, label_specs
-
     start = time.perf_counter()
-    fp = FeatureProcessor(
-        feature_cols=feature_specs(p),
-        label_col=label_specs(p),
-        dataset_id=p["dataset_id"],
-        data_root=p["build_root"],
-    )
+    fp = FeatureProcessor(**processor_args(p))
     build_dataset(
         fp,
         train_data=p["train_data"],
