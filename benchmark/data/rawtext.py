@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -184,13 +185,10 @@ class Outputs:
 
 
 def concat_files(paths: list[str], fd) -> None:
+    """The files' bytes, one after the other, onto the open binary file ``fd``."""
     for path in paths:
         with open(path, "rb") as src:
-            while True:
-                block = src.read(CHUNK_BYTES)
-                if not block:
-                    break
-                fd.write(block)
+            shutil.copyfileobj(src, fd, CHUNK_BYTES)
 
 
 # --------------------------------------------------------------------------------------------------
