@@ -328,10 +328,10 @@ def build_table(
 
 def add_verdicts(cells: dict, targets: dict) -> list[dict]:
     """Each cell of the table that the targets file has a paper number for gets ``verdict`` (see
-    ``reproduce.cell_verdict``): the targets column whose dataset_id is the cell's dataset, the targets
+    ``verdicts.cell_verdict``): the targets column whose dataset_id is the cell's dataset, the targets
     row named by the cell's label, report name or expid. Returns the verdicts as a list for the JSON
     file beside the table."""
-    from .reproduce import cell_verdict, tolerances
+    from .verdicts import cell_verdict, tolerances
 
     tol, alpha = tolerances(targets), float(targets.get("alpha", 0.05))
     columns = {}
@@ -369,7 +369,7 @@ def add_verdicts(cells: dict, targets: dict) -> list[dict]:
 
 def verdicts_payload(table: dict) -> dict:
     """The verdicts of a table built with ``targets``, for ``<table>.verdicts.json``."""
-    from .reproduce import tolerances
+    from .verdicts import tolerances
 
     targets = table["targets"]
     return {
@@ -484,7 +484,7 @@ def _grid(table: dict) -> tuple[list[str], list[list[tuple[str, str | None, bool
             if eff:
                 line += [(_efficiency(row, key), None, False) for key, _ in EFFICIENCY]
             if table.get("targets"):
-                from .reproduce import verdict_text
+                from .verdicts import verdict_text
 
                 line += [(verdict_text(get("verdict")), None, False)]
         body.append(line)

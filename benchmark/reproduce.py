@@ -51,11 +51,11 @@ import numpy as np
 import yaml
 
 from . import config as config_mod
-from . import stats
 from .errors import USER_ERRORS, CTRBenchError
 from .records import config_key, find_recorded, group_records, read_records
 from .report import RELAIMP_NA, relaimp_auc
 from .util import atomic_write, atomic_write_json
+from .verdicts import as_fraction, cell_verdict, is_auc, tolerances, verdict_text
 
 SMOKE_SETS = {"epochs": 1, "batch_size": 256, "eval_batch_size": 1024, "verbose": 0}
 
@@ -353,82 +353,6 @@ def _pvalue(targets, cell, base):
     return None if res is None else res["p"]
 
 
-# ---- verdicts against the paper's numbers ---------------------------------------------------------------
-
-#: Tolerances of the verdicts when a targets file names none (see the module doc): metric -> the largest
-#: difference from the paper's number that still counts as the same, in the metric's own units (AUC as a
-#: fraction: 0.001 = 0.1 AUC points).
-DEFAULT_TOLERANCE = {"AUC": 0.001, "gAUC": 0.001, "logloss": 0.001}
-
-
-def _is_auc(metric: str) -> bool:
-    return metric.lower().endswith("auc")
-
-
-def _fraction(metric: str, value):
-    """AUC-like numbers as fractions (papers print 79.3064 or 0.793064); other metrics unchanged."""
-    if value is None:
-        return None
-    value = float(value)
-    return value / 100.0 if _is_auc(metric) and value > 1.0 else value
-
-
-def tolerances(targets: dict) -> dict:
-    """metric -> tolerance for this targets file: DEFAULT_TOLERANCE, then ``auc_tolerance`` (AUC points,
-    for AUC and gAUC), then the file's ``tolerance`` mapping (each metric in its own units; AUC as a
-    fraction whatever the paper prints)."""
-    tol = dict(DEFAULT_TOLERANCE)
-    if targets.get("auc_tolerance") is not None:
-        tol["AUC"] = tol["gAUC"] = float(targets["auc_tolerance"]) / 100.0
-    tol.update({m: float(v) for m, v in (targets.get("tolerance") or {}).items()})
-    return tol
-
-
-def cell_verdict(values: dict, paper: dict, tol: dict, alpha: float = 0.05) -> dict | None:
-    """The verdict of one cell: ``values`` metric -> our per-seed values, ``paper`` metric -> the
-    paper's number. Each metric with a paper number and a tolerance gets ``stats.verdict``; the cell is
-    *not reproduced* when any metric is, *reproduced* when all are, else *underpowered* with the seeds
-    that would decide it (the most any metric needs; None where the std is unknown or no number of
-    seeds decides). None when no metric can be compared."""
-    per_metric = {}
-    for metric, target in paper.items():
-        if metric not in tol or not isinstance(target, (int, float)):
-            continue
-        ours = [v for v in values.get(metric) or [] if v is not None]
-        if not ours:
-            continue
-        per_metric[metric] = stats.verdict(
-            [_fraction(metric, v) for v in ours], _fraction(metric, target), tol[metric], alpha
-        )
-    if not per_metric:
-        return None
-    kinds = {v["verdict"] for v in per_metric.values()}
-    if stats.NOT_REPRODUCED in kinds:
-        verdict = stats.NOT_REPRODUCED
-    elif kinds == {stats.REPRODUCED}:
-        verdict = stats.REPRODUCED
-    else:
-        verdict = stats.UNDERPOWERED
-    needed = None
-    if verdict == stats.UNDERPOWERED:
-        wanted = [v["seeds_needed"] for v in per_metric.values() if v["verdict"] == stats.UNDERPOWERED]
-        needed = None if None in wanted else max(wanted)
-    return {"verdict": verdict, "seeds_needed": needed, "metrics": per_metric}
-
-
-def verdict_text(v: dict | None) -> str:
-    if v is None:
-        return "–"
-    if v["verdict"] != stats.UNDERPOWERED:
-        return v["verdict"]
-    n = max(m["n"] for m in v["metrics"].values())
-    if n < 2:
-        return "underpowered (1 seed)"
-    if v["seeds_needed"] is None:
-        return f"underpowered ({n} seeds; more seeds do not decide it)"
-    return f"underpowered ({n} seeds; ~{v['seeds_needed']} would decide)"
-
-
 def parse_count(value) -> int | None:
     """A printed parameter count as an integer: '78.7M' -> 78700000, '6K' -> 6000, '6,083,278'."""
     if value is None:
@@ -482,9 +406,9 @@ def table_cells(targets: dict, cells: dict, status: dict, columns=None, rows=Non
                 ours = float(np.mean(values)) if values else None
                 ref = paper.get(m) if isinstance(paper.get(m), (int, float)) else None
                 std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-                if _is_auc(m) and values and max(values) > 1.0:  # a record in percent
+                if is_auc(m) and values and max(values) > 1.0:  # a record in percent
                     ours, std = ours / 100.0, None if std is None else std / 100.0
-                ref = _fraction(m, ref)
+                ref = as_fraction(m, ref)
                 entry["metrics"][m] = {
                     "ours": ours,
                     "std": std,
@@ -520,12 +444,12 @@ def _num(value, digits: int) -> str:
 
 
 def _digits(metric: str) -> int:
-    return 4 if _is_auc(metric) else (6 if "loss" in metric.lower() else 2)
+    return 4 if is_auc(metric) else (6 if "loss" in metric.lower() else 2)
 
 
 def _metric_text(entry: dict, m: str) -> tuple[str, str, str]:
     """Ours (mean ± std), the paper's and the difference, as the paper prints them (AUC in %)."""
-    v, scale = entry["metrics"][m], (100.0 if _is_auc(m) else 1.0)
+    v, scale = entry["metrics"][m], (100.0 if is_auc(m) else 1.0)
     digits = _digits(m)
     if v["ours"] is None:
         ours = entry["status"].split(":")[0] if entry["status"] else "not run"
@@ -548,7 +472,7 @@ def dataset_table(targets: dict, entries: list[dict], column: str) -> tuple[list
     bases = list(dict.fromkeys(e["baseline"] for e in mine if e["baseline"]))
     header = ["Model"]
     for m in targets["metrics"]:
-        header += [m + " (%)" if _is_auc(m) else m, f"{m} (paper)", f"Δ{m}"]
+        header += [m + " (%)" if is_auc(m) else m, f"{m} (paper)", f"Δ{m}"]
     header += ["verdict", "#Params", "#Params (paper)"]
     if len(bases) == 1:
         header += [f"RelaImp AUC vs {bases[0]}", f"p vs {bases[0]}"]

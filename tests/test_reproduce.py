@@ -228,7 +228,7 @@ def _frac(auc):
 
 def test_tolerance_defaults_and_keys(tmp_path):
     from benchmark.errors import CTRBenchError
-    from benchmark.reproduce import DEFAULT_TOLERANCE, tolerances
+    from benchmark.verdicts import DEFAULT_TOLERANCE, tolerances
 
     assert tolerances({}) == DEFAULT_TOLERANCE
     assert tolerances({"auc_tolerance": 0.2})["AUC"] == pytest.approx(0.002)

@@ -27,7 +27,7 @@ def verdicts_path(results: str) -> list[str]:
 def read_verdicts(path: str) -> dict:
     """(table, row, column, metric) -> verdict text, from a ``<table>.verdicts.json`` of ``reproduce``
     (its ``cells``: per cell the per-metric ``stats.verdict`` results)."""
-    from ..reproduce import verdict_text
+    from ..verdicts import verdict_text
 
     try:
         with open(path, encoding="utf-8") as fd:
