@@ -29,7 +29,7 @@ Format::
     metrics: [logloss, AUC]
     auc_tolerance: 0.1                  # AUC points (%), for AUC and gAUC; 0.1 when absent
     tolerance: {AUC: 0.001, logloss: 0.001}   # optional, per metric in its own units (AUC as a fraction);
-                                        # wins over auc_tolerance; default DEFAULT_TOLERANCE
+                                        # wins over auc_tolerance; default verdicts.DEFAULT_TOLERANCE
     alpha: 0.05                         # optional: the verdicts' level
     baseline: {avazu: MaskNet}          # optional, per column (a row may name its own: rows.X.baseline)
     significance: paired                # paired | welch | welch_levene
