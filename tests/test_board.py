@@ -144,7 +144,8 @@ def test_relaimp_against_the_baseline():
     no_base = table(baseline=None)
     assert no_base.baseline is None and all(c.relaimp is None for r in no_base.rows for c in r.cells.values())
     missing = table(baseline="NOPE")
-    assert missing.baseline is None and any("NOPE" in n for n in missing.notes)
+    assert missing.baseline is None and missing.baseline_missing == "NOPE"
+    assert no_base.baseline_missing is None
 
 
 def test_best_and_tied_marks():

@@ -114,6 +114,7 @@ class Table:
     metrics: list
     rows: list
     baseline: str | None = None  # the baseline row's label
+    baseline_missing: str | None = None  # the --baseline asked for, when no row of this table is it
     paper: str | None = None  # the targets file's table name
     column: str | None = None
     notes: list = field(default_factory=list)
@@ -209,7 +210,7 @@ def finish_table(table: Table, baseline: str | None, alpha: float = 0.05) -> Tab
     """Baseline tests and RelaImp, Holm over the table, best / tied marks."""
     base = pick_baseline(table.rows, baseline)
     if baseline and base is None:
-        table.notes.append(f"no row matches the baseline {baseline}: no RelaImp nor tests in this table")
+        table.baseline_missing = baseline
     family = []
     if base is not None:
         base.is_baseline = True
