@@ -131,9 +131,11 @@ class InteractionBlock(nn.Module):
     def forward(self, left, x):
         # The inner products and their LayerNorm stay in float32 under autocast: the norm subtracts the
         # products' common mean, a cancellation bf16 cannot afford (DLF_tiny's first training loss under
-        # amp: bf16 was 1.6% off the fp32 one, 0.09% with this; tests/test_compile_bf16.py).
+        # amp: bf16 was 1.6% off the fp32 one, 0.09% with this; tests/test_compile_bf16.py). At least
+        # float32: a float64 model stays float64.
+        dtype = torch.promote_types(left.dtype, torch.float32)
         with torch.autocast(left.device.type, enabled=False):
-            s = torch.bmm(left.float(), self.compress(x.float()).transpose(1, 2))  # (B, n, r)
+            s = torch.bmm(left.to(dtype), self.compress(x.to(dtype)).transpose(1, 2))  # (B, n, r)
             s = self.norm(s.flatten(1))
         z = self.mlp(s).view(-1, self.tokens, self.dim)
         return self.activation(z) if self.activation is not None else z

@@ -68,7 +68,7 @@ class TwinFocusLoss:
 
     def parts(self, logit_simple, logit_complex, y_true):
         """(L_simple, L_complex) as scalars."""
-        y_true = y_true.float()
+        y_true = y_true.to(torch.promote_types(logit_simple.dtype, torch.float32))  # float64 stays
         losses = []
         for k, logit in enumerate((logit_simple, logit_complex)):
             prob = torch.sigmoid(logit)
