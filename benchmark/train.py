@@ -454,7 +454,7 @@ class Trainer:
         else:
             objective.backward()
         if self.max_norm > 0:
-            clip_grad_norm(model.parameters(), self.max_norm)
+            clip_grad_norm(model, self.max_norm)  # the model: fused tables clipped per field
         if self.scaler is not None:
             for opt in self.optimizers():
                 self.scaler.step(opt)

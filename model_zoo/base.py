@@ -16,7 +16,13 @@ from fuxictr.pytorch.models import BaseModel
 from torch import nn
 
 from .errors import ModelConfigError
-from .layers.embedding import FieldLogisticRegression, field_embedding_layer
+from .layers.embedding import (
+    FieldLogisticRegression,
+    FusedFeatureEmbedding,
+    field_embedding_layer,
+    per_field_tensors,
+    regularization_loss,
+)
 from .layers.losses import get_loss_fn
 from .layers.mlp import MLP
 from .optim import check_embedding_optimizer, split_optimizers
@@ -49,10 +55,14 @@ def _regularizer(value):
 
 def clip_grad_norm(parameters, max_norm: float) -> None:
     """torch's ``clip_grad_norm_`` (one 2-norm over every gradient), also over the sparse gradients a sparse
-    ``embedding_optimizer`` gives its table (torch's norm kernels have no sparse version: their values count)."""
-    params = [p for p in parameters if p.grad is not None]
+    ``embedding_optimizer`` gives its table (torch's norm kernels have no sparse version: their values count).
+    ``parameters`` may be the model: its norm is then taken over the per-field tables of a fused layer, in
+    the per-field model's order, so both layouts clip by the same factor to the last bit."""
+    model = parameters if isinstance(parameters, nn.Module) else None
+    params = [p for p in (model.parameters() if model is not None else parameters) if p.grad is not None]
     if not any(p.grad.is_sparse for p in params):
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        grads = per_field_tensors(model, lambda p: p.grad) if model is not None else [p.grad for p in params]
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, torch.nn.utils.get_total_norm(grads))
         return
     for p in params:
         if p.grad.is_sparse:
@@ -232,11 +242,18 @@ class CTRModel(BaseModel):
         loss = self.compute_loss(return_dict, self.get_labels(batch_data))
         loss.backward()
         if self._max_gradient_norm and self._max_gradient_norm > 0:
-            clip_grad_norm(self.parameters(), self._max_gradient_norm)
+            clip_grad_norm(self, self._max_gradient_norm)
         for opt in self.optimizers():
             opt.step()
         self.on_train_step_end(self._total_steps - 1)  # fit counts the step before running it
         return loss
+
+    def regularization_loss(self):
+        """fuxictr's, with a fused table's term taken per field (``layers.embedding.regularization_loss``:
+        the per-field model's gradients to the last bit)."""
+        if not any(isinstance(m, FusedFeatureEmbedding) for m in self.modules()):
+            return super().regularization_loss()
+        return regularization_loss(self, self._embedding_regularizer, self._net_regularizer)
 
     def save_weights(self, checkpoint):
         """fuxictr's save, creating the checkpoint's folder (``model_root/<dataset_id>``) first."""

@@ -337,8 +337,17 @@ def op_model(name: str, fmap, fused: bool, seed: int, reg: float):
     return model
 
 
+def fused_layers(model) -> list:
+    from model_zoo.layers.embedding import FusedFeatureEmbedding
+
+    return [m for m in model.modules() if isinstance(m, FusedFeatureEmbedding)]
+
+
 def phased_step(model, batch, counter: OpCounter, max_norm: float = 10.0):
-    """fuxictr's train_step cut into phases (the same operators as BaseModel.train_step)."""
+    """fuxictr's train_step cut into phases (the same operators as BaseModel.train_step; the ctrbench
+    path's regulariser and clip take a fused table's norms per field, as its trainer does)."""
+    from model_zoo.base import clip_grad_norm
+
     counter.phase = "zero_grad"
     for opt in model.optimizers():
         opt.zero_grad()
@@ -352,7 +361,10 @@ def phased_step(model, batch, counter: OpCounter, max_norm: float = 10.0):
     counter.phase = "backward"
     loss.backward()
     counter.phase = "clip"
-    nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if fused_layers(model):  # the trainer's clip: the fused tables' norm taken per field
+        clip_grad_norm(model, max_norm)
+    else:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     counter.phase = "optimiser"
     for opt in model.optimizers():
         opt.step()

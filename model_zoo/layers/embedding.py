@@ -17,8 +17,10 @@ same network:
 - **Gradients.** The gather's backward is ``embedding_dense_backward`` with the padding rows of every field
   zeroed, as ``nn.Embedding(padding_idx=...)`` leaves them.
 - **Regularisation.** Both parameters live on fuxictr's ``FeatureEmbeddingDict`` (the ``embedding_layer``
-  attribute, of that exact type), so ``BaseModel.regularization_loss`` applies the embedding regulariser
-  to them: (lambda/p)*||W||_p^p over the concatenated table is the per-table sum, in one norm.
+  attribute, of that exact type), so they are regularised as embeddings; ``CTRModel.regularization_loss``
+  (``regularization_loss`` below) takes their (lambda/p)*||W||_p^p per field, the per-field tables' norms
+  and gradients to the last bit, and the gradient clip (``field_tensors``) their norms in the per-field
+  model's order: one norm over the concatenated table differs in its last bits, which Adam amplifies.
 - **Checkpoints.** ``state_dict`` writes fuxictr's per-field keys (``embedding_layer.embedding_layers.<field>
   .weight``) and ``load_state_dict`` reads them (or the fused keys), so a checkpoint moves both ways
   between this layer and fuxictr's.
@@ -81,6 +83,42 @@ class _Lookup(torch.autograd.Function):
         if pad_rows.numel():
             g.index_fill_(0, pad_rows, 0)
         return g, None, None, None, None
+
+
+class _FieldNormTerm(torch.autograd.Function):
+    """sum_f (lambda/p)*||W_f||_p^p over the per-field tables W_f that are consecutive row blocks of one or
+    more 2-D tables (p = 1 or 2, fuxictr's regularisers). Each block's norm is ``torch.norm`` of that
+    block alone; the backward follows autograd's chain for fuxictr's scalar term of each table (mul,
+    pow, ``norm_backward``: ``grad * (w / norm)``, ``sgn(w) * grad`` for p = 1) element for element, for
+    every block at once: the per-field tables' gradients to the last bit, in a few operators."""
+
+    @staticmethod
+    def forward(ctx, p: int, lam: float, sizes: tuple, rows: tuple, *weights):
+        # sizes: each table's block rows (a list of ints); rows: the same as tensors on the tables' device
+        blocks = [b for w, n in zip(weights, sizes) for b in w.split(n)]
+        norms = torch.stack(torch._foreach_norm(blocks, p))
+        ctx.save_for_backward(norms, *rows, *weights)
+        ctx.p, ctx.lam, ctx.counts = p, lam, [len(n) for n in sizes]
+        return (norms.pow(p) * (lam / p)).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        norms, *saved = ctx.saved_tensors
+        k = len(ctx.counts)
+        rows, weights = saved[:k], saved[k:]
+        p = ctx.p
+        g = (grad * (ctx.lam / p)).expand_as(norms)  # mul's backward
+        if p == 2:  # pow's: g * (2 * norm ** 1)
+            g = g * (2.0 * norms)
+        # norm_backward's masked_fill at the blocks: a zero-norm block is all zeros, and w / 1 is w
+        both = torch.stack([g, norms.masked_fill(norms == 0, 1)])
+        grads, start = [], 0
+        for w, r, count in zip(weights, rows, ctx.counts):
+            part = both if count == both.shape[1] else both[:, start : start + count]
+            start += count
+            e = part.repeat_interleave(r, dim=1, output_size=w.shape[0]).unsqueeze(-1)
+            grads.append(w.sgn() * e[0] if p == 1 else e[0] * (w / e[1]))
+        return (None, None, None, None, *grads)
 
 
 class FusedFeatureEmbedding(nn.Module):
@@ -155,6 +193,9 @@ class FusedFeatureEmbedding(nn.Module):
         self._tables = [(name, off, module.num_embeddings) for name, module, off in tables]
         self._table_of = table_of
         self._numeric = [name for name, _ in numeric]
+        block_rows = [m.num_embeddings for _, m, _ in tables]  # the regulariser's blocks (_FieldNormTerm)
+        self.register_buffer("table_rows", torch.tensor(block_rows, dtype=torch.long), persistent=False)
+        self.register_buffer("numeric_rows", torch.ones(len(numeric), dtype=torch.long), persistent=False)
         pads = [off + m.padding_idx for _, m, off in tables if m.padding_idx is not None]
         self.register_buffer("pad_rows", torch.tensor(pads, dtype=torch.long), persistent=False)
         if tables:
@@ -192,6 +233,51 @@ class FusedFeatureEmbedding(nn.Module):
     def sparse_parameters(self) -> list[nn.Parameter]:
         """The tables whose gradients are sparse (for ``model_zoo.optim``)."""
         return [getattr(self, FUSED)] if self.sparse and self._tables else []
+
+    def field_norm_term(self, p: int, lam: float):
+        """(lambda/p)*||W_f||_p^p summed over the per-field tables that the fused parameters of fuxictr's
+        dict hold (``_FieldNormTerm``; None without any), and those parameters."""
+        inner, weights, sizes, rows = self.embedding_layer, [], [], []
+        blocks = ((FUSED, self.table_rows, [n for *_, n in self._tables]), (NUMERIC, self.numeric_rows, None))
+        for name, r, n in blocks:
+            weight = inner._parameters.get(name)
+            if weight is not None and weight.requires_grad:
+                weights.append(weight)
+                sizes.append(n or [1] * weight.shape[0])
+                rows.append(r)
+        if not weights:
+            return None, []
+        return _FieldNormTerm.apply(p, lam, tuple(sizes), tuple(rows), *weights), weights
+
+    def field_tensors(self, get) -> list[torch.Tensor]:
+        """``get(p)`` for every parameter of fuxictr's per-field layer, in that layer's parameter order, with
+        the fused tables split back into the per-field ones (views, so autograd flows to the fused
+        parameters); entries where ``get`` gives None are left out. Norms over these are the per-field
+        model's norms to the last bit (the regulariser's, the gradient clip's)."""
+        inner = self.embedding_layer
+        pieces: dict[str, torch.Tensor] = {}
+        fused = get(getattr(inner, FUSED)) if FUSED in inner._parameters else None
+        if fused is not None:
+            pieces.update(
+                zip([name for name, _, _ in self._tables], fused.split([n for *_, n in self._tables]))
+            )
+        numeric = get(getattr(inner, NUMERIC)) if NUMERIC in inner._parameters else None
+        if numeric is not None:
+            pieces.update(zip(self._numeric, numeric.unbind(0)))
+        out, seen = [], set()
+        modules = list(inner.embedding_layers.items())
+        modules += [(None, m) for m in inner.feature_encoders.values()]
+        for name, module in modules:
+            if id(module) in seen:  # a shared table: listed once
+                continue
+            seen.add(id(module))
+            if name in pieces:  # a fused field (the first of its table): its module holds no parameter
+                out.append(pieces[name])
+            for param in module.parameters():
+                if id(param) not in seen and (t := get(param)) is not None:
+                    seen.add(id(param))
+                    out.append(t)
+        return out
 
     # ---- views of the fused rows while fuxictr's initialisers run -------------------------------
     def _install_views(self):
@@ -349,3 +435,57 @@ class FieldLogisticRegression(LogisticRegression):
         nn.Module.__init__(self)  # fuxictr's __init__ would build a second, per-field table
         self.bias = nn.Parameter(torch.zeros(1)) if use_bias else None
         self.embedding_layer = embedding_layer
+
+
+def per_field_tensors(model: nn.Module, get) -> list[torch.Tensor]:
+    """``get(p)`` for the parameters of ``model`` in their order, each fused layer's block replaced by
+    ``FusedFeatureEmbedding.field_tensors``: the tensors of the same model built with fuxictr's per-field
+    layer, in its order (entries where ``get`` gives None left out)."""
+    owner = {}
+    for layer in model.modules():
+        if isinstance(layer, FusedFeatureEmbedding):
+            owner.update({id(p): layer for p in layer.embedding_layer.parameters()})
+    out, done = [], set()
+    for param in model.parameters():
+        layer = owner.get(id(param))
+        if layer is None:
+            if (t := get(param)) is not None:
+                out.append(t)
+        elif id(layer) not in done:
+            done.add(id(layer))
+            out.extend(layer.field_tensors(get))
+    return out
+
+
+def regularization_loss(model: nn.Module, embedding_regularizer, net_regularizer):
+    """fuxictr's ``BaseModel.regularization_loss`` for a model with fused tables: (lambda/p)*||W||_p^p of
+    every table of a ``FeatureEmbeddingDict`` (embedding regulariser) and of every other parameter (net
+    regulariser), with a fused parameter taken per field (``field_norm_term``), so each field's norm,
+    and the gradient it gives, is the per-field model's to the last bit (one norm over the concatenated
+    table differs in its last bits, which Adam amplifies into lr-sized steps)."""
+    reg_term = 0
+    if not (embedding_regularizer or net_regularizer):
+        return reg_term
+    emb_reg, net_reg = get_regularizer(embedding_regularizer), get_regularizer(net_regularizer)
+    fused = {id(m.embedding_layer): m for m in model.modules() if isinstance(m, FusedFeatureEmbedding)}
+    emb_params = set()
+    for module in model.modules():
+        if type(module) is not FeatureEmbeddingDict:  # fuxictr's test: the exact type
+            continue
+        params = [p for p in module.parameters() if p.requires_grad]
+        emb_params.update(id(p) for p in params)
+        for p, lam in emb_reg:
+            covered = set()
+            if id(module) in fused:
+                term, weights = fused[id(module)].field_norm_term(p, lam)
+                if term is not None:
+                    reg_term = reg_term + term
+                covered = {id(w) for w in weights}
+            for param in params:
+                if id(param) not in covered:
+                    reg_term = reg_term + (lam / p) * torch.norm(param, p) ** p
+    for param in model.parameters():
+        if param.requires_grad and id(param) not in emb_params:
+            for p, lam in net_reg:
+                reg_term = reg_term + (lam / p) * torch.norm(param, p) ** p
+    return reg_term
