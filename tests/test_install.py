@@ -66,8 +66,9 @@ def venv(tmp_path_factory):
     return path
 
 
-def _ctrbench_run(venv, where):
-    """``ctrbench models`` and a tiny run from a folder outside the project; returns the record."""
+def _ctrbench_run(venv, where, data):
+    """``ctrbench models`` and a tiny run from a folder outside the project; returns the record. ``data``:
+    where its data must land (the checkout's data/ for an editable install, ./data for a plain one)."""
     where.mkdir(parents=True, exist_ok=True)
     listing = _sh([venv / "bin" / "ctrbench", "models"], cwd=where)
     assert "DCN" in listing and "IBNet" in listing
@@ -75,7 +76,7 @@ def _ctrbench_run(venv, where):
     assert "DCN_tiny test:" in out
     records = (where / "results" / "runs.jsonl").read_text().splitlines()
     assert len(records) == 1
-    assert (where / "data" / "tiny").is_dir(), "the data of a run goes under the working directory"
+    assert (data / "tiny").is_dir(), f"the data of the run is not under {data}"
     return json.loads(records[0]), out
 
 
@@ -100,7 +101,7 @@ def test_editable_install_imports_the_projects_model_zoo(project, venv, tmp_path
         "fuxictr's wheel no longer ships model_zoo/"
     )
     assert _zoo_file(venv, tmp_path).startswith(str(project / "model_zoo" / "__init__.py"))
-    record, _ = _ctrbench_run(venv, tmp_path / "editable")
+    record, _ = _ctrbench_run(venv, tmp_path / "editable", project / "data")
     assert record["expid"] == "DCN_tiny"
 
 
@@ -108,7 +109,7 @@ def test_editable_install_with_an_extra(project, venv, tmp_path):
     _sh([venv / "bin" / "pip", "install", "-q", "-e", f"{project}[tune]"], cwd=tmp_path)
     assert _zoo_file(venv, tmp_path).startswith(str(project / "model_zoo" / "__init__.py"))
     _sh([venv / "bin" / "python", "-c", "import optuna, benchmark.tune"], cwd=tmp_path)
-    _ctrbench_run(venv, tmp_path / "extra")
+    _ctrbench_run(venv, tmp_path / "extra", project / "data")
 
 
 def test_plain_install_carries_its_configs(project, venv, tmp_path):
@@ -116,7 +117,7 @@ def test_plain_install_carries_its_configs(project, venv, tmp_path):
     _sh([venv / "bin" / "pip", "install", "-q", project], cwd=tmp_path)
     zoo = _zoo_file(venv, tmp_path)
     assert "site-packages" in zoo and str(project) not in zoo
-    record, out = _ctrbench_run(venv, tmp_path / "plain")
+    record, out = _ctrbench_run(venv, tmp_path / "plain", tmp_path / "plain" / "data")
     assert record["config"]["data_root"].startswith(str(tmp_path / "plain"))
     where = dict(
         line.split(": ", 1)
