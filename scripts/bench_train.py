@@ -305,32 +305,12 @@ def synthetic_fmap(n_numeric: int, n_categorical: int, max_card: int):
     return feature_map_from_vocab(vocab, 16, numeric=[f"I{i + 1}" for i in range(n_numeric)])
 
 
-def synthetic_batch(fmap, rows: int, seed: int) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    X = {}
-    for name, spec in fmap.features.items():
-        if spec["type"] == "numeric":
-            X[name] = torch.rand(rows, generator=g)
-        else:
-            X[name] = torch.randint(1, spec["vocab_size"], (rows,), generator=g, dtype=torch.int32)
-    X["label"] = torch.randint(0, 2, (rows,), generator=g).float()
-    return X
-
-
 def op_model(name: str, fmap, fused: bool, seed: int, reg: float):
-    base = {
-        "gpu": -1,
-        "verbose": 0,
-        "model_root": "/tmp/ctrbench_bench_ops",
-        "metrics": ["logloss", "AUC"],
-        "optimizer": "adam",
-        "loss": "binary_crossentropy",
-        "learning_rate": 1e-3,
-        "embedding_regularizer": reg,
-        "net_regularizer": 0,
-        "net_dropout": 0.0,
-        "batch_norm": False,
-    }
+    from model_zoo.testing import model_kwargs
+
+    base = model_kwargs(
+        model_root="/tmp/ctrbench_bench_ops", embedding_regularizer=reg, net_dropout=0.0, batch_norm=False
+    )
     model, _ = make_model(name, fmap, base, seed, fused=fused)
     for group in model.optimizer.param_groups:  # fuxictr: foreach Adam; ctrbench: the fused kernel
         group["foreach"], group["fused"] = not fused, fused
@@ -398,7 +378,12 @@ def op_budget(args) -> dict:
     from benchmark.train import Trainer
 
     fmap = synthetic_fmap(13, 26, args.max_card)
-    batches = [synthetic_batch(fmap, args.batch_size, args.seed + i) for i in range(2 + args.steps)]
+    from model_zoo.testing import random_batch
+
+    batches = [
+        random_batch(fmap, args.batch_size, args.seed + i, numeric=torch.rand, id_dtype=torch.int32)
+        for i in range(2 + args.steps)
+    ]
     print(
         f"operators per training step, {len(fmap.features)} fields (13 numeric + 26 categorical, "
         f"{sum(s.get('vocab_size', 0) for s in fmap.features.values()):,} embedding rows), batch "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmark.data.registry import FRAPPE_COLUMNS
 from model_zoo import get_model_class
 from model_zoo.layers.attention import MultiHeadSelfAttention
 from model_zoo.testing import count_parameters, feature_map_from_vocab, model_kwargs
@@ -59,18 +60,7 @@ AVAZU_X4 = {
     "weekday": 9,
     "weekend": 4,
 }
-FRAPPE_FIELDS = [
-    "user",
-    "item",
-    "daytime",
-    "weekday",
-    "isweekend",
-    "homework",
-    "cost",
-    "weather",
-    "country",
-    "city",
-]
+FRAPPE_FIELDS = list(FRAPPE_COLUMNS)
 FRAPPE_V = 5389  # from BARS DCN_frappe_x1_013_efa58c31: 418,591 params
 CRITEO_V = 2086316  # from BARS DCNv2_criteo_x1_001_28c60688: 22,018,021 params
 
